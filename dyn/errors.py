@@ -1,0 +1,35 @@
+"""The exception types dyn raises.
+
+Every error dyn raises on bad input is a :class:`DynError` whose message is one line naming the field,
+path or value at fault; the CLI prints that line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DynError", "ConfigError", "StoreError", "DivergenceError"]
+
+
+class DynError(Exception):
+    """Base class of every error dyn raises on purpose; its message is a single line."""
+
+
+class ConfigError(DynError, ValueError):
+    """A configuration, preset, ``--set`` override, probe or other input is invalid."""
+
+
+class StoreError(DynError):
+    """A path is not a readable dyn store, is from a newer schema, or cannot be written."""
+
+
+class DivergenceError(DynError, FloatingPointError):
+    """Training produced a non-finite logged value (loss NaN/inf); the store keeps every step before it.
+
+    Attributes
+    ----------
+    step : int
+        The first recorded step whose logged value was not finite.
+    """
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

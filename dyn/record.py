@@ -1,0 +1,569 @@
+"""Record every neuron's inner products with signal vectors and noise patches, on any PyTorch training loop.
+
+A :class:`Site` is one weight matrix whose rows are neurons plus its probes: named signal vectors ``μ_k``, the noise
+patches ``ξ_i`` of the training samples (with labels), and optional extra probe sets. The :class:`Recorder` keeps,
+for each recorded step ``t``, ``W(t) @ [μ_1..μ_K | ξ_1..ξ_n | extra]`` in a device buffer (one GEMM into
+preallocated memory, or values the training loop already computed), and hands full chunks to a background thread
+that writes them to the run's zarr store (:mod:`dyn.store`). Nothing is copied to the host on the training thread.
+
+When to record is a schedule (``every=k`` or any ``step -> bool`` callable); step 0 (initialisation) and the last
+step are always recorded. Steps advance on ``optimizer.step()`` through a post-step hook, or by calling
+:meth:`Recorder.step` in loops without an optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DivergenceError, DynError, StoreError
+from .store import StoreWriter
+
+__all__ = ["Site", "Recorder", "every"]
+
+Schedule = Callable[[int], bool]
+
+
+def every(k: int) -> Schedule:
+    """Schedule that records every ``k``-th step.
+
+    Examples
+    --------
+    >>> [t for t in range(10) if every(3)(t)]
+    [0, 3, 6, 9]
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise ConfigError(f"every must be a positive integer, got {k!r}")
+
+    def schedule(step: int) -> bool:
+        return step % k == 0
+
+    schedule.__qualname__ = f"every({k})"
+    return schedule
+
+
+def _as_tensor(name: str, value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot convert to a tensor ({exc})") from None
+
+
+@dataclass
+class Site:
+    """A weight matrix (rows are neurons) and the probe vectors whose inner products with it are recorded.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (neurons, features)
+        The live parameter (e.g. ``nn.Linear.weight`` or an encoder's filter matrix). Read, never modified.
+    signals : mapping of name to (features,) tensor
+        The signal vectors μ_k; recorded as ``signal_inner(step, neuron, signal)``.
+    noise : (samples, features) tensor
+        The training samples' noise patches ξ_i; recorded as ``noise_inner(step, neuron, sample)``.
+    labels : (samples,) array-like, optional
+        Labels of the samples, stored as ``label(sample)``.
+    extra : mapping of name to (samples, features) tensor or ``(dim, tensor)``, optional
+        More probe sets, recorded as ``<name>_inner(step, neuron, dim)``; ``dim`` defaults to ``"sample"``
+        (rows must then match ``noise``). Extra probes are not part of the γ/ρ basis.
+    store_probes : bool
+        Store the probe vectors (needed to reconstruct weights; the Gram matrix is always stored).
+    store_weights : bool
+        Store the initial and final weights (``weight_init``, ``weight_final``).
+
+    Examples
+    --------
+    >>> lin = torch.nn.Linear(5, 3, bias=False)
+    >>> site = Site(lin.weight, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5), labels=[1, -1, 1, -1])
+    >>> site.n_probes
+    5
+    """
+
+    weight: torch.Tensor
+    signals: Mapping[str, Any]
+    noise: Any
+    labels: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    store_probes: bool = True
+    store_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weight, torch.Tensor) or self.weight.dim() != 2:
+            shape = tuple(self.weight.shape) if isinstance(self.weight, torch.Tensor) else type(self.weight).__name__
+            raise ConfigError(f"site weight must be a 2-D tensor (neurons, features), got {shape}")
+        d = self.weight.shape[1]
+        if not self.signals:
+            raise ConfigError("site needs at least one signal vector")
+        sig = {}
+        for name, vec in self.signals.items():
+            t = _as_tensor(f"signal {name!r}", vec)
+            if t.dim() != 1 or t.shape[0] != d:
+                raise ConfigError(f"signal {name!r} has shape {tuple(t.shape)}, expected ({d},) to match the weight")
+            sig[str(name)] = t
+        noise = _as_tensor("noise", self.noise)
+        if noise.dim() != 2 or noise.shape[1] != d or noise.shape[0] == 0:
+            raise ConfigError(f"noise has shape {tuple(noise.shape)}, expected (samples, {d}) to match the weight")
+        extra: dict[str, tuple[str, torch.Tensor]] = {}
+        for name, spec in self.extra.items():
+            dim, vecs = spec if isinstance(spec, tuple) else ("sample", spec)
+            t = _as_tensor(f"extra probe {name!r}", vecs)
+            if t.dim() != 2 or t.shape[1] != d:
+                raise ConfigError(f"extra probe {name!r} has shape {tuple(t.shape)}, expected (rows, {d})")
+            if dim == "sample" and t.shape[0] != noise.shape[0]:
+                raise ConfigError(f"extra probe {name!r} has {t.shape[0]} rows, expected {noise.shape[0]} (one per sample)")
+            if name in ("signal", "noise") or dim in ("step", "neuron", "signal", "feature", "basis", "basis_dual"):
+                raise ConfigError(f"extra probe {name!r} on dim {dim!r}: name or dimension is reserved")
+            extra[str(name)] = (str(dim), t)
+        if self.labels is not None:
+            labels = _as_tensor("labels", self.labels).reshape(-1)
+            if labels.shape[0] != noise.shape[0]:
+                raise ConfigError(f"labels has {labels.shape[0]} entries, expected {noise.shape[0]} (one per sample)")
+            self.labels = labels
+        for name, t in [*(("signal " + repr(k), v) for k, v in sig.items()), ("noise", noise),
+                        *(("extra probe " + repr(k), v) for k, (_, v) in extra.items())]:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ConfigError(f"{name} contains NaN or inf")
+        self.signals, self.noise, self.extra = sig, noise, extra
+
+    @property
+    def n_probes(self) -> int:
+        return len(self.signals) + self.noise.shape[0] + sum(t.shape[0] for _, t in self.extra.values())
+
+    def probe_matrix(self) -> torch.Tensor:
+        """All probes as columns, ``(features, probes)``, on the weight's device and dtype, in recording order."""
+        mat = torch.cat([torch.stack(list(self.signals.values())), self.noise, *(t for _, t in self.extra.values())])
+        return mat.to(device=self.weight.device, dtype=self.weight.dtype).T.contiguous()
+
+    def layout(self) -> dict[str, tuple[str, slice]]:
+        """Recorded variable name → (its probe dimension, its column range in the probe matrix)."""
+        k, n = len(self.signals), self.noise.shape[0]
+        out = {"signal_inner": ("signal", slice(0, k)), "noise_inner": ("sample", slice(k, k + n))}
+        start = k + n
+        for name, (dim, t) in self.extra.items():
+            out[f"{name}_inner"] = (dim, slice(start, start + t.shape[0]))
+            start += t.shape[0]
+        return out
+
+
+class _Chunk:
+    """Device-side buffers for up to ``capacity`` recorded steps."""
+
+    def __init__(self, capacity: int, sites: Mapping[str, tuple[Site, torch.Tensor]]):
+        self.capacity = capacity
+        self.steps: list[int] = []
+        self.inner = {
+            name: torch.empty((capacity, site.weight.shape[0], probes.shape[1]), dtype=probes.dtype, device=probes.device)
+            for name, (site, probes) in sites.items()
+        }
+        self.device = next(iter(sites.values()))[1].device
+        self.scalars: dict[str, torch.Tensor] = {}
+
+    @property
+    def full(self) -> bool:
+        return len(self.steps) >= self.capacity
+
+    def row(self, step: int) -> int | None:
+        i = bisect_left(self.steps, step)
+        return i if i < len(self.steps) and self.steps[i] == step else None
+
+    def scalar_buffer(self, name: str) -> torch.Tensor:
+        buf = self.scalars.get(name)
+        if buf is None:
+            buf = self.scalars[name] = torch.full((self.capacity,), math.nan, dtype=torch.float64, device=self.device)
+        return buf
+
+
+class Recorder:
+    """Record the inner products of every site at every (scheduled) step into a zarr store.
+
+    Parameters
+    ----------
+    path : str or Path
+        The new run store (a directory; e.g. ``runs/mine.zarr``).
+    sites : mapping of name to :class:`Site`
+        What to record; names become the store's groups (e.g. ``{"h": ..., "g": ...}``).
+    optimizer : torch.optim.Optimizer, optional
+        Record after each of its steps (a post-step hook; the loop is not touched). Without it, call :meth:`step`.
+    every : int or callable, optional
+        Record every k-th step, or at steps where ``every(step)`` is true. Step 0 and the last step always are.
+    config : mapping, optional
+        JSON-serialisable run settings, stored in the root attribute ``config``.
+    seed : int, optional
+        Stored in the root attribute ``seed``.
+    overwrite : bool
+        Replace an existing store at ``path``.
+    log_at : {"previous", "current"}
+        Which step :meth:`log` attributes values to by default. ``"previous"`` (default) fits the usual order
+        ``loss.backward(); opt.step(); rec.log(loss=loss)``: the loss was computed at the weights before the step.
+    diverge_on : tuple of str
+        Logged names whose non-finite value stops the run: the store keeps the steps before it, status ``diverged``,
+        and :class:`~dyn.DivergenceError` is raised (at once for CPU values, at the next flush for GPU values).
+    chunk_bytes : int
+        Target size of one stored chunk of the largest per-step variable (sets the steps per chunk).
+    queue_size : int
+        Chunks that may wait for the writer thread before training blocks.
+    attrs : mapping, optional
+        Extra root attributes (JSON-serialisable).
+
+    Examples
+    --------
+    >>> import tempfile, os, xarray as xr
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Linear(5, 3, bias=False)
+    >>> x, y = torch.randn(8, 5), torch.randn(8, 3)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> site = dyn.Site(model.weight, signals={"mu": torch.ones(5)}, noise=x)
+    >>> path = os.path.join(tempfile.mkdtemp(), "mine.zarr")
+    >>> with dyn.Recorder(path, sites={"w": site}, optimizer=opt) as rec:
+    ...     for _ in range(4):
+    ...         loss = ((model(x) - y) ** 2).mean()
+    ...         loss.backward(); opt.step(); opt.zero_grad(); rec.log(loss=loss)
+    >>> tree = xr.open_datatree(path, engine="zarr")
+    >>> tree["w"]["noise_inner"].sizes["step"], tree.attrs["status"]
+    (5, 'complete')
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sites: Mapping[str, Site],
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        every: int | Schedule = 1,
+        config: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        overwrite: bool = False,
+        log_at: str = "previous",
+        diverge_on: tuple[str, ...] = ("loss",),
+        chunk_bytes: int = 4 << 20,
+        queue_size: int = 2,
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        if not isinstance(sites, Mapping) or not sites:
+            raise ConfigError("sites must be a non-empty mapping of name -> Site")
+        for name, site in sites.items():
+            if not isinstance(site, Site):
+                raise ConfigError(f"site {name!r} must be a dyn.Site, got {type(site).__name__}")
+            if not str(name).isidentifier():
+                raise ConfigError(f"site name {name!r} must be an identifier (it becomes a store group)")
+        devices = {site.weight.device for site in sites.values()}
+        if len(devices) > 1:
+            raise ConfigError(f"all site weights must be on one device, got {sorted(map(str, devices))}")
+        if log_at not in ("previous", "current"):
+            raise ConfigError(f"log_at must be 'previous' or 'current', got {log_at!r}")
+        if chunk_bytes <= 0 or queue_size <= 0:
+            raise ConfigError("chunk_bytes and queue_size must be positive")
+        self.schedule: Schedule = globals()["every"](every) if isinstance(every, int) else every
+        if not callable(self.schedule):
+            raise ConfigError(f"every must be an int or a callable step -> bool, got {type(every).__name__}")
+        self.sites = dict(sites)
+        self.optimizer = optimizer
+        self.config = dict(config) if config is not None else None
+        self.seed = seed
+        self.log_at = log_at
+        self.diverge_on = tuple(diverge_on)
+        self.queue_size = queue_size
+        self.attrs = dict(attrs or {})
+        self._writer = StoreWriter(path, overwrite=overwrite)
+        self.path = self._writer.path
+        per_step = max(site.weight.shape[0] * site.n_probes * 4 for site in self.sites.values())
+        self.chunk_steps = int(min(max(chunk_bytes // per_step, 1), 4096))
+        self._t = 0
+        self._last_recorded = -1
+        self._current: _Chunk | None = None
+        self._pending: _Chunk | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._diverged: DivergenceError | None = None
+        self._hook = None
+        self._open = False
+        self._closed = False
+        self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0}
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Recorder":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            status = "complete"
+        elif isinstance(exc, DivergenceError):
+            status = "diverged"
+        else:
+            status = "interrupted"
+        error = None if exc is None or isinstance(exc, DivergenceError) else f"{exc_type.__name__}: {exc}".splitlines()[0]
+        self.close(status, error=error)
+        return False
+
+    def open(self) -> "Recorder":
+        """Create the store, write the static data, record step 0 and attach the optimizer hook."""
+        if self._open:
+            return self
+        self._probes = {name: (site, site.probe_matrix()) for name, site in self.sites.items()}
+        attrs = {
+            "sites": list(self.sites),
+            "config": self.config,
+            "seed": self.seed,
+            "log_at": self.log_at,
+            "schedule": getattr(self.schedule, "__qualname__", repr(self.schedule)),
+            **self.attrs,
+        }
+        try:
+            self._writer.create(attrs, self.chunk_steps)
+            for name, site in self.sites.items():
+                self._add_site(name, site)
+        except DynError:
+            self._writer.abort()
+            raise
+        except Exception as exc:
+            self._writer.abort()
+            raise StoreError(f"cannot create store {self.path}: {exc}") from None
+        self._thread = threading.Thread(target=self._write_loop, name=f"dyn-writer:{self.path.name}", daemon=True)
+        self._thread.start()
+        self._open = True
+        self._record(0)
+        if self.optimizer is not None:
+            self._hook = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+        return self
+
+    def _add_site(self, name: str, site: Site) -> None:
+        m, d = site.weight.shape
+        coords: dict[str, np.ndarray] = {
+            "neuron": np.arange(m),
+            "signal": np.array(list(site.signals)),
+            "sample": np.arange(site.noise.shape[0]),
+            "feature": np.arange(d),
+        }
+        for dim, t in site.extra.values():
+            coords.setdefault(dim, np.arange(t.shape[0]))
+        basis_names = [f"signal:{k}" for k in site.signals] + [f"sample:{i}" for i in range(site.noise.shape[0])]
+        coords["basis"] = np.array(basis_names)
+        coords["basis_dual"] = np.array(basis_names)
+        basis = torch.cat([torch.stack(list(site.signals.values())), site.noise]).to("cpu", torch.float64)
+        static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), (basis @ basis.T).numpy())}
+        if site.labels is not None:
+            static["label"] = (("sample",), site.labels.cpu().numpy())
+        if site.store_probes:
+            static["signal_vectors"] = (("signal", "feature"), torch.stack(list(site.signals.values())).cpu().numpy())
+            static["noise_vectors"] = (("sample", "feature"), site.noise.cpu().numpy())
+            for ename, (dim, t) in site.extra.items():
+                static[f"{ename}_vectors"] = ((dim, "feature"), t.cpu().numpy())
+        if site.store_weights:
+            static["weight_init"] = (("neuron", "feature"), site.weight.detach().cpu().numpy())
+        step_vars = {var: ("neuron", dim) for var, (dim, _) in site.layout().items()}
+        self._writer.add_site(name, coords=coords, step_vars=step_vars, static=static,
+                              attrs={"neurons": m, "features": d, "signals": list(site.signals)})
+
+    # -- recording ----------------------------------------------------------------------------------------------
+    @property
+    def step_index(self) -> int:
+        """Number of optimizer steps taken so far (the index of the current weights)."""
+        return self._t
+
+    def step(self) -> None:
+        """Advance one training step and record it if the schedule says so (the optimizer hook calls this)."""
+        self._t += 1
+        if self.schedule(self._t):
+            self._record(self._t)
+
+    def record(self, step: int, inner: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Record ``step`` explicitly, optionally with inner products the training loop already computed.
+
+        Parameters
+        ----------
+        step : int
+            The step index; must increase from call to call.
+        inner : mapping of site name to (neurons, probes) tensor, optional
+            Precomputed ``W @ probes`` in the site's probe order (:meth:`Site.probe_matrix`), e.g. the
+            pre-activations of a full-batch forward pass; sites not given are computed with one GEMM.
+        """
+        if step <= self._last_recorded:
+            raise ConfigError(f"record: step {step} is not after the last recorded step {self._last_recorded}")
+        self._t = step
+        self._record(step, inner)
+
+    def _record(self, step: int, inner: Mapping[str, torch.Tensor] | None = None) -> None:
+        self._check_alive()
+        chunk = self._current
+        if chunk is None or chunk.full:
+            if self._pending is not None:
+                self._submit(self._pending)
+            self._pending = chunk
+            chunk = self._current = _Chunk(self.chunk_steps, self._probes)
+        row = len(chunk.steps)
+        with torch.no_grad():
+            for name, (site, probes) in self._probes.items():
+                given = None if inner is None else inner.get(name)
+                if given is None:
+                    torch.mm(site.weight.detach(), probes, out=chunk.inner[name][row])
+                else:
+                    chunk.inner[name][row].copy_(given)
+        chunk.steps.append(step)
+        self._last_recorded = step
+
+    def log(self, step: int | None = None, **values: Any) -> None:
+        """Log per-step scalars (e.g. ``loss=loss``) for a recorded step; tensors stay on their device.
+
+        Values for steps the schedule did not record are dropped.
+
+        Parameters
+        ----------
+        step : int, optional
+            The step the values belong to (the index of the weights they were computed at). By default the
+            step before the latest optimizer step (``log_at="previous"``) or the current step (``"current"``).
+        **values
+            Scalars: Python numbers or 0-d tensors.
+        """
+        self._check_alive()
+        if step is None:
+            step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
+        chunk, row = None, None
+        for candidate in (self._current, self._pending):
+            if candidate is not None and (row := candidate.row(step)) is not None:
+                chunk = candidate
+                break
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+                if value.numel() != 1:
+                    raise ConfigError(f"log: {name} must be a scalar, got shape {tuple(value.shape)}")
+                value = value.reshape(())
+                if value.device.type == "cpu" and name in self.diverge_on and not math.isfinite(float(value)):
+                    self._diverge(step, name, float(value))
+            elif isinstance(value, (int, float, np.number)):
+                if name in self.diverge_on and not math.isfinite(float(value)):
+                    self._diverge(step, name, float(value))
+            else:
+                raise ConfigError(f"log: {name} must be a number or a 0-d tensor, got {type(value).__name__}")
+            if chunk is not None:
+                chunk.scalar_buffer(name)[row] = value
+
+    def _diverge(self, step: int, name: str, value: float) -> None:
+        for chunk in (self._pending, self._current):
+            if chunk is not None and chunk.steps and chunk.steps[-1] >= step:
+                keep = bisect_left(chunk.steps, step)
+                del chunk.steps[keep:]
+        self._diverged = DivergenceError(f"{name} became {value} at step {step}; stopped, steps before it are kept", step)
+        self._last_recorded = step - 1
+        raise self._diverged
+
+    def _check_alive(self) -> None:
+        if not self._open or self._closed:
+            raise StoreError(f"recorder for {self.path} is not open")
+        if self._error is not None:
+            raise StoreError(f"writing {self.path} failed: {self._error}") from self._error
+        if self._diverged is not None:
+            raise self._diverged
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def _submit(self, chunk: _Chunk) -> None:
+        if not chunk.steps:
+            return
+        k = len(chunk.steps)
+        item = (
+            np.asarray(chunk.steps, dtype=np.int64),
+            {name: buf[:k] for name, buf in chunk.inner.items()},
+            {name: buf[:k] for name, buf in chunk.scalars.items()},
+        )
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._error is not None or not self._thread.is_alive():
+                    raise StoreError(f"writing {self.path} failed: {self._error}")
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None or (self._diverged is not None and self._diverged.step <= int(item[0][0])):
+                continue
+            try:
+                self._write(*item)
+            except BaseException as exc:  # surfaced on the training thread at its next call
+                self._error = exc
+
+    def _write(self, steps: np.ndarray, inner: Mapping[str, torch.Tensor], scalars: Mapping[str, torch.Tensor]) -> None:
+        t0 = time.perf_counter()
+        host_scalars = {name: buf.cpu().numpy() for name, buf in scalars.items()}
+        k = len(steps)
+        for name in self.diverge_on:
+            values = host_scalars.get(name)
+            if values is not None and not np.isfinite(values).all():
+                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                if self._diverged is None:
+                    self._diverged = DivergenceError(
+                        f"{name} became {values[bad]} at step {int(steps[bad])}; stopped, steps before it are kept",
+                        int(steps[bad]),
+                    )
+                k = min(k, bad)
+        if self._diverged is not None:
+            k = min(k, int(np.searchsorted(steps, self._diverged.step)))
+        if k == 0:
+            return
+        arrays = {}
+        nbytes = 0
+        for name, buf in inner.items():
+            host = buf[:k].to("cpu", torch.float32).numpy()
+            site = self.sites[name]
+            arrays[name] = {var: host[:, :, cols] for var, (_, cols) in site.layout().items()}
+            nbytes += host.nbytes
+        self._writer.append(steps[:k], arrays, {n: v[:k] for n, v in host_scalars.items()})
+        self.stats["chunks"] += 1
+        self.stats["bytes"] += nbytes
+        self.stats["steps"] += k
+        self.stats["write_seconds"] += time.perf_counter() - t0
+
+    def close(self, status: str = "complete", error: str | None = None) -> None:
+        """Flush all buffered steps, store the final weights, set ``status`` and consolidate the store."""
+        if self._closed or not self._open:
+            return
+        if self._hook is not None:
+            self._hook.remove()
+        if self._diverged is not None:
+            status = "diverged"
+        elif status != "diverged" and self._last_recorded < self._t and self._error is None:
+            self._record(self._t)  # the schedule skipped the final weights: record them anyway
+        for chunk in (self._pending, self._current):
+            if chunk is not None and self._error is None:
+                self._submit(chunk)
+        self._pending = self._current = None
+        self._queue.put(None)
+        self._thread.join()
+        self._closed = True
+        attrs: dict[str, Any] = {}
+        if self._diverged is not None:
+            attrs["diverged_at"] = self._diverged.step
+            attrs["error"] = str(self._diverged)
+        elif error:
+            attrs["error"] = error
+        if self._error is not None:
+            attrs["error"] = f"write failed: {self._error}"
+            status = "interrupted"
+        try:
+            for name, site in self.sites.items():
+                if site.store_weights and self._error is None and status != "diverged":
+                    self._writer.write_static(
+                        name, "weight_final", ("neuron", "feature"), site.weight.detach().cpu().numpy(),
+                        attrs={"step": self._t},
+                    )
+        finally:
+            self._writer.close(status, **attrs)
+        if self._error is not None:
+            raise StoreError(f"writing {self.path} failed: {self._error}") from self._error

@@ -1,0 +1,405 @@
+"""The on-disk schema of a dyn run: one zarr v3 store, readable by plain xarray.
+
+Layout (every dimension has a coordinate of the same name)::
+
+    /                       attrs: dyn_schema_version, dyn_version, created, libraries, config, seed,
+                                   status, last_step, n_recorded, sites, chunk_steps, ...
+      step(step)            int64, recorded optimizer steps (0 = initialisation)
+      loss(step), ...       float64, scalars logged with Recorder.log
+    /<site>                 one group per site (e.g. h, g)
+      step(step), neuron(neuron), sample(sample), signal(signal), feature(feature), basis(basis), basis_dual
+      signal_inner(step, neuron, signal)   float32   ⟨w_r(t), μ_k⟩
+      noise_inner(step, neuron, sample)    float32   ⟨w_r(t), ξ_i⟩
+      <extra>_inner(step, neuron, <dim>)   float32   user probe sets
+      label(sample)                        labels of the noise patches (when given)
+      gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
+      signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
+      weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
+
+Per-step arrays are chunked only along ``step`` (a few MB a chunk, fixed at creation) and compressed with Blosc.
+While a run is live the metadata is not consolidated and ``n_recorded`` counts the steps whose chunks are fully
+written; ``close`` consolidates once. One writer per store is enforced with an OS lock held while writing.
+
+Open with ``xr.open_datatree(path, engine="zarr")`` or, validated, :func:`dyn.open`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import platform
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from .errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "StoreWriter", "open_run", "read_attrs", "library_versions", "STATUSES"]
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "complete", "diverged", "interrupted")
+LOCK_NAME = ".dyn-writer.lock"
+_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+STEP_VARS = ("signal_inner", "noise_inner")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a run depends on, stored with every run."""
+    import torch
+
+    from . import __version__
+
+    return {
+        "dyn": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "xarray": xr.__version__,
+        "zarr": zarr.__version__,
+    }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class StoreWriter:
+    """Creates a run store and appends step chunks to it; the only code that writes run stores.
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory of the new zarr store.
+    overwrite : bool
+        Replace an existing store (only a dyn store or an empty directory; never another kind of folder).
+
+    Notes
+    -----
+    Nothing is created until :meth:`create`, so a caller can validate all its inputs first and leave no
+    half-written store behind on bad input.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        if self.path.exists():
+            if not overwrite:
+                raise StoreError(f"{self.path} already exists (use overwrite=True / --overwrite to replace it)")
+            if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / "zarr.json").is_file():
+                raise StoreError(f"{self.path} exists and is not a dyn store; refusing to overwrite it")
+            if not self.path.is_dir():
+                raise StoreError(f"{self.path} exists and is not a directory; refusing to overwrite it")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if parent.exists() and not os.access(parent, os.W_OK):
+            raise StoreError(f"cannot write to {parent}: permission denied")
+        self.group: zarr.Group | None = None
+        self._lock_fd: int | None = None
+        self.chunk_steps = 0
+        self.n_recorded = 0
+        self._arrays: dict[tuple[str, str], zarr.Array] = {}
+
+    # -- creation -----------------------------------------------------------------------------------------------
+    def create(self, attrs: Mapping[str, Any], chunk_steps: int) -> None:
+        """Create the store with root ``attrs`` and the root ``step`` coordinate."""
+        if self.path.exists() and self.overwrite:
+            self._acquire_lock(existing=True)
+            shutil.rmtree(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        self._acquire_lock(existing=False)
+        self.chunk_steps = int(chunk_steps)
+        root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        root.attrs.update(
+            {
+                "dyn_schema_version": SCHEMA_VERSION,
+                "created": _now(),
+                "libraries": library_versions(),
+                "status": "running",
+                "last_step": -1,
+                "n_recorded": 0,
+                "chunk_steps": self.chunk_steps,
+                **attrs,
+            }
+        )
+        self.group = root
+        self._step_array("", "step", (), np.int64)
+
+    def _acquire_lock(self, existing: bool) -> None:
+        lock_path = self.path / LOCK_NAME
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.path} is being written by another process (one writer per store)") from None
+        if existing:
+            # The lock guarded the removal of the old store; a fresh one is taken after mkdir.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        else:
+            self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                (self.path / LOCK_NAME).unlink(missing_ok=True)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _require_group(self, site: str) -> zarr.Group:
+        assert self.group is not None, "create() first"
+        if not site:
+            return self.group
+        if site in self.group:
+            return self.group[site]
+        return self.group.create_group(site)
+
+    def _step_array(self, site: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> zarr.Array:
+        grp = self._require_group(site)
+        shape = (self.n_recorded, *(n for _, n in trailing))
+        fill = -1 if np.dtype(dtype).kind == "i" else np.nan
+        arr = grp.create_array(
+            name,
+            shape=shape,
+            chunks=(self.chunk_steps, *(n for _, n in trailing)),
+            dtype=dtype,
+            dimension_names=["step", *(d for d, _ in trailing)],
+            fill_value=fill,
+            compressors=[_COMPRESSOR] if trailing else None,
+        )
+        self._arrays[(site, name)] = arr
+        return arr
+
+    def add_site(
+        self,
+        site: str,
+        *,
+        coords: Mapping[str, np.ndarray],
+        step_vars: Mapping[str, tuple[str, str]],
+        static: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays."""
+        grp = self._require_group(site)
+        if attrs:
+            grp.attrs.update(dict(attrs))
+        for dim, values in coords.items():
+            self._write_static(grp, dim, (dim,), np.asarray(values))
+        self._step_array(site, "step", (), np.int64)
+        for name, (d2, d3) in step_vars.items():
+            self._step_array(site, name, ((d2, len(coords[d2])), (d3, len(coords[d3]))), np.float32)
+        for name, (dims, values) in static.items():
+            self.write_static(site, name, dims, values)
+
+    def write_static(self, site: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None = None) -> None:
+        """Write (or replace) a static array of a site, e.g. ``weight_final``."""
+        self._write_static(self._require_group(site), name, dims, np.asarray(values), attrs)
+
+    @staticmethod
+    def _write_static(grp: zarr.Group, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None = None) -> None:
+        if values.dtype.kind in "UO":
+            values = values.astype(str)
+            arr = grp.create_array(name, shape=values.shape, dtype=str, dimension_names=list(dims), overwrite=True)
+        else:
+            arr = grp.create_array(
+                name,
+                shape=values.shape,
+                dtype=values.dtype,
+                dimension_names=list(dims),
+                compressors=[_COMPRESSOR],
+                overwrite=True,
+            )
+        if values.size:
+            arr[...] = values
+        if attrs:
+            arr.attrs.update(dict(attrs))
+
+    # -- appending ----------------------------------------------------------------------------------------------
+    def append(
+        self,
+        steps: np.ndarray,
+        inner: Mapping[str, Mapping[str, np.ndarray]],
+        scalars: Mapping[str, np.ndarray],
+    ) -> None:
+        """Append ``len(steps)`` recorded steps: per-site inner products and root scalars.
+
+        The step count ``n_recorded`` in the root attributes is advanced only after every array holds the data,
+        so a reader (or a crash) never sees a half-appended chunk as recorded.
+        """
+        k = len(steps)
+        if k == 0:
+            return
+        start, stop = self.n_recorded, self.n_recorded + k
+        for name, values in scalars.items():
+            if ("", name) not in self._arrays:
+                self._step_array("", name, (), np.float64)
+        writes: list[tuple[zarr.Array, np.ndarray]] = [(self._arrays[("", "step")], steps)]
+        for name, arr in self._arrays.items():
+            site, var = name
+            if site == "" and var != "step":
+                values = scalars.get(var)
+                writes.append((arr, np.full(k, np.nan) if values is None else np.asarray(values, np.float64)))
+        for site, arrays in inner.items():
+            writes.append((self._arrays[(site, "step")], steps))
+            for var, values in arrays.items():
+                writes.append((self._arrays[(site, var)], values))
+        # Grow every array first, then fill: a crash in between leaves equal-length arrays whose tail is fill
+        # values beyond n_recorded, which readers trim, rather than arrays of different lengths.
+        for arr, _ in writes:
+            if arr.shape[0] != start:
+                raise StoreError(f"store {self.path}: array {arr.path} has {arr.shape[0]} steps, expected {start}")
+            arr.resize((stop, *arr.shape[1:]))
+        for arr, values in writes:
+            arr[start:stop] = values
+        self.n_recorded = stop
+        self.group.attrs.update({"n_recorded": stop, "last_step": int(steps[-1])})
+
+    def set_attrs(self, **attrs: Any) -> None:
+        self.group.attrs.update(attrs)
+
+    def close(self, status: str, **attrs: Any) -> None:
+        """Set the final status, consolidate metadata, release the writer lock."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        try:
+            if self.group is not None:
+                self.group.attrs.update({"status": status, "closed": _now(), **attrs})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    zarr.consolidate_metadata(str(self.path))
+        finally:
+            self._release_lock()
+
+    def abort(self) -> None:
+        """Remove a store whose creation failed (only ever called before any step was recorded)."""
+        self._release_lock()
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+# -- reading ------------------------------------------------------------------------------------------------------
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Root attributes of a dyn store, read from ``zarr.json`` as JSON (no zarr, no code execution).
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is not a zarr v3 group written by dyn, or comes from a newer schema.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p} does not exist")
+    meta_path = p / "zarr.json"
+    if not p.is_dir() or not meta_path.is_file():
+        raise StoreError(f"{p} is not a dyn store (no zarr.json; not a zarr v3 store)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{p} is not a dyn store (unreadable zarr.json: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        raise StoreError(f"{p} is not a dyn store (its root is not a zarr group)")
+    attrs = meta.get("attributes") or {}
+    version = attrs.get("dyn_schema_version")
+    if version is None:
+        raise StoreError(f"{p} is not a dyn store (no dyn_schema_version attribute; written by another program?)")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{p} uses dyn store schema {version!r}, newer than this dyn supports ({SCHEMA_VERSION}); upgrade dyn"
+        )
+    return attrs
+
+
+def _is_consolidated(path: Path) -> bool:
+    try:
+        return json.loads((path / "zarr.json").read_text()).get("consolidated_metadata") is not None
+    except (OSError, ValueError):
+        return False
+
+
+def open_run(path: str | os.PathLike, *, validate: bool = True) -> xr.DataTree:
+    """Open a dyn run store as an :class:`xarray.DataTree`, validating its schema.
+
+    A store that is still running or was interrupted is trimmed to the steps whose chunks were fully written.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run store.
+    validate : bool
+        Check sites, variables and dimensions against the schema.
+
+    Raises
+    ------
+    StoreError
+        A one-line message naming what is wrong.
+
+    Examples
+    --------
+    >>> import dyn, torch, tempfile, os
+    >>> w = torch.nn.Parameter(torch.randn(3, 5))
+    >>> site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> with dyn.Recorder(path, sites={"h": site}) as rec:
+    ...     rec.step()
+    >>> tree = dyn.open(path)
+    >>> tree["h"]["noise_inner"].shape
+    (2, 3, 4)
+    """
+    p = Path(path)
+    attrs = read_attrs(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = xr.open_datatree(p, engine="zarr", consolidated=_is_consolidated(p))
+    except Exception as exc:  # zarr/xarray raise many types for damaged stores; name the store and the cause
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"{p} could not be read as a dyn store: {msg}") from None
+    n = attrs.get("n_recorded")
+    if isinstance(n, int) and "step" in tree.dims and tree.sizes["step"] > n:
+        tree = tree.isel(step=slice(0, n))
+    if validate:
+        _validate(p, tree, attrs)
+    return tree
+
+
+def _validate(p: Path, tree: xr.DataTree, attrs: Mapping[str, Any]) -> None:
+    if attrs.get("status") not in STATUSES:
+        raise StoreError(f"{p}: unknown status {attrs.get('status')!r}")
+    if "step" not in tree.ds.variables:
+        raise StoreError(f"{p}: missing root variable 'step'")
+    sites = attrs.get("sites")
+    if not isinstance(sites, list) or not sites:
+        raise StoreError(f"{p}: missing or empty 'sites' attribute")
+    for site in sites:
+        if site not in tree.children:
+            raise StoreError(f"{p}: missing site group '{site}'")
+        ds = tree[site].ds
+        for var in STEP_VARS:
+            if var not in ds.variables:
+                raise StoreError(f"{p}: site '{site}' is missing variable '{var}'")
+        expected = {"signal_inner": ("step", "neuron", "signal"), "noise_inner": ("step", "neuron", "sample")}
+        for var, dims in expected.items():
+            if ds[var].dims != dims:
+                raise StoreError(f"{p}: {site}/{var} has dims {ds[var].dims}, expected {dims}")
+        for dim in ds.dims:
+            if dim not in tree[site].coords:
+                raise StoreError(f"{p}: site '{site}' has no coordinate for dimension '{dim}'")
+        if ds.sizes["step"] != tree.sizes["step"]:
+            raise StoreError(f"{p}: site '{site}' has {ds.sizes['step']} steps, root has {tree.sizes['step']}")
+
+
+def iter_sites(tree: xr.DataTree) -> Iterable[str]:
+    """Names of the site groups of an opened run, in recording order."""
+    return list(tree.attrs.get("sites", list(tree.children)))

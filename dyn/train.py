@@ -1,0 +1,214 @@
+"""Train the paper's contrastive setups with gradient descent, recording every step.
+
+Full-batch GD with learning rate η is exactly the paper's update (eq. 7 single-modal, eq. 10 multi-modal):
+``torch.optim.SGD`` without momentum or weight decay applied to the loss of eq. 6 / eq. 9, whose stop-gradients
+make autograd produce those updates term by term. Minibatch SGD over anchors is an option.
+
+The forward pass evaluates each encoder once on its unique patch vectors ``[μ, ξ_1..ξ_n, (ξ_i+ε_i)..]``, so the
+pre-activations it computes *are* the inner products the recorder stores; they are handed to the recorder instead
+of being computed a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .config import Config
+from .data import SyntheticData, make_data
+from .errors import DivergenceError
+from .models import PatchReLUEncoder
+from .objectives import ContrastiveLoss, multi_modal_loss, single_modal_loss
+from .record import Recorder, Site
+
+__all__ = ["Huang2024Setup", "RunSummary", "train"]
+
+
+@dataclass
+class RunSummary:
+    """What :func:`train` reports: where the run is and how it ended."""
+
+    path: Path
+    status: str
+    steps: int
+    final_loss: float
+    seconds: float
+    nbytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.status}: {self.steps} steps, final loss {self.final_loss:.4g}, "
+            f"{self.seconds:.1f} s, store {self.path} ({_human(self.nbytes)})"
+        )
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def store_size(path: str | os.PathLike) -> int:
+    """Bytes on disk under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+class Huang2024Setup:
+    """Data, encoders, sites and loss of one Huang et al. 2024 run, built from a :class:`Config`.
+
+    Attributes
+    ----------
+    config : Config
+    data : SyntheticData
+    encoders : dict of name → PatchReLUEncoder
+        ``{"h": ...}`` single-modal, ``{"h": ..., "g": ...}`` multi-modal.
+    sites : dict of name → Site
+        What the recorder records for each encoder.
+
+    Examples
+    --------
+    >>> setup = Huang2024Setup(Config(d=20, n=8, m=4, modality="multi"))
+    >>> sorted(setup.encoders), float(setup.loss().loss) > 0
+    (['g', 'h'], True)
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.data: SyntheticData = make_data(config)
+        dtype = getattr(torch, config.dtype)
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        names = ["h"] if config.modality == "single" else ["h", "g"]
+        self.encoders = {
+            name: PatchReLUEncoder(config.d, config.m, config.sigma0, generator=gen, dtype=dtype, device=config.device)
+            for name in names
+        }
+        data = self.data
+        h = Site(self.encoders["h"].weight, signals={"mu": data.mu}, noise=data.xi, labels=data.y,
+                 extra={} if config.modality == "multi" or config.redraw_eps else {"noise_aug": data.xi + data.eps})
+        self.sites = {"h": h}
+        if config.modality == "multi":
+            self.sites["g"] = Site(self.encoders["g"].weight, signals={"mu_tilde": data.mu_tilde},
+                                   noise=data.xi_tilde, labels=data.y)
+        self._probes = {name: site.probe_matrix() for name, site in self.sites.items()}
+        self._sgd_gen = torch.Generator().manual_seed(config.seed + 2)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [enc.weight for enc in self.encoders.values()]
+
+    def _features(self, z: torch.Tensor, columns: slice) -> torch.Tensor:
+        """Patch features (n, 2, m) from pre-activations ``z = W @ probes`` (m, probes)."""
+        y = self.data.y
+        signal = torch.relu(y[:, None] * z[:, 0][None, :])  # ⟨w_r, y_i μ⟩ = y_i ⟨w_r, μ⟩
+        noise = torch.relu(z[:, columns].T)
+        return torch.stack([signal, noise], dim=1)
+
+    def loss(self, anchors: torch.Tensor | None = None) -> ContrastiveLoss:
+        """Loss at the current weights; its pre-activations are kept in :attr:`last_inner` for the recorder."""
+        n = self.config.n
+        z = {name: self.encoders[name].weight @ probes for name, probes in self._probes.items()}
+        self.last_inner = {name: v.detach() for name, v in z.items()}
+        f = self._features(z["h"], slice(1, 1 + n))
+        if self.config.modality == "single":
+            if self.config.redraw_eps:
+                aug_noise = torch.relu((self.data.xi + self.data.eps) @ self.encoders["h"].weight.T)
+                f_aug = torch.stack([f[:, 0], aug_noise], dim=1)
+            else:
+                f_aug = self._features(z["h"], slice(1 + n, 1 + 2 * n))
+            return single_modal_loss(f, f_aug, self.data.negatives, self.config.tau, anchors)
+        g = self._features(z["g"], slice(1, 1 + n))
+        return multi_modal_loss(f, g, self.data.negatives, self.config.tau, anchors)
+
+    def anchors(self) -> torch.Tensor | None:
+        """The anchors of the next step: all (GD) or a random minibatch (SGD)."""
+        if self.config.optimizer == "gd":
+            return None
+        idx = torch.randperm(self.config.n, generator=self._sgd_gen)[: self.config.batch_size]
+        return idx.to(self.config.device)
+
+
+def train(
+    config: Config,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    chunk_bytes: int = 4 << 20,
+) -> RunSummary:
+    """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
+
+    The loss and the loss-derivative band (``lp_pos_min`` … ``lp_neg_max``) are logged at every recorded step,
+    evaluated at that step's weights; the final step's loss comes from one more forward pass at the final weights.
+
+    Parameters
+    ----------
+    config : Config
+    out : path of the new run store.
+    overwrite : replace an existing store.
+    progress : show a progress bar.
+    attrs : extra root attributes (e.g. the preset name).
+    chunk_bytes : target bytes per stored chunk.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    DivergenceError
+        When the loss becomes NaN/inf; the store keeps the steps before it and is marked ``diverged``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> summary = train(Config(d=30, n=10, n_test=4, m=4, steps=5), out)
+    >>> summary.status, summary.steps
+    ('complete', 5)
+    """
+    t0 = time.perf_counter()
+    setup = Huang2024Setup(config)
+    opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
+    schedule_every = config.record_every
+    rec = Recorder(out, setup.sites, every=schedule_every, config=config.to_dict(), seed=config.seed,
+                   overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                   attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, desc=f"{config.modality}-modal", unit="step", leave=False)
+    final_loss = float("nan")
+    try:
+        with rec:
+            for t in range(config.steps + 1):
+                recording = t == 0 or t == config.steps or t % schedule_every == 0
+                out_t = setup.loss(None if t == config.steps else setup.anchors())
+                if recording:
+                    if t > 0:  # step 0 was recorded by the recorder itself when it opened
+                        rec.record(t, inner=setup.last_inner)
+                    rec.log(step=t, **out_t.scalars())
+                if t == config.steps:
+                    final_loss = float(out_t.loss.detach())
+                    break
+                opt.zero_grad(set_to_none=True)
+                out_t.loss.backward()
+                opt.step()
+                if bar is not None:
+                    bar.update(1)
+                    if t % 10 == 0:
+                        bar.set_postfix(loss=f"{float(out_t.loss.detach()):.4f}")
+    except DivergenceError as exc:
+        raise DivergenceError(f"{exc}; store {rec.path} is marked diverged", exc.step) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return RunSummary(path=rec.path, status="complete", steps=config.steps, final_loss=final_loss,
+                      seconds=time.perf_counter() - t0, nbytes=store_size(rec.path))
