@@ -88,9 +88,9 @@ class Config:
 
     Examples
     --------
-    >>> cfg = Config(d=20, n=8, m=4, steps=5)
-    >>> cfg.snr
-    0.1118...
+    >>> cfg = Config()  # the paper's Figure-1 sizes
+    >>> round(cfg.snr, 4), round(cfg.n * cfg.snr**2, 3)
+    (0.1118, 1.25)
     >>> cfg.replace(modality="multi").modality
     'multi'
     """

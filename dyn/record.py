@@ -168,6 +168,7 @@ class _Chunk:
         }
         self.device = next(iter(sites.values()))[1].device
         self.scalars: dict[str, torch.Tensor] = {}
+        self.logged: dict[str, torch.Tensor] = {}  # which rows of a scalar were logged (NaN alone is ambiguous)
 
     @property
     def full(self) -> bool:
@@ -181,7 +182,12 @@ class _Chunk:
         buf = self.scalars.get(name)
         if buf is None:
             buf = self.scalars[name] = torch.full((self.capacity,), math.nan, dtype=torch.float64, device=self.device)
+            self.logged[name] = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
         return buf
+
+    def set_scalar(self, name: str, row: int, value: Any) -> None:
+        self.scalar_buffer(name)[row] = value
+        self.logged[name][row] = True
 
 
 class Recorder:
@@ -289,6 +295,7 @@ class Recorder:
         self._error: BaseException | None = None
         self._diverged: DivergenceError | None = None
         self._hook = None
+        self._unrecorded: tuple[int, dict[str, Any]] = (-1, {})
         self._open = False
         self._closed = False
         self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0}
@@ -431,26 +438,31 @@ class Recorder:
         self._check_alive()
         if step is None:
             step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
-        chunk, row = None, None
-        for candidate in (self._current, self._pending):
-            if candidate is not None and (row := candidate.row(step)) is not None:
-                chunk = candidate
-                break
+        clean: dict[str, Any] = {}
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
-                value = value.detach()
                 if value.numel() != 1:
                     raise ConfigError(f"log: {name} must be a scalar, got shape {tuple(value.shape)}")
-                value = value.reshape(())
-                if value.device.type == "cpu" and name in self.diverge_on and not math.isfinite(float(value)):
-                    self._diverge(step, name, float(value))
-            elif isinstance(value, (int, float, np.number)):
-                if name in self.diverge_on and not math.isfinite(float(value)):
-                    self._diverge(step, name, float(value))
+                value = value.detach().reshape(())
+                on_host = value.device.type == "cpu"
+            elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                value, on_host = float(value), True
             else:
                 raise ConfigError(f"log: {name} must be a number or a 0-d tensor, got {type(value).__name__}")
-            if chunk is not None:
-                chunk.scalar_buffer(name)[row] = value
+            if on_host and name in self.diverge_on and not math.isfinite(float(value)):
+                self._diverge(step, name, float(value))
+            clean[name] = value
+        for chunk in (self._current, self._pending):
+            row = None if chunk is None else chunk.row(step)
+            if row is not None:
+                for name, value in clean.items():
+                    chunk.set_scalar(name, row, value)
+                return
+        if step == self._t:
+            # The current step is not recorded (yet): keep its values in case close() records the final step.
+            if self._unrecorded[0] != step:
+                self._unrecorded = (step, {})
+            self._unrecorded[1].update(clean)
 
     def _diverge(self, step: int, name: str, value: float) -> None:
         for chunk in (self._pending, self._current):
@@ -478,6 +490,7 @@ class Recorder:
             np.asarray(chunk.steps, dtype=np.int64),
             {name: buf[:k] for name, buf in chunk.inner.items()},
             {name: buf[:k] for name, buf in chunk.scalars.items()},
+            {name: buf[:k] for name, buf in chunk.logged.items()},
         )
         while True:
             try:
@@ -499,14 +512,23 @@ class Recorder:
             except BaseException as exc:  # surfaced on the training thread at its next call
                 self._error = exc
 
-    def _write(self, steps: np.ndarray, inner: Mapping[str, torch.Tensor], scalars: Mapping[str, torch.Tensor]) -> None:
+    def _write(
+        self,
+        steps: np.ndarray,
+        inner: Mapping[str, torch.Tensor],
+        scalars: Mapping[str, torch.Tensor],
+        logged: Mapping[str, torch.Tensor],
+    ) -> None:
         t0 = time.perf_counter()
         host_scalars = {name: buf.cpu().numpy() for name, buf in scalars.items()}
         k = len(steps)
         for name in self.diverge_on:
             values = host_scalars.get(name)
-            if values is not None and not np.isfinite(values).all():
-                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            if values is None:
+                continue
+            bad_rows = np.flatnonzero(~np.isfinite(values) & logged[name].cpu().numpy())
+            if bad_rows.size:
+                bad = int(bad_rows[0])
                 if self._diverged is None:
                     self._diverged = DivergenceError(
                         f"{name} became {values[bad]} at step {int(steps[bad])}; stopped, steps before it are kept",
@@ -540,6 +562,10 @@ class Recorder:
             status = "diverged"
         elif status != "diverged" and self._last_recorded < self._t and self._error is None:
             self._record(self._t)  # the schedule skipped the final weights: record them anyway
+            step, values = self._unrecorded
+            if step == self._t:
+                for name, value in values.items():
+                    self._current.set_scalar(name, len(self._current.steps) - 1, value)
         for chunk in (self._pending, self._current):
             if chunk is not None and self._error is None:
                 self._submit(chunk)

@@ -46,7 +46,6 @@ __all__ = ["SCHEMA_VERSION", "StoreWriter", "open_run", "read_attrs", "library_v
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged", "interrupted")
-LOCK_NAME = ".dyn-writer.lock"
 _COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 STEP_VARS = ("signal_inner", "noise_inner")
 
@@ -102,6 +101,7 @@ class StoreWriter:
             raise StoreError(f"cannot write to {parent}: permission denied")
         self.group: zarr.Group | None = None
         self._lock_fd: int | None = None
+        self._created = False
         self.chunk_steps = 0
         self.n_recorded = 0
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
@@ -110,15 +110,19 @@ class StoreWriter:
     def create(self, attrs: Mapping[str, Any], chunk_steps: int) -> None:
         """Create the store with root ``attrs`` and the root ``step`` coordinate."""
         if self.path.exists() and self.overwrite:
-            self._acquire_lock(existing=True)
-            shutil.rmtree(self.path)
+            fd = self._lock(self.path)  # never delete a store another process is writing
+            try:
+                shutil.rmtree(self.path)
+            finally:
+                os.close(fd)
         try:
             self.path.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
             raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
-        self._acquire_lock(existing=False)
+        self._created = True
+        self._lock_fd = self._lock(self.path)
         self.chunk_steps = int(chunk_steps)
-        root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        root = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
         root.attrs.update(
             {
                 "dyn_schema_version": SCHEMA_VERSION,
@@ -134,29 +138,22 @@ class StoreWriter:
         self.group = root
         self._step_array("", "step", (), np.int64)
 
-    def _acquire_lock(self, existing: bool) -> None:
-        lock_path = self.path / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    @staticmethod
+    def _lock(path: Path) -> int:
+        """Take the store's writer lock: an exclusive flock on the store directory itself (released by the OS
+        when the process dies, so a crashed writer never leaves a stale lock)."""
+        fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StoreError(f"{self.path} is being written by another process (one writer per store)") from None
-        if existing:
-            # The lock guarded the removal of the old store; a fresh one is taken after mkdir.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-        else:
-            self._lock_fd = fd
+            raise StoreError(f"{path} is being written by another process (one writer per store)") from None
+        return fd
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            try:
-                (self.path / LOCK_NAME).unlink(missing_ok=True)
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _require_group(self, site: str) -> zarr.Group:
         assert self.group is not None, "create() first"
@@ -283,9 +280,9 @@ class StoreWriter:
             self._release_lock()
 
     def abort(self) -> None:
-        """Remove a store whose creation failed (only ever called before any step was recorded)."""
+        """Remove a store whose creation failed, if this writer created it; anything else is left alone."""
         self._release_lock()
-        if self.path.exists():
+        if self._created and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
 
 

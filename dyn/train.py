@@ -75,7 +75,7 @@ class Huang2024Setup:
     Examples
     --------
     >>> setup = Huang2024Setup(Config(d=20, n=8, m=4, modality="multi"))
-    >>> sorted(setup.encoders), float(setup.loss().loss) > 0
+    >>> sorted(setup.encoders), float(setup.loss().loss.detach()) > 0
     (['g', 'h'], True)
     """
 

@@ -1,0 +1,27 @@
+# Two commands: `make demo` (train and record the paper's Figure-1 runs) and `make test`.
+# Both create ./.venv on first use. torch is installed first and pinned to the CPU build; GPU users override:
+#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+PY ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	$(BIN)/dyn run --preset huang2024-figure1 --modality single --out runs/single.zarr --overwrite
+	$(BIN)/dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

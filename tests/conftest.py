@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny problems that run in well under a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dyn
+
+
+@pytest.fixture
+def tiny():
+    """A tiny Huang et al. config (d=40, n=10, m=6, 8 steps) in float64."""
+
+    def make(**changes):
+        base = dict(d=40, n=10, n_test=6, m=6, steps=8, eta=0.05, tau=0.5, sigma0=0.1, mu_norm=2.0,
+                    mu_tilde_norm=6.0, nu_norm=1.0, dtype="float64")
+        base.update(changes)
+        return dyn.Config(**base)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(1234)
+    yield
