@@ -28,7 +28,14 @@ import torch
 from .errors import ConfigError, DivergenceError, DynError, StoreError
 from .store import StoreWriter
 
-__all__ = ["Site", "Recorder", "every"]
+__all__ = ["Site", "Recorder", "every", "DEFAULT_CHUNK_BYTES"]
+
+#: Target bytes of one stored chunk of the largest per-step variable. Larger chunks write faster (fewer zarr
+#: round trips) but lose more steps if the process is killed before a flush.
+DEFAULT_CHUNK_BYTES = 8 << 20
+
+#: Distinct scalar names one recorder can log (loss, loss-derivative bounds, accuracies, ...).
+MAX_SCALARS = 64
 
 Schedule = Callable[[int], bool]
 
@@ -167,8 +174,8 @@ class _Chunk:
             for name, (site, probes) in sites.items()
         }
         self.device = next(iter(sites.values()))[1].device
-        self.scalars: dict[str, torch.Tensor] = {}
-        self.logged: dict[str, torch.Tensor] = {}  # which rows of a scalar were logged (NaN alone is ambiguous)
+        self.scalars: torch.Tensor | None = None  # (capacity, MAX_SCALARS) float64, allocated on first log
+        self.logged = np.zeros((capacity, MAX_SCALARS), dtype=bool)  # host-side: which entries were logged
 
     @property
     def full(self) -> bool:
@@ -178,16 +185,11 @@ class _Chunk:
         i = bisect_left(self.steps, step)
         return i if i < len(self.steps) and self.steps[i] == step else None
 
-    def scalar_buffer(self, name: str) -> torch.Tensor:
-        buf = self.scalars.get(name)
-        if buf is None:
-            buf = self.scalars[name] = torch.full((self.capacity,), math.nan, dtype=torch.float64, device=self.device)
-            self.logged[name] = torch.zeros(self.capacity, dtype=torch.bool, device=self.device)
-        return buf
-
-    def set_scalar(self, name: str, row: int, value: Any) -> None:
-        self.scalar_buffer(name)[row] = value
-        self.logged[name][row] = True
+    def set_scalars(self, row: int, cols: slice | torch.Tensor, col_list: list[int], values: torch.Tensor) -> None:
+        if self.scalars is None:
+            self.scalars = torch.full((self.capacity, MAX_SCALARS), math.nan, dtype=torch.float64, device=self.device)
+        self.scalars[row, cols] = values
+        self.logged[row, col_list] = True
 
 
 class Recorder:
@@ -253,7 +255,7 @@ class Recorder:
         overwrite: bool = False,
         log_at: str = "previous",
         diverge_on: tuple[str, ...] = ("loss",),
-        chunk_bytes: int = 4 << 20,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         queue_size: int = 2,
         attrs: Mapping[str, Any] | None = None,
     ):
@@ -295,7 +297,9 @@ class Recorder:
         self._error: BaseException | None = None
         self._diverged: DivergenceError | None = None
         self._hook = None
-        self._unrecorded: tuple[int, dict[str, Any]] = (-1, {})
+        self._unrecorded: tuple[int, Any] = (-1, None)
+        self._scalar_cols: dict[str, int] = {}
+        self._column_cache: dict[tuple[str, ...], tuple[slice | torch.Tensor, list[int]]] = {}
         self._open = False
         self._closed = False
         self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0}
@@ -317,10 +321,15 @@ class Recorder:
         return False
 
     def open(self) -> "Recorder":
-        """Create the store, write the static data, record step 0 and attach the optimizer hook."""
+        """Create the store, write the static data, record step 0 and attach the optimizer hook.
+
+        The store is created here, on the calling thread: a background thread doing this Python-heavy zarr work
+        would contend for the GIL with a training loop of many small torch calls and slow it far more.
+        """
         if self._open:
             return self
         self._probes = {name: (site, site.probe_matrix()) for name, site in self.sites.items()}
+        self._device = next(iter(self.sites.values())).weight.device
         attrs = {
             "sites": list(self.sites),
             "config": self.config,
@@ -329,15 +338,13 @@ class Recorder:
             "schedule": getattr(self.schedule, "__qualname__", repr(self.schedule)),
             **self.attrs,
         }
+        self._writer.prepare()
+        statics = {name: self._site_statics(site) for name, site in self.sites.items()}
         try:
-            self._writer.create(attrs, self.chunk_steps)
-            for name, site in self.sites.items():
-                self._add_site(name, site)
+            self._create_store(attrs, statics)
         except DynError:
-            self._writer.abort()
             raise
         except Exception as exc:
-            self._writer.abort()
             raise StoreError(f"cannot create store {self.path}: {exc}") from None
         self._thread = threading.Thread(target=self._write_loop, name=f"dyn-writer:{self.path.name}", daemon=True)
         self._thread.start()
@@ -347,7 +354,29 @@ class Recorder:
             self._hook = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
         return self
 
-    def _add_site(self, name: str, site: Site) -> None:
+    @staticmethod
+    def _site_statics(site: Site) -> dict[str, Any]:
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", copy=True).numpy()
+
+        return {
+            "signals": host(torch.stack(list(site.signals.values()))),
+            "noise": host(site.noise),
+            "extra": {name: (dim, host(t)) for name, (dim, t) in site.extra.items()},
+            "labels": None if site.labels is None else host(site.labels),
+            "weight": host(site.weight) if site.store_weights else None,
+        }
+
+    def _create_store(self, attrs: Mapping[str, Any], statics: Mapping[str, Mapping[str, Any]]) -> None:
+        try:
+            self._writer.create(attrs, self.chunk_steps)
+            for name, site in self.sites.items():
+                self._add_site(name, site, statics[name])
+        except BaseException:
+            self._writer.abort()  # nothing was recorded yet: leave no half-created store
+            raise
+
+    def _add_site(self, name: str, site: Site, st: Mapping[str, Any]) -> None:
         m, d = site.weight.shape
         coords: dict[str, np.ndarray] = {
             "neuron": np.arange(m),
@@ -355,22 +384,22 @@ class Recorder:
             "sample": np.arange(site.noise.shape[0]),
             "feature": np.arange(d),
         }
-        for dim, t in site.extra.values():
-            coords.setdefault(dim, np.arange(t.shape[0]))
+        for dim, vecs in st["extra"].values():
+            coords.setdefault(dim, np.arange(vecs.shape[0]))
         basis_names = [f"signal:{k}" for k in site.signals] + [f"sample:{i}" for i in range(site.noise.shape[0])]
         coords["basis"] = np.array(basis_names)
         coords["basis_dual"] = np.array(basis_names)
-        basis = torch.cat([torch.stack(list(site.signals.values())), site.noise]).to("cpu", torch.float64)
-        static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), (basis @ basis.T).numpy())}
-        if site.labels is not None:
-            static["label"] = (("sample",), site.labels.cpu().numpy())
+        basis = np.concatenate([st["signals"], st["noise"]]).astype(np.float64)
+        static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), basis @ basis.T)}
+        if st["labels"] is not None:
+            static["label"] = (("sample",), st["labels"])
         if site.store_probes:
-            static["signal_vectors"] = (("signal", "feature"), torch.stack(list(site.signals.values())).cpu().numpy())
-            static["noise_vectors"] = (("sample", "feature"), site.noise.cpu().numpy())
-            for ename, (dim, t) in site.extra.items():
-                static[f"{ename}_vectors"] = ((dim, "feature"), t.cpu().numpy())
-        if site.store_weights:
-            static["weight_init"] = (("neuron", "feature"), site.weight.detach().cpu().numpy())
+            static["signal_vectors"] = (("signal", "feature"), st["signals"])
+            static["noise_vectors"] = (("sample", "feature"), st["noise"])
+            for ename, (dim, vecs) in st["extra"].items():
+                static[f"{ename}_vectors"] = ((dim, "feature"), vecs)
+        if st["weight"] is not None:
+            static["weight_init"] = (("neuron", "feature"), st["weight"])
         step_vars = {var: ("neuron", dim) for var, (dim, _) in site.layout().items()}
         self._writer.add_site(name, coords=coords, step_vars=step_vars, static=static,
                               attrs={"neurons": m, "features": d, "signals": list(site.signals)})
@@ -438,31 +467,57 @@ class Recorder:
         self._check_alive()
         if step is None:
             step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
-        clean: dict[str, Any] = {}
+        if not values:
+            return
+        names = tuple(values)
+        device = self._device
+        parts = []
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    raise ConfigError(f"log: {name} must be a scalar, got shape {tuple(value.shape)}")
-                value = value.detach().reshape(())
-                on_host = value.device.type == "cpu"
+                if value.dim() != 0:
+                    if value.numel() != 1:
+                        raise ConfigError(f"log: {name} must be a scalar, got shape {tuple(value.shape)}")
+                    value = value.reshape(())
+                parts.append(value.detach())
             elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                value, on_host = float(value), True
+                parts.append(torch.tensor(float(value), dtype=torch.float64, device=device))
             else:
                 raise ConfigError(f"log: {name} must be a number or a 0-d tensor, got {type(value).__name__}")
-            if on_host and name in self.diverge_on and not math.isfinite(float(value)):
-                self._diverge(step, name, float(value))
-            clean[name] = value
+        first = parts[0]
+        if not all(p.dtype == first.dtype and p.device == device for p in parts):
+            parts = [p.to(device=device, dtype=torch.float64) for p in parts]
+        stacked = torch.stack(parts)  # one copy into the buffer below casts to float64
+        if device.type == "cpu" and any(name in self.diverge_on for name in names):
+            for name, value in zip(names, stacked.tolist()):
+                if name in self.diverge_on and not math.isfinite(value):
+                    self._diverge(step, name, value)
+        cols, col_list = self._columns(names)
         for chunk in (self._current, self._pending):
             row = None if chunk is None else chunk.row(step)
             if row is not None:
-                for name, value in clean.items():
-                    chunk.set_scalar(name, row, value)
+                chunk.set_scalars(row, cols, col_list, stacked)
                 return
         if step == self._t:
             # The current step is not recorded (yet): keep its values in case close() records the final step.
-            if self._unrecorded[0] != step:
-                self._unrecorded = (step, {})
-            self._unrecorded[1].update(clean)
+            self._unrecorded = (step, (cols, col_list, stacked))
+
+    def _columns(self, names: tuple[str, ...]) -> tuple[slice | torch.Tensor, list[int]]:
+        """Buffer columns of ``names``: a slice when they are consecutive (one copy per log call)."""
+        cached = self._column_cache.get(names)
+        if cached is not None:
+            return cached
+        for name in names:
+            if name not in self._scalar_cols:
+                if len(self._scalar_cols) >= MAX_SCALARS:
+                    raise ConfigError(f"log: more than {MAX_SCALARS} distinct scalar names; {name!r} is one too many")
+                self._scalar_cols[name] = len(self._scalar_cols)
+        col_list = [self._scalar_cols[name] for name in names]
+        if col_list == list(range(col_list[0], col_list[0] + len(col_list))):
+            cols: slice | torch.Tensor = slice(col_list[0], col_list[0] + len(col_list))
+        else:
+            cols = torch.tensor(col_list, device=self._device)
+        self._column_cache[names] = (cols, col_list)
+        return cols, col_list
 
     def _diverge(self, step: int, name: str, value: float) -> None:
         for chunk in (self._pending, self._current):
@@ -486,12 +541,12 @@ class Recorder:
         if not chunk.steps:
             return
         k = len(chunk.steps)
-        item = (
-            np.asarray(chunk.steps, dtype=np.int64),
-            {name: buf[:k] for name, buf in chunk.inner.items()},
-            {name: buf[:k] for name, buf in chunk.scalars.items()},
-            {name: buf[:k] for name, buf in chunk.logged.items()},
-        )
+        steps = np.asarray(chunk.steps, dtype=np.int64)
+        inner = {name: buf[:k] for name, buf in chunk.inner.items()}
+        scalars = None if chunk.scalars is None else chunk.scalars[:k]
+        logged = chunk.logged[:k]
+        columns = dict(self._scalar_cols)
+        item = lambda: self._write(steps, inner, scalars, logged, columns)  # noqa: E731
         while True:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -505,10 +560,10 @@ class Recorder:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is not None or (self._diverged is not None and self._diverged.step <= int(item[0][0])):
+            if self._error is not None:
                 continue
             try:
-                self._write(*item)
+                item()
             except BaseException as exc:  # surfaced on the training thread at its next call
                 self._error = exc
 
@@ -516,17 +571,19 @@ class Recorder:
         self,
         steps: np.ndarray,
         inner: Mapping[str, torch.Tensor],
-        scalars: Mapping[str, torch.Tensor],
-        logged: Mapping[str, torch.Tensor],
+        scalars: torch.Tensor | None,
+        logged: np.ndarray,
+        columns: Mapping[str, int],
     ) -> None:
         t0 = time.perf_counter()
-        host_scalars = {name: buf.cpu().numpy() for name, buf in scalars.items()}
+        host = None if scalars is None else scalars.cpu().numpy()
+        host_scalars = {} if host is None else {name: host[:, col] for name, col in columns.items() if logged[:, col].any()}
         k = len(steps)
         for name in self.diverge_on:
             values = host_scalars.get(name)
             if values is None:
                 continue
-            bad_rows = np.flatnonzero(~np.isfinite(values) & logged[name].cpu().numpy())
+            bad_rows = np.flatnonzero(~np.isfinite(values) & logged[:, columns[name]])
             if bad_rows.size:
                 bad = int(bad_rows[0])
                 if self._diverged is None:
@@ -562,10 +619,9 @@ class Recorder:
             status = "diverged"
         elif status != "diverged" and self._last_recorded < self._t and self._error is None:
             self._record(self._t)  # the schedule skipped the final weights: record them anyway
-            step, values = self._unrecorded
+            step, logged = self._unrecorded
             if step == self._t:
-                for name, value in values.items():
-                    self._current.set_scalar(name, len(self._current.steps) - 1, value)
+                self._current.set_scalars(len(self._current.steps) - 1, *logged)
         for chunk in (self._pending, self._current):
             if chunk is not None and self._error is None:
                 self._submit(chunk)

@@ -17,14 +17,17 @@ Layout (every dimension has a coordinate of the same name)::
       weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
 
 Per-step arrays are chunked only along ``step`` (a few MB a chunk, fixed at creation) and compressed with Blosc.
-While a run is live the metadata is not consolidated and ``n_recorded`` counts the steps whose chunks are fully
-written; ``close`` consolidates once. One writer per store is enforced with an OS lock held while writing.
+While a run is live the metadata is not consolidated, arrays are allocated ahead in whole chunks, and a step is
+fully written once its ``step`` coordinate is set (unwritten steps hold ``-1``; :func:`open_run` trims them).
+``close`` cuts the arrays to the recorded length, records ``n_recorded``/``last_step`` and consolidates once. One
+writer per store is enforced with an OS lock on the store directory, held while writing.
 
 Open with ``xr.open_datatree(path, engine="zarr")`` or, validated, :func:`dyn.open`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import fcntl
 import json
@@ -39,6 +42,7 @@ import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync as zarr_sync
 
 from .errors import StoreError
 
@@ -46,7 +50,8 @@ __all__ = ["SCHEMA_VERSION", "StoreWriter", "open_run", "read_attrs", "library_v
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged", "interrupted")
-_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+# Inner products of float32 weights compress by only ~10-15%; fast lz4 keeps the writer at disk speed.
+_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 STEP_VARS = ("signal_inner", "noise_inner")
 
 
@@ -104,11 +109,17 @@ class StoreWriter:
         self._created = False
         self.chunk_steps = 0
         self.n_recorded = 0
-        self._arrays: dict[tuple[str, str], zarr.Array] = {}
+        self.last_step = -1
+        self._capacity = 0
+        self._arrays: dict[tuple[str, str], Any] = {}  # zarr AsyncArrays of the per-step variables
 
     # -- creation -----------------------------------------------------------------------------------------------
-    def create(self, attrs: Mapping[str, Any], chunk_steps: int) -> None:
-        """Create the store with root ``attrs`` and the root ``step`` coordinate."""
+    def prepare(self) -> None:
+        """Claim the path: remove a store being overwritten, make the directory, take the writer lock.
+
+        Fast and synchronous, so a caller learns at once when the path cannot be used; :meth:`create` (zarr
+        metadata and static arrays) may then run on a background thread.
+        """
         if self.path.exists() and self.overwrite:
             fd = self._lock(self.path)  # never delete a store another process is writing
             try:
@@ -121,22 +132,25 @@ class StoreWriter:
             raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
         self._created = True
         self._lock_fd = self._lock(self.path)
+
+    def create(self, attrs: Mapping[str, Any], chunk_steps: int) -> None:
+        """Create the store with root ``attrs`` and the root ``step`` coordinate (calls :meth:`prepare` if needed)."""
+        if not self._created:
+            self.prepare()
         self.chunk_steps = int(chunk_steps)
-        root = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
-        root.attrs.update(
-            {
-                "dyn_schema_version": SCHEMA_VERSION,
-                "created": _now(),
-                "libraries": library_versions(),
-                "status": "running",
-                "last_step": -1,
-                "n_recorded": 0,
-                "chunk_steps": self.chunk_steps,
-                **attrs,
-            }
-        )
-        self.group = root
-        self._step_array("", "step", (), np.int64)
+        root_attrs = {
+            "dyn_schema_version": SCHEMA_VERSION,
+            "created": _now(),
+            "libraries": library_versions(),
+            "status": "running",
+            "last_step": -1,
+            "n_recorded": 0,
+            "chunk_steps": self.chunk_steps,
+            **attrs,
+        }
+        self.group = zarr.create_group(str(self.path), zarr_format=3, attributes=root_attrs)
+        self._groups: dict[str, Any] = {"": self.group._async_group}
+        zarr_sync(self._step_array("", "step", (), np.int64))
 
     @staticmethod
     def _lock(path: Path) -> int:
@@ -155,29 +169,30 @@ class StoreWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _require_group(self, site: str) -> zarr.Group:
-        assert self.group is not None, "create() first"
-        if not site:
-            return self.group
-        if site in self.group:
-            return self.group[site]
-        return self.group.create_group(site)
-
-    def _step_array(self, site: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> zarr.Array:
-        grp = self._require_group(site)
-        shape = (self.n_recorded, *(n for _, n in trailing))
+    async def _step_array(self, site: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> None:
         fill = -1 if np.dtype(dtype).kind == "i" else np.nan
-        arr = grp.create_array(
+        self._arrays[(site, name)] = await self._groups[site].create_array(
             name,
-            shape=shape,
+            shape=(self._capacity, *(n for _, n in trailing)),
             chunks=(self.chunk_steps, *(n for _, n in trailing)),
             dtype=dtype,
             dimension_names=["step", *(d for d, _ in trailing)],
             fill_value=fill,
             compressors=[_COMPRESSOR] if trailing else None,
         )
-        self._arrays[(site, name)] = arr
-        return arr
+
+    @staticmethod
+    async def _static_array(group: Any, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None) -> None:
+        values = np.asarray(values)
+        if values.dtype.kind in "UO":
+            values = values.astype(str)
+            arr = await group.create_array(name, shape=values.shape, dtype=str, dimension_names=list(dims),
+                                           overwrite=True, attributes=dict(attrs or {}))
+        else:
+            arr = await group.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=list(dims),
+                                           compressors=[_COMPRESSOR], overwrite=True, attributes=dict(attrs or {}))
+        if values.size:
+            await arr.setitem(..., values)
 
     def add_site(
         self,
@@ -188,40 +203,26 @@ class StoreWriter:
         static: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays."""
-        grp = self._require_group(site)
-        if attrs:
-            grp.attrs.update(dict(attrs))
-        for dim, values in coords.items():
-            self._write_static(grp, dim, (dim,), np.asarray(values))
-        self._step_array(site, "step", (), np.int64)
-        for name, (d2, d3) in step_vars.items():
-            self._step_array(site, name, ((d2, len(coords[d2])), (d3, len(coords[d3]))), np.float32)
-        for name, (dims, values) in static.items():
-            self.write_static(site, name, dims, values)
+        """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays.
+
+        All arrays are created and filled concurrently in one round trip to zarr's event loop.
+        """
+
+        async def build() -> None:
+            self._groups[site] = await self._groups[""].create_group(site, attributes=dict(attrs or {}))
+            await asyncio.gather(
+                *(self._static_array(self._groups[site], dim, (dim,), values, None) for dim, values in coords.items()),
+                *(self._static_array(self._groups[site], name, dims, values, None) for name, (dims, values) in static.items()),
+                self._step_array(site, "step", (), np.int64),
+                *(self._step_array(site, name, ((d2, len(coords[d2])), (d3, len(coords[d3]))), np.float32)
+                  for name, (d2, d3) in step_vars.items()),
+            )
+
+        zarr_sync(build())
 
     def write_static(self, site: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None = None) -> None:
         """Write (or replace) a static array of a site, e.g. ``weight_final``."""
-        self._write_static(self._require_group(site), name, dims, np.asarray(values), attrs)
-
-    @staticmethod
-    def _write_static(grp: zarr.Group, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None = None) -> None:
-        if values.dtype.kind in "UO":
-            values = values.astype(str)
-            arr = grp.create_array(name, shape=values.shape, dtype=str, dimension_names=list(dims), overwrite=True)
-        else:
-            arr = grp.create_array(
-                name,
-                shape=values.shape,
-                dtype=values.dtype,
-                dimension_names=list(dims),
-                compressors=[_COMPRESSOR],
-                overwrite=True,
-            )
-        if values.size:
-            arr[...] = values
-        if attrs:
-            arr.attrs.update(dict(attrs))
+        zarr_sync(self._static_array(self._groups[site], name, dims, values, attrs))
 
     # -- appending ----------------------------------------------------------------------------------------------
     def append(
@@ -232,47 +233,60 @@ class StoreWriter:
     ) -> None:
         """Append ``len(steps)`` recorded steps: per-site inner products and root scalars.
 
-        The step count ``n_recorded`` in the root attributes is advanced only after every array holds the data,
-        so a reader (or a crash) never sees a half-appended chunk as recorded.
+        Arrays grow geometrically (few metadata writes); the data are written first and the ``step`` coordinates
+        last, so a step whose coordinate is set (``>= 0``) is fully written. Readers of a live or crashed store
+        trim the unwritten tail (fill value ``-1``); :meth:`close` cuts the arrays to the recorded length.
         """
         k = len(steps)
         if k == 0:
             return
         start, stop = self.n_recorded, self.n_recorded + k
-        for name, values in scalars.items():
-            if ("", name) not in self._arrays:
-                self._step_array("", name, (), np.float64)
-        writes: list[tuple[zarr.Array, np.ndarray]] = [(self._arrays[("", "step")], steps)]
-        for name, arr in self._arrays.items():
-            site, var = name
-            if site == "" and var != "step":
-                values = scalars.get(var)
-                writes.append((arr, np.full(k, np.nan) if values is None else np.asarray(values, np.float64)))
-        for site, arrays in inner.items():
-            writes.append((self._arrays[(site, "step")], steps))
-            for var, values in arrays.items():
-                writes.append((self._arrays[(site, var)], values))
-        # Grow every array first, then fill: a crash in between leaves equal-length arrays whose tail is fill
-        # values beyond n_recorded, which readers trim, rather than arrays of different lengths.
-        for arr, _ in writes:
-            if arr.shape[0] != start:
-                raise StoreError(f"store {self.path}: array {arr.path} has {arr.shape[0]} steps, expected {start}")
-            arr.resize((stop, *arr.shape[1:]))
-        for arr, values in writes:
-            arr[start:stop] = values
-        self.n_recorded = stop
-        self.group.attrs.update({"n_recorded": stop, "last_step": int(steps[-1])})
+        new_scalars = [name for name in scalars if ("", name) not in self._arrays]
+        if new_scalars:
+            async def add_scalars() -> None:
+                await asyncio.gather(*(self._step_array("", name, (), np.float64) for name in new_scalars))
 
-    def set_attrs(self, **attrs: Any) -> None:
-        self.group.attrs.update(attrs)
+            zarr_sync(add_scalars())
+        data: list[tuple[Any, np.ndarray]] = []
+        coords: list[tuple[Any, np.ndarray]] = []
+        for (site, var), arr in self._arrays.items():
+            if var == "step":
+                coords.append((arr, steps))
+            elif site == "":
+                values = scalars.get(var)
+                data.append((arr, np.full(k, np.nan) if values is None else np.asarray(values, np.float64)))
+            else:
+                data.append((arr, inner[site][var]))
+        grow = stop > self._capacity
+        if grow:
+            chunk = self.chunk_steps
+            self._capacity = max(stop, -(-2 * self._capacity // chunk) * chunk)
+
+        async def write() -> None:
+            # All arrays are written concurrently on zarr's event loop: one round trip instead of one per array.
+            if grow:
+                await asyncio.gather(*(arr.resize((self._capacity, *arr.shape[1:])) for arr, _ in data + coords))
+            await asyncio.gather(*(arr.setitem(slice(start, stop), v) for arr, v in data))
+            await asyncio.gather(*(arr.setitem(slice(start, stop), v) for arr, v in coords))
+
+        zarr_sync(write())
+        self.n_recorded = stop
+        self.last_step = int(steps[-1])
 
     def close(self, status: str, **attrs: Any) -> None:
-        """Set the final status, consolidate metadata, release the writer lock."""
+        """Cut arrays to the recorded length, set the final status, consolidate metadata, release the lock."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
         try:
             if self.group is not None:
-                self.group.attrs.update({"status": status, "closed": _now(), **attrs})
+                n = self.n_recorded
+
+                async def trim() -> None:
+                    await asyncio.gather(*(a.resize((n, *a.shape[1:])) for a in self._arrays.values() if a.shape[0] != n))
+
+                zarr_sync(trim())
+                self.group.update_attributes({"status": status, "closed": _now(), "n_recorded": n,
+                                         "last_step": self.last_step, **attrs})
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     zarr.consolidate_metadata(str(self.path))
@@ -363,12 +377,24 @@ def open_run(path: str | os.PathLike, *, validate: bool = True) -> xr.DataTree:
     except Exception as exc:  # zarr/xarray raise many types for damaged stores; name the store and the cause
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StoreError(f"{p} could not be read as a dyn store: {msg}") from None
-    n = attrs.get("n_recorded")
-    if isinstance(n, int) and "step" in tree.dims and tree.sizes["step"] > n:
-        tree = tree.isel(step=slice(0, n))
+    if attrs.get("status") != "complete":
+        n = _written_steps(tree)
+        if n is not None and n < tree.sizes.get("step", 0):
+            tree = tree.isel(step=slice(0, n))
     if validate:
         _validate(p, tree, attrs)
     return tree
+
+
+def _written_steps(tree: xr.DataTree) -> int | None:
+    """Steps fully written: the shortest prefix of set (``>= 0``) step coordinates over the root and the sites."""
+    counts = []
+    for node in tree.subtree:
+        if "step" in node.ds.variables and "step" in node.ds.dims:
+            values = node.ds["step"].values
+            unset = np.flatnonzero(values < 0)
+            counts.append(int(unset[0]) if unset.size else len(values))
+    return min(counts) if counts else None
 
 
 def _validate(p: Path, tree: xr.DataTree, attrs: Mapping[str, Any]) -> None:

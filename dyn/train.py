@@ -11,6 +11,7 @@ of being computed a second time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from .data import SyntheticData, make_data
 from .errors import DivergenceError
 from .models import PatchReLUEncoder
 from .objectives import ContrastiveLoss, multi_modal_loss, single_modal_loss
-from .record import Recorder, Site
+from .record import DEFAULT_CHUNK_BYTES, Recorder, Site
 
 __all__ = ["Huang2024Setup", "RunSummary", "train"]
 
@@ -33,7 +34,7 @@ __all__ = ["Huang2024Setup", "RunSummary", "train"]
 class RunSummary:
     """What :func:`train` reports: where the run is and how it ended."""
 
-    path: Path
+    path: Path | None
     status: str
     steps: int
     final_loss: float
@@ -135,12 +136,12 @@ class Huang2024Setup:
 
 def train(
     config: Config,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     *,
     overwrite: bool = False,
     progress: bool = False,
     attrs: Mapping[str, Any] | None = None,
-    chunk_bytes: int = 4 << 20,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
 
@@ -150,7 +151,7 @@ def train(
     Parameters
     ----------
     config : Config
-    out : path of the new run store.
+    out : path of the new run store, or None to train without recording (the benchmarks' baseline).
     overwrite : replace an existing store.
     progress : show a progress bar.
     attrs : extra root attributes (e.g. the preset name).
@@ -176,10 +177,12 @@ def train(
     t0 = time.perf_counter()
     setup = Huang2024Setup(config)
     opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
-    schedule_every = config.record_every
-    rec = Recorder(out, setup.sites, every=schedule_every, config=config.to_dict(), seed=config.seed,
-                   overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
-                   attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
+    every = config.record_every
+    rec = None
+    if out is not None:
+        rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed,
+                       overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                       attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -187,15 +190,15 @@ def train(
         bar = tqdm(total=config.steps, desc=f"{config.modality}-modal", unit="step", leave=False)
     final_loss = float("nan")
     try:
-        with rec:
+        with rec if rec is not None else contextlib.nullcontext():
             for t in range(config.steps + 1):
-                recording = t == 0 or t == config.steps or t % schedule_every == 0
-                out_t = setup.loss(None if t == config.steps else setup.anchors())
-                if recording:
+                last = t == config.steps
+                out_t = setup.loss(None if last else setup.anchors())
+                if rec is not None and (t == 0 or last or t % every == 0):
                     if t > 0:  # step 0 was recorded by the recorder itself when it opened
                         rec.record(t, inner=setup.last_inner)
                     rec.log(step=t, **out_t.scalars())
-                if t == config.steps:
+                if last:
                     final_loss = float(out_t.loss.detach())
                     break
                 opt.zero_grad(set_to_none=True)
@@ -210,5 +213,6 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    return RunSummary(path=rec.path, status="complete", steps=config.steps, final_loss=final_loss,
-                      seconds=time.perf_counter() - t0, nbytes=store_size(rec.path))
+    path = rec.path if rec is not None else None
+    return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
+                      seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
