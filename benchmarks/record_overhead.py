@@ -197,7 +197,7 @@ def main(argv=None):
             alternative(PAPER, 60, workdir)
         else:
             overhead("paper scale", PAPER, 200, args.repeats, workdir)
-            overhead("10x scale", TENX, 8, args.repeats, workdir)
+            overhead("10x scale", TENX, 25, 2, workdir)
             throughput(workdir, 512)
             alternative(PAPER, 200, workdir)
     finally:

@@ -339,7 +339,7 @@ def _is_consolidated(path: Path) -> bool:
         return False
 
 
-def open_run(path: str | os.PathLike, *, validate: bool = True) -> xr.DataTree:
+def open_run(path: str | os.PathLike, *, validate: bool = True, chunks: dict | None = None) -> xr.DataTree:
     """Open a dyn run store as an :class:`xarray.DataTree`, validating its schema.
 
     A store that is still running or was interrupted is trimmed to the steps whose chunks were fully written.
@@ -350,6 +350,8 @@ def open_run(path: str | os.PathLike, *, validate: bool = True) -> xr.DataTree:
         The run store.
     validate : bool
         Check sites, variables and dimensions against the schema.
+    chunks : dict, optional
+        ``{}`` opens every variable as a dask array in its stored chunks (for recordings larger than memory).
 
     Raises
     ------
@@ -373,7 +375,7 @@ def open_run(path: str | os.PathLike, *, validate: bool = True) -> xr.DataTree:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = xr.open_datatree(p, engine="zarr", consolidated=_is_consolidated(p))
+            tree = xr.open_datatree(p, engine="zarr", consolidated=_is_consolidated(p), chunks=chunks)
     except Exception as exc:  # zarr/xarray raise many types for damaged stores; name the store and the cause
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StoreError(f"{p} could not be read as a dyn store: {msg}") from None
