@@ -7,6 +7,7 @@ traceback, nothing already written touched); 130 interrupted by Ctrl-C (the stor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -49,6 +50,98 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _markdown_table(table) -> str:
+    cols = ["claim", "predicted", "observed", "verdict"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table[cols].itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from . import plot
+    from .compare import compare, format_table
+    from .errors import ConfigError, StoreError
+    from .run import Run
+    from .theory import get_theory
+
+    theory = get_theory(args.theory)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(f"{out} already exists and is not empty (use --overwrite to replace it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
+    runs = [Run(path) for path in args.runs]  # validates every store before anything is written
+    names: list[str] = []
+    for run in runs:
+        name = run.name
+        while name in names:
+            name += "_"
+        names.append(name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        report = [f"# dyn analysis: {theory.name}", "", theory.description, ""]
+        for name, run in zip(names, runs):
+            table = compare(run, theory)
+            reg = table.attrs["regime"]
+            counts = table["verdict"].value_counts().to_dict()
+            print(f"== {name} ({run.path})")
+            print(format_table(table))
+            summary = (f"regime: observed {reg.get('observed_winner')} at step {reg.get('at_step')} "
+                       f"(max|gamma| {reg.get('max_gamma', float('nan')):.4g} vs max rho {reg.get('max_rho', float('nan')):.4g}); "
+                       f"predicted: {reg.get('predicted_winner')} [{reg.get('condition')}]") if reg else "regime: n/a"
+            print(summary)
+            print("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in ("holds", "violated", "not checkable")))
+            print()
+            table.to_csv(tmp / f"{name}-verdicts.csv", index=False)
+            figures = {
+                f"{name}-coefficients": plot.coefficients(run, theory=theory.name, title=name),
+                f"{name}-heatmap-gamma": plot.heatmap(run, quantity="gamma"),
+                f"{name}-heatmap-rho": plot.heatmap(run, quantity="rho"),
+            }
+            for stem, fig in figures.items():
+                for ext in ("png", "svg"):
+                    fig.savefig(tmp / f"{stem}.{ext}", dpi=120)
+            cfg = run.attrs.get("config") or {}
+            report += [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, "
+                       f"{len(run.steps)} recorded steps.", ""]
+            if cfg:
+                keys = ("modality", "d", "n", "m", "steps", "eta", "tau", "sigma0", "mu_norm", "mu_tilde_norm", "seed")
+                report += ["Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg), ""]
+            report += [f"**Regime.** {summary}", "", _markdown_table(table), "",
+                       f"![{name} coefficients]({name}-coefficients.png)", "",
+                       f"![{name} gamma heatmap]({name}-heatmap-gamma.png)", "",
+                       f"![{name} rho heatmap]({name}-heatmap-rho.png)", ""]
+        if len(runs) > 1:
+            fig = plot.signal_vs_noise(dict(zip(names, runs)))
+            for ext in ("png", "svg"):
+                fig.savefig(tmp / f"signal-vs-noise.{ext}", dpi=120)
+            report += ["## Signal learning vs noise memorization", "", "![signal vs noise](signal-vs-noise.png)", ""]
+        (tmp / "report.md").write_text("\n".join(report))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    path = export(args.run, args.out, format=args.format, reduce=args.reduce, overwrite=args.overwrite)
+    print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dyn", description="Record and analyse feature-learning dynamics (signal learning vs "
                                                 "noise memorization) of neural-network training.")
@@ -75,6 +168,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    from .export import FORMATS, REDUCTIONS
+    from .theory import available_theories
+
+    theories = available_theories()
+    p = sub.add_parser(
+        "analyze",
+        help="compare runs with a theorem claim by claim; write a report with figures",
+        description="Compute exact signal learning (gamma) and noise memorization (rho), check every claim of a "
+                    "theorem against each run (holds / violated / not checkable), print the verdict tables and "
+                    "write figures (PNG, SVG), CSV tables and a Markdown report.",
+        epilog="theories: " + "; ".join(f"{k}: {v}" for k, v in theories.items()),
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
+    p.add_argument("--out", required=True, help="output folder for report.md, tables and figures")
+    p.add_argument("--theory", default="huang2024", help="theorem to compare with (default: huang2024)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser(
+        "export",
+        help="write tidy long-form coefficient curves (CSV, Parquet, NetCDF)",
+        description="Write one row per (run, site, step, neuron, probe, quantity) with quantity in signal_inner, "
+                    "noise_inner, gamma, rho; --reduce max|absmax|mean reduces over neurons (and samples).",
+        epilog="example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max",
+    )
+    p.add_argument("run", metavar="RUN", help="run store")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from the --out suffix)")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--reduce", choices=REDUCTIONS, default="none", help="reduce over neurons/samples (default none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

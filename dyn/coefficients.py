@@ -22,7 +22,8 @@ import xarray as xr
 
 from .errors import StoreError
 
-__all__ = ["coefficients", "decomposition_operator", "reconstruction_residual", "proof_quantities", "basis_vectors"]
+__all__ = ["coefficients", "decomposition_operator", "reconstruction_residual", "proof_quantities", "basis_vectors",
+           "weights_at"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,23 @@ def basis_vectors(site: xr.Dataset) -> np.ndarray:
     return np.concatenate([site["signal_vectors"].values, site["noise_vectors"].values]).astype(np.float64)
 
 
+def weights_at(site: xr.Dataset, step: int, coeffs: xr.Dataset | None = None) -> np.ndarray:
+    """``W(step)`` rebuilt from the initial weights and the exact coefficients (eq. 11), ``(neuron, feature)``.
+
+    Raises
+    ------
+    StoreError
+        If the site stores no initial weights or no probe vectors.
+    """
+    if "weight_init" not in site:
+        raise StoreError("site stores no weights (recorded with store_weights=False)")
+    coeffs = coefficients(site) if coeffs is None else coeffs
+    basis = basis_vectors(site)
+    norms = np.einsum("jd,jd->j", basis, basis)
+    c = np.concatenate([coeffs["gamma"].sel(step=step).values, coeffs["rho"].sel(step=step).values], axis=1)
+    return site["weight_init"].values.astype(np.float64) + (c / norms) @ basis
+
+
 def reconstruction_residual(site: xr.Dataset, coeffs: xr.Dataset | None = None) -> dict[str, float]:
     """How well ``w_r(0) + Σ_j c_j b_j/‖b_j‖²`` rebuilds the stored final weights.
 
@@ -144,14 +162,9 @@ def reconstruction_residual(site: xr.Dataset, coeffs: xr.Dataset | None = None) 
     final_step = int(site["weight_final"].attrs.get("step", int(site["step"].values[-1])))
     if final_step not in set(int(s) for s in site["step"].values):
         raise StoreError(f"final weights are from step {final_step}, which is not recorded")
-    basis = basis_vectors(site)
-    norms = np.einsum("jd,jd->j", basis, basis)
-    c = np.concatenate(
-        [coeffs["gamma"].sel(step=final_step).values, coeffs["rho"].sel(step=final_step).values], axis=1
-    )  # (neuron, basis)
     w0 = site["weight_init"].values.astype(np.float64)
     w1 = site["weight_final"].values.astype(np.float64)
-    rebuilt = w0 + (c / norms) @ basis
+    rebuilt = weights_at(site, final_step, coeffs)
     err = float(np.abs(rebuilt - w1).max())
     change = float(np.abs(w1 - w0).max())
     return {"abs": err, "rel": err / change if change > 0 else float("nan"), "step": final_step}

@@ -35,7 +35,7 @@ class Stage1Fit:
     slope1, slope2 : float
         Log-slopes (per step) before and after T₁.
     slope1_ci, slope2_ci : (float, float)
-        Confidence intervals (``level``), conditional on the chosen breakpoint.
+        Bootstrap confidence intervals (``level``) that include the uncertainty of the breakpoint.
     f_stat, p_value : float
         Test of the two-segment fit against one straight line (approximate: the breakpoint is selected).
     level : float
@@ -56,8 +56,25 @@ class Stage1Fit:
         return asdict(self)
 
 
-def _hinge_design(t: np.ndarray, b: float) -> np.ndarray:
-    return np.column_stack([np.ones_like(t), t, np.maximum(t - b, 0.0)])
+def _hinge_fits(t: np.ndarray, y: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares hinge fits ``a + s1 t + δ max(t − t_k, 0)`` for every candidate k and every column of ``y``.
+
+    Returns ``beta (K, 3, B)`` and ``sse (K, B)``; all candidates are solved at once from the normal equations.
+    """
+    h = np.maximum(t[None, :] - t[cands][:, None], 0.0)  # (K, n)
+    n = len(t)
+    xtx = np.empty((len(cands), 3, 3))
+    xtx[:, 0, 0] = n
+    xtx[:, 0, 1] = xtx[:, 1, 0] = t.sum()
+    xtx[:, 1, 1] = (t * t).sum()
+    xtx[:, 0, 2] = xtx[:, 2, 0] = h.sum(1)
+    xtx[:, 1, 2] = xtx[:, 2, 1] = h @ t
+    xtx[:, 2, 2] = (h * h).sum(1)
+    xty = np.stack([np.broadcast_to(y.sum(0), (len(cands), y.shape[1])),
+                    np.broadcast_to(t @ y, (len(cands), y.shape[1])), h @ y], axis=1)  # (K, 3, B)
+    beta = np.linalg.solve(xtx, xty)
+    sse = (y * y).sum(0)[None, :] - np.einsum("kjb,kjb->kb", beta, xty)
+    return beta, np.maximum(sse, 0.0)
 
 
 def fit_stage1(
@@ -68,16 +85,24 @@ def fit_stage1(
     level: float = 0.95,
     alpha: float = 1e-3,
     min_drop: float = 0.25,
+    n_boot: int = 200,
+    seed: int = 0,
 ) -> Stage1Fit:
     """Fit stage 1 and T₁ to a positive curve (e.g. ``max_r A_r(t)``).
+
+    The breakpoint and both slopes are least-squares estimates of a continuous two-segment line in log scale. Their
+    confidence intervals come from a residual bootstrap that refits the breakpoint each time, so they include the
+    uncertainty of where stage 1 ends.
 
     Parameters
     ----------
     steps, curve : 1-D arrays of equal length; ``curve > 0``.
     min_points : fewest points on each side of the breakpoint.
     level : confidence level of the slope intervals.
-    alpha : significance a phase change must reach (F test of two segments against one line).
+    alpha : significance a phase change must reach (F test of two segments against one line; approximate,
+        since the breakpoint is selected).
     min_drop : the stage-2 slope must be below ``(1 - min_drop)`` times the stage-1 slope.
+    n_boot, seed : bootstrap resamples and their seed (results are reproducible).
 
     Raises
     ------
@@ -104,23 +129,14 @@ def fit_stage1(
     n = len(t)
     line = np.column_stack([np.ones_like(t), t])
     sse1 = float(np.sum((y - line @ np.linalg.lstsq(line, y, rcond=None)[0]) ** 2))
-    best = None
-    for k in range(min_points - 1, n - min_points):
-        x = _hinge_design(t, t[k])
-        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-        sse = float(np.sum((y - x @ beta) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, k, beta)
-    sse2, k, beta = best
+    cands = np.arange(min_points - 1, n - min_points)
+    beta, sse = _hinge_fits(t, y[:, None], cands)
+    k = int(np.argmin(sse[:, 0]))
+    sse2 = float(sse[k, 0])
+    b = beta[k, :, 0]
+    s1, s2 = float(b[1]), float(b[1] + b[2])
     df = n - 4  # intercept, two slopes, breakpoint
-    x = _hinge_design(t, t[k])
     sigma2 = max(sse2 / df, 1e-300)
-    cov = sigma2 * np.linalg.pinv(x.T @ x)
-    s1, delta = beta[1], beta[2]
-    s2 = s1 + delta
-    se1 = float(np.sqrt(cov[1, 1]))
-    se2 = float(np.sqrt(cov[1, 1] + cov[2, 2] + 2 * cov[1, 2]))
-    q = float(scipy.stats.t.ppf(0.5 + level / 2, df))
     f_stat = ((sse1 - sse2) / 2) / sigma2
     p_value = float(scipy.stats.f.sf(f_stat, 2, df)) if np.isfinite(f_stat) else 0.0
     if not (p_value < alpha and s2 < (1 - min_drop) * s1 and s1 > 0):
@@ -128,12 +144,22 @@ def fit_stage1(
             f"no phase change: one line fits as well (p={p_value:.2g}), or the log-slope does not drop "
             f"(stage-1 slope {s1:.3g}, after {s2:.3g})"
         )
+    fitted = np.column_stack([np.ones_like(t), t, np.maximum(t - t[cands[k]], 0.0)]) @ b
+    resid = (y - fitted) * np.sqrt(n / df)  # rescaled so resampled residuals keep the estimated variance
+    rng = np.random.default_rng(seed)
+    y_boot = fitted[:, None] + rng.choice(resid, size=(n, n_boot), replace=True)
+    beta_b, sse_b = _hinge_fits(t, y_boot, cands)
+    kb = np.argmin(sse_b, axis=0)
+    bb = beta_b[kb, :, np.arange(n_boot)]  # (B, 3)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    ci1 = tuple(float(v) for v in np.percentile(bb[:, 1], q))
+    ci2 = tuple(float(v) for v in np.percentile(bb[:, 1] + bb[:, 2], q))
     return Stage1Fit(
-        t1=float(t[k]),
-        slope1=float(s1),
-        slope2=float(s2),
-        slope1_ci=(float(s1 - q * se1), float(s1 + q * se1)),
-        slope2_ci=(float(s2 - q * se2), float(s2 + q * se2)),
+        t1=float(t[cands[k]]),
+        slope1=s1,
+        slope2=s2,
+        slope1_ci=ci1,
+        slope2_ci=ci2,
         f_stat=float(f_stat),
         p_value=p_value,
         level=level,
@@ -193,7 +219,8 @@ def stage2_growth(steps: np.ndarray, curve: np.ndarray, t1: float, *, flat_tol: 
     """Classify growth after T₁: ``"flat"``, ``"log-like"`` or ``"faster than log"``.
 
     ``flat`` when the curve changes by less than ``flat_tol`` (relative) after T₁; otherwise the better of the fits
-    ``a + b·log(t − T₁ + 1)`` and ``a + b·t`` (by R²) names it.
+    ``a + b·log(t)`` (logarithmic growth in training time, as gradient descent on exponential-tailed losses gives)
+    and ``a + b·t`` (by R²) names it.
 
     Returns
     -------
@@ -215,7 +242,7 @@ def stage2_growth(steps: np.ndarray, curve: np.ndarray, t1: float, *, flat_tol: 
         tot = float(np.sum((y - y.mean()) ** 2))
         return (1.0 - float(np.sum(resid**2)) / tot if tot > 0 else 1.0), float(beta[1])
 
-    r2_log, b_log = r2(np.log(t - t1 + 1))
+    r2_log, b_log = r2(np.log(np.maximum(t, 1.0)))
     r2_lin, _ = r2(t)
     if rel < flat_tol:
         kind = "flat"

@@ -120,6 +120,11 @@ class Theory(ABC):
         """A summary of who wins (signal learning vs noise memorization) and what the theory predicted."""
         return {}
 
+    def overlays(self, run: Any, site: str, quantity: str) -> dict[str, Any]:
+        """What a plot of ``quantity`` (e.g. ``"A"``, ``"Psi"``) should overlay: ``{"lines": [(label, steps, values)],
+        "markers": [(label, step)]}``. Default: nothing."""
+        return {"lines": [], "markers": []}
+
     def check(self, run: Any) -> list[Verdict]:
         reason = self.applies_to(run)
         if reason:
