@@ -35,9 +35,25 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_preset, parse_overrides
+    from .config import Config, load_preset, parse_overrides
+    from .errors import ConfigError
+    from .store import read_attrs
     from .train import train
 
+    if args.resume:
+        extra = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
+                                          ("--modality", args.modality), ("--seed", args.seed), ("--steps", args.steps))
+                 if value]
+        if extra:
+            raise ConfigError(f"--resume continues the stored run as it was configured; drop {', '.join(extra)}")
+        attrs = read_attrs(args.resume)
+        config = Config.from_dict(attrs.get("config") or {})
+        summary = train(config, args.resume, progress=not args.quiet, resume=True,
+                        checkpoint_every=args.checkpoint_every)
+        print(f"dyn run: resumed; {summary}")
+        return 0
+    if not args.preset or not args.out:
+        raise ConfigError("dyn run needs --preset and --out (or --resume STORE)")
     overrides = parse_overrides(args.set or [])
     for key in ("modality", "seed", "steps"):
         value = getattr(args, key)
@@ -45,7 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[key] = value
     config = load_preset(args.preset, **overrides)
     summary = train(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
-                    attrs={"preset": args.preset})
+                    attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every)
     print(f"dyn run: {summary}")
     return 0
 
@@ -156,10 +172,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train a preset and record every step into a zarr store",
         description="Train a preset (e.g. huang2024-figure1) and record every neuron's inner products with the "
                     "signal vectors and noise patches at every step into a zarr store.",
-        epilog="example: dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr",
+        epilog="examples: dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr; "
+               "dyn run --resume runs/multi.zarr",
     )
-    p.add_argument("--preset", required=True, help="preset name (see `dyn presets`) or path to a preset TOML file")
-    p.add_argument("--out", required=True, help="path of the new run store (a directory, e.g. runs/single.zarr)")
+    p.add_argument("--preset", help="preset name (see `dyn presets`) or path to a preset TOML file")
+    p.add_argument("--out", help="path of the new run store (a directory, e.g. runs/single.zarr)")
     p.add_argument("--modality", choices=["single", "multi"], help="override the preset's modality")
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--steps", type=int, help="override the number of optimizer steps")
@@ -167,6 +184,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set tau=0.2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write recorded steps and a resumable checkpoint every N steps (default: every chunk)")
+    p.add_argument("--resume", metavar="STORE",
+                   help="continue an interrupted run from its last checkpoint (takes no other run options)")
     p.set_defaults(func=_cmd_run)
 
     from .export import FORMATS, REDUCTIONS

@@ -221,8 +221,14 @@ class Recorder:
         Target size of one stored chunk of the largest per-step variable (sets the steps per chunk).
     queue_size : int
         Chunks that may wait for the writer thread before training blocks.
+    flush_every : int, optional
+        Also write buffered steps every this many recorded steps (crash safety for long runs with big chunks;
+        the latest step stays buffered so its logged values can still arrive). See :meth:`flush`.
     attrs : mapping, optional
         Extra root attributes (JSON-serialisable).
+    resume_from : int, optional
+        Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
+        steps before it. Used by :func:`dyn.train` with ``resume=True``.
 
     Examples
     --------
@@ -257,7 +263,9 @@ class Recorder:
         diverge_on: tuple[str, ...] = ("loss",),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         queue_size: int = 2,
+        flush_every: int | None = None,
         attrs: Mapping[str, Any] | None = None,
+        resume_from: int | None = None,
     ):
         if not isinstance(sites, Mapping) or not sites:
             raise ConfigError("sites must be a non-empty mapping of name -> Site")
@@ -273,6 +281,8 @@ class Recorder:
             raise ConfigError(f"log_at must be 'previous' or 'current', got {log_at!r}")
         if chunk_bytes <= 0 or queue_size <= 0:
             raise ConfigError("chunk_bytes and queue_size must be positive")
+        if flush_every is not None and (not isinstance(flush_every, int) or flush_every <= 0):
+            raise ConfigError(f"flush_every must be a positive integer (steps), got {flush_every!r}")
         self.schedule: Schedule = globals()["every"](every) if isinstance(every, int) else every
         if not callable(self.schedule):
             raise ConfigError(f"every must be an int or a callable step -> bool, got {type(every).__name__}")
@@ -284,12 +294,15 @@ class Recorder:
         self.diverge_on = tuple(diverge_on)
         self.queue_size = queue_size
         self.attrs = dict(attrs or {})
-        self._writer = StoreWriter(path, overwrite=overwrite)
+        self.flush_every = flush_every
+        self._resume_from = resume_from
+        self._writer = StoreWriter(path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
         self.path = self._writer.path
         per_step = max(site.weight.shape[0] * site.n_probes * 4 for site in self.sites.values())
         self.chunk_steps = int(min(max(chunk_bytes // per_step, 1), 4096))
         self._t = 0
         self._last_recorded = -1
+        self._since_flush = 0
         self._current: _Chunk | None = None
         self._pending: _Chunk | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -338,18 +351,26 @@ class Recorder:
             "schedule": getattr(self.schedule, "__qualname__", repr(self.schedule)),
             **self.attrs,
         }
-        self._writer.prepare()
-        statics = {name: self._site_statics(site) for name, site in self.sites.items()}
-        try:
-            self._create_store(attrs, statics)
-        except DynError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot create store {self.path}: {exc}") from None
+        if self._resume_from is not None:
+            stored = self._writer.reopen(self._resume_from)
+            self._writer.chunk_steps = self.chunk_steps = int(stored["chunk_steps"])
+            self._scalar_cols = {}
+        else:
+            self._writer.prepare()
+            statics = {name: self._site_statics(site) for name, site in self.sites.items()}
+            try:
+                self._create_store(attrs, statics)
+            except DynError:
+                raise
+            except Exception as exc:
+                raise StoreError(f"cannot create store {self.path}: {exc}") from None
         self._thread = threading.Thread(target=self._write_loop, name=f"dyn-writer:{self.path.name}", daemon=True)
         self._thread.start()
         self._open = True
-        self._record(0)
+        if self._resume_from is not None:
+            self._t = self._last_recorded = self._resume_from - 1
+        else:
+            self._record(0)
         if self.optimizer is not None:
             self._hook = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
         return self
@@ -450,6 +471,9 @@ class Recorder:
                     chunk.inner[name][row].copy_(given)
         chunk.steps.append(step)
         self._last_recorded = step
+        self._since_flush += 1
+        if self.flush_every is not None and self._since_flush > self.flush_every:
+            self._flush_all_but_last()
 
     def log(self, step: int | None = None, **values: Any) -> None:
         """Log per-step scalars (e.g. ``loss=loss``) for a recorded step; tensors stay on their device.
@@ -537,6 +561,66 @@ class Recorder:
             raise self._diverged
 
     # -- writing ------------------------------------------------------------------------------------------------
+    def flush(self, checkpoint: Mapping[str, tuple[tuple[str, ...], Any]] | None = None,
+              next_step: int | None = None) -> None:
+        """Hand every buffered step to the writer now; optionally store a checkpoint to resume from.
+
+        Parameters
+        ----------
+        checkpoint : mapping of name to (dims, array or tensor), optional
+            State that resumes training at ``next_step`` (weights, RNG states). Arrays are copied before this
+            returns; they are written after the steps, and the store points at them only once complete.
+        next_step : int
+            The step the checkpointed state is at (its weights are W(next_step), not yet recorded).
+
+        Values logged later for steps flushed here are dropped.
+        """
+        self._check_alive()
+        for chunk in (self._pending, self._current):
+            if chunk is not None:
+                self._submit(chunk)
+        self._pending = self._current = None
+        self._since_flush = 0
+        if checkpoint is not None:
+            if next_step is None or next_step <= self._last_recorded:
+                raise ConfigError(f"checkpoint needs next_step after the last recorded step {self._last_recorded}")
+            host = {k: (dims, (v.detach().to("cpu", copy=True).numpy() if isinstance(v, torch.Tensor) else np.array(v)))
+                    for k, (dims, v) in checkpoint.items()}
+            self._put(lambda: self._writer.write_checkpoint(next_step, host))
+
+    def _flush_all_but_last(self) -> None:
+        """Write every buffered step except the latest ones whose logged values may still arrive (the current
+        step, and with ``log_at="previous"`` the one before it)."""
+        hold = 2 if self.log_at == "previous" else 1
+        chunk = self._current
+        if chunk is None or len(chunk.steps) <= hold:
+            return
+        if self._pending is not None:
+            self._submit(self._pending)
+            self._pending = None
+        first = len(chunk.steps) - hold
+        keep = _Chunk(self.chunk_steps, self._probes)
+        keep.steps.extend(chunk.steps[first:])
+        for name, buf in chunk.inner.items():
+            keep.inner[name][:hold].copy_(buf[first:first + hold])
+        if chunk.scalars is not None:
+            keep.scalars = torch.full_like(chunk.scalars, math.nan)
+            keep.scalars[:hold] = chunk.scalars[first:first + hold]
+            keep.logged[:hold] = chunk.logged[first:first + hold]
+        del chunk.steps[first:]
+        self._submit(chunk)
+        self._current = keep
+        self._since_flush = hold
+
+    def _put(self, item: Callable[[], None]) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._error is not None or not self._thread.is_alive():
+                    raise StoreError(f"writing {self.path} failed: {self._error}")
+
     def _submit(self, chunk: _Chunk) -> None:
         if not chunk.steps:
             return
@@ -546,14 +630,7 @@ class Recorder:
         scalars = None if chunk.scalars is None else chunk.scalars[:k]
         logged = chunk.logged[:k]
         columns = dict(self._scalar_cols)
-        item = lambda: self._write(steps, inner, scalars, logged, columns)  # noqa: E731
-        while True:
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self._error is not None or not self._thread.is_alive():
-                    raise StoreError(f"writing {self.path} failed: {self._error}")
+        self._put(lambda: self._write(steps, inner, scalars, logged, columns))
 
     def _write_loop(self) -> None:
         while True:

@@ -36,7 +36,7 @@ import platform
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
@@ -84,6 +84,8 @@ class StoreWriter:
         Directory of the new zarr store.
     overwrite : bool
         Replace an existing store (only a dyn store or an empty directory; never another kind of folder).
+    append : bool
+        Open an existing store to continue it (:meth:`reopen`) instead of creating one.
 
     Notes
     -----
@@ -91,10 +93,12 @@ class StoreWriter:
     half-written store behind on bad input.
     """
 
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, append: bool = False):
         self.path = Path(path)
         self.overwrite = overwrite
-        if self.path.exists():
+        if append:
+            read_attrs(self.path)  # must be an existing dyn store
+        elif self.path.exists():
             if not overwrite:
                 raise StoreError(f"{self.path} already exists (use overwrite=True / --overwrite to replace it)")
             if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / "zarr.json").is_file():
@@ -273,6 +277,67 @@ class StoreWriter:
         self.n_recorded = stop
         self.last_step = int(steps[-1])
 
+    def reopen(self, before_step: int) -> dict[str, Any]:
+        """Reopen an existing run store for appending (``dyn run --resume``), cut to the steps before ``before_step``.
+
+        Takes the writer lock, drops the consolidated metadata (it would describe the old shapes), truncates
+        every per-step array and marks the store ``running``. Returns the root attributes.
+        """
+        attrs = read_attrs(self.path)
+        self._lock_fd = self._lock(self.path)
+        meta_path = self.path / "zarr.json"
+        meta = json.loads(meta_path.read_text())
+        if meta.get("consolidated_metadata") is not None:
+            meta["consolidated_metadata"] = None
+            tmp = meta_path.with_name(".zarr.json.partial")
+            tmp.write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, meta_path)
+        self.group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        self.chunk_steps = int(attrs["chunk_steps"])
+        self._groups = {"": self.group._async_group}
+        for site in attrs["sites"]:
+            self._groups[site] = self.group[site]._async_group
+        for site, grp in self._groups.items():
+            node = self.group if site == "" else self.group[site]
+            for name, arr in node.arrays():
+                if arr.metadata.dimension_names and arr.metadata.dimension_names[0] == "step":
+                    self._arrays[(site, name)] = arr._async_array
+        steps = np.asarray(self.group["step"][:])
+        unset = np.flatnonzero(steps < 0)
+        written = steps[: unset[0]] if unset.size else steps
+        keep_steps = int(np.searchsorted(written, before_step))
+        self.n_recorded = self._capacity = keep_steps
+
+        async def cut() -> None:
+            await asyncio.gather(*(a.resize((keep_steps, *a.shape[1:])) for a in self._arrays.values()))
+
+        zarr_sync(cut())
+        self.last_step = int(written[keep_steps - 1]) if keep_steps else -1
+        self.group.update_attributes({"status": "running", "n_recorded": self.n_recorded, "last_step": self.last_step,
+                                      "resumed": _now()})
+        return attrs
+
+    def write_checkpoint(self, next_step: int, arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
+        """Store the state needed to resume at ``next_step`` (group ``_checkpoint``), then point the root at it.
+
+        The pointer (``checkpoint_step``) is written last, so a crash mid-checkpoint leaves the previous one valid:
+        arrays are written under the new step's name and the old ones removed only after the pointer moved.
+        """
+        name = f"step_{next_step}"
+
+        async def write() -> None:
+            if "_checkpoint" not in self._groups:
+                self._groups["_checkpoint"] = await self._groups[""].require_group("_checkpoint")
+            grp = await self._groups["_checkpoint"].require_group(name)
+            await asyncio.gather(*(self._static_array(grp, key, dims, values, None) for key, (dims, values) in arrays.items()))
+
+        zarr_sync(write())
+        previous = self.group.attrs.get("checkpoint_step")
+        self.group.update_attributes({"checkpoint_step": int(next_step), "n_recorded": self.n_recorded,
+                                      "last_step": self.last_step})
+        if previous is not None and previous != next_step:
+            shutil.rmtree(self.path / "_checkpoint" / f"step_{previous}", ignore_errors=True)
+
     def close(self, status: str, **attrs: Any) -> None:
         """Cut arrays to the recorded length, set the final status, consolidate metadata, release the lock."""
         if status not in STATUSES:
@@ -423,8 +488,3 @@ def _validate(p: Path, tree: xr.DataTree, attrs: Mapping[str, Any]) -> None:
                 raise StoreError(f"{p}: site '{site}' has no coordinate for dimension '{dim}'")
         if ds.sizes["step"] != tree.sizes["step"]:
             raise StoreError(f"{p}: site '{site}' has {ds.sizes['step']} steps, root has {tree.sizes['step']}")
-
-
-def iter_sites(tree: xr.DataTree) -> Iterable[str]:
-    """Names of the site groups of an opened run, in recording order."""
-    return list(tree.attrs.get("sites", list(tree.children)))

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
+import zarr
 
 from .config import Config
 from .data import SyntheticData, make_data
-from .errors import DivergenceError
+from .errors import ConfigError, DivergenceError, StoreError
 from .models import PatchReLUEncoder
 from .objectives import ContrastiveLoss, multi_modal_loss, single_modal_loss
 from .record import DEFAULT_CHUNK_BYTES, Recorder, Site
+from .store import read_attrs
 
 __all__ = ["Huang2024Setup", "RunSummary", "train"]
 
@@ -126,6 +129,27 @@ class Huang2024Setup:
         g = self._features(z["g"], slice(1, 1 + n))
         return multi_modal_loss(f, g, self.data.negatives, self.config.tau, anchors)
 
+    def state(self) -> dict[str, tuple[tuple[str, ...], Any]]:
+        """Everything that, with the config, determines the rest of training: weights and RNG states."""
+        out: dict[str, tuple[tuple[str, ...], Any]] = {
+            f"weight_{name}": (("neuron", "feature"), enc.weight.detach()) for name, enc in self.encoders.items()
+        }
+        out["rng_sgd"] = (("rng_sgd_byte",), self._sgd_gen.get_state())
+        out["rng_eps"] = (("rng_eps_byte",), self.data._eps_generator.get_state())
+        if self.config.redraw_eps:
+            out["eps"] = (("sample", "feature"), self.data.eps)
+        return out
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state` saved (arrays as read back from a store)."""
+        with torch.no_grad():
+            for name, enc in self.encoders.items():
+                enc.weight.copy_(torch.as_tensor(np.asarray(state[f"weight_{name}"])))
+        self._sgd_gen.set_state(torch.as_tensor(np.asarray(state["rng_sgd"]), dtype=torch.uint8))
+        self.data._eps_generator.set_state(torch.as_tensor(np.asarray(state["rng_eps"]), dtype=torch.uint8))
+        if self.config.redraw_eps:
+            self.data.eps = torch.as_tensor(np.asarray(state["eps"])).to(self.data.eps)
+
     def anchors(self) -> torch.Tensor | None:
         """The anchors of the next step: all (GD) or a random minibatch (SGD)."""
         if self.config.optimizer == "gd":
@@ -142,11 +166,17 @@ def train(
     progress: bool = False,
     attrs: Mapping[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
 
     The loss and the loss-derivative band (``lp_pos_min`` … ``lp_neg_max``) are logged at every recorded step,
     evaluated at that step's weights; the final step's loss comes from one more forward pass at the final weights.
+
+    Every ``checkpoint_every`` steps (default: at each full chunk) the recorded steps are written and the weights
+    and RNG states stored, so an interrupted run can be continued with ``resume=True`` and ends identical to an
+    uninterrupted one.
 
     Parameters
     ----------
@@ -156,6 +186,8 @@ def train(
     progress : show a progress bar.
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
+    checkpoint_every : steps between checkpoints (None: one per chunk of recorded steps).
+    resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
 
     Returns
     -------
@@ -165,6 +197,8 @@ def train(
     ------
     DivergenceError
         When the loss becomes NaN/inf; the store keeps the steps before it and is marked ``diverged``.
+    StoreError
+        ``resume`` on a store that is complete or has no checkpoint.
 
     Examples
     --------
@@ -175,27 +209,36 @@ def train(
     ('complete', 5)
     """
     t0 = time.perf_counter()
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
+        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     setup = Huang2024Setup(config)
     opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
     every = config.record_every
+    start = 0
     rec = None
+    if resume:
+        start = _load_checkpoint(out, config, setup)
     if out is not None:
         rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed,
                        overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                       resume_from=start if resume else None,
                        attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, desc=f"{config.modality}-modal", unit="step", leave=False)
+        bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
     final_loss = float("nan")
     try:
         with rec if rec is not None else contextlib.nullcontext():
-            for t in range(config.steps + 1):
+            ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
+            for t in range(start, config.steps + 1):
                 last = t == config.steps
+                if config.redraw_eps and t > 0:
+                    setup.data.redraw_augmentation()
                 out_t = setup.loss(None if last else setup.anchors())
                 if rec is not None and (t == 0 or last or t % every == 0):
-                    if t > 0:  # step 0 was recorded by the recorder itself when it opened
+                    if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
                         rec.record(t, inner=setup.last_inner)
                     rec.log(step=t, **out_t.scalars())
                 if last:
@@ -204,6 +247,8 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 out_t.loss.backward()
                 opt.step()
+                if rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps:
+                    rec.flush(checkpoint=setup.state(), next_step=t + 1)
                 if bar is not None:
                     bar.update(1)
                     if t % 10 == 0:
@@ -216,3 +261,25 @@ def train(
     path = rec.path if rec is not None else None
     return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
                       seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
+
+
+def _load_checkpoint(out: str | os.PathLike | None, config: Config, setup: Huang2024Setup) -> int:
+    """Restore ``setup`` from the store's last checkpoint; return the step to continue from."""
+    if out is None:
+        raise ConfigError("resume needs the store to continue")
+    attrs = read_attrs(out)
+    if attrs.get("status") == "complete":
+        raise StoreError(f"{out} is already complete; nothing to resume")
+    step = attrs.get("checkpoint_step")
+    if not isinstance(step, int):
+        raise StoreError(f"{out} has no checkpoint to resume from (it stopped before the first one)")
+    stored = Config.from_dict({**attrs["config"], "notes": attrs["config"].get("notes", {})})
+    if stored != config:
+        raise ConfigError(f"resume: the config differs from the one stored in {out}")
+    group = zarr.open_group(str(Path(out) / "_checkpoint" / f"step_{step}"), mode="r")
+    setup.load_state({name: arr[...] for name, arr in group.arrays()})
+    # The data are re-drawn from the seed: make sure they are the data the run started with.
+    noise = zarr.open_array(str(Path(out) / "h" / "noise_vectors"), mode="r")[...]
+    if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
+        raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
+    return step
