@@ -158,6 +158,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    checks = verify(args.store)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
+    sound = all(c.ok for c in checks)
+    print(f"dyn verify: {args.store} is {'sound' if sound else 'NOT sound'}")
+    return 0 if sound else 1
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dyn", description="Record and analyse feature-learning dynamics (signal learning vs "
                                                 "noise memorization) of neural-network training.")
@@ -221,6 +233,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduce", choices=REDUCTIONS, default="none", help="reduce over neurons/samples (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "verify",
+        help="check a run store: schema, steps, status, values, decomposition",
+        description="Check a run store: schema version, dims and coordinates, no gaps in step, status against "
+                    "contents, NaN/inf and undecodable chunks, and that the exact decomposition rebuilds the stored "
+                    "weights. Exit 0 if sound, 1 if not, 2 if the path is not a usable dyn store.",
+    )
+    p.add_argument("store", metavar="STORE", help="run store")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

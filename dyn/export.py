@@ -18,6 +18,7 @@ import xarray as xr
 
 from .errors import ConfigError, StoreError
 from .run import Run
+from .store import reading
 
 __all__ = ["FORMATS", "REDUCTIONS", "tidy", "export"]
 
@@ -35,6 +36,11 @@ def _reduce(da: xr.DataArray, dims: list[str], how: str) -> xr.DataArray:
 
 
 def _blocks(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
+    with reading(run.path, "the recorded curves"):
+        yield from _blocks_unchecked(run, reduce, step_block)
+
+
+def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
     for site in run.sites:
         ds = run.site(site)
         coeffs = run.coefficients(site)

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .coefficients import coefficients, proof_quantities
 from .errors import StoreError
-from .store import open_run
+from .store import open_run, reading
 
 __all__ = ["Run"]
 
@@ -70,7 +70,8 @@ class Run:
 
     @cached_property
     def steps(self) -> np.ndarray:
-        return np.asarray(self.tree["step"].values)
+        with reading(self.path, "step"):
+            return np.asarray(self.tree["step"].values)
 
     def site(self, name: str) -> xr.Dataset:
         if name not in self.tree.children:
@@ -81,18 +82,22 @@ class Run:
         """A logged per-step scalar (e.g. ``loss``), or None if it was not logged."""
         if name not in self.tree.ds.data_vars:
             return None
-        return np.asarray(self.tree[name].values, dtype=np.float64)
+        with reading(self.path, name):
+            return np.asarray(self.tree[name].values, dtype=np.float64)
 
     def coefficients(self, site: str) -> xr.Dataset:
         """Exact γ/ρ of a site (:func:`dyn.coefficients.coefficients`), computed once and kept in memory."""
         if site not in self._coeffs:
-            self._coeffs[site] = coefficients(self.site(site)).compute()
+            with reading(self.path, f"site {site!r}"):
+                self._coeffs[site] = coefficients(self.site(site)).compute()
         return self._coeffs[site]
 
     def proof(self, site: str) -> xr.Dataset:
         """A, Ψ and the sign sets of a site (:func:`dyn.coefficients.proof_quantities`)."""
         if site not in self._proof:
-            self._proof[site] = proof_quantities(self.site(site), self.coefficients(site)).compute()
+            coeffs = self.coefficients(site)
+            with reading(self.path, f"site {site!r}"):
+                self._proof[site] = proof_quantities(self.site(site), coeffs).compute()
         return self._proof[site]
 
     def mean_negatives(self) -> float:

@@ -28,6 +28,7 @@ Open with ``xr.open_datatree(path, engine="zarr")`` or, validated, :func:`dyn.op
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import fcntl
 import json
@@ -46,7 +47,8 @@ from zarr.core.sync import sync as zarr_sync
 
 from .errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "StoreWriter", "open_run", "read_attrs", "library_versions", "STATUSES"]
+__all__ = ["SCHEMA_VERSION", "StoreWriter", "open_run", "read_attrs", "library_versions", "STATUSES", "reading",
+           "check_codecs"]
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged", "interrupted")
@@ -397,6 +399,46 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     return attrs
 
 
+@contextlib.contextmanager
+def reading(path: str | os.PathLike | None, what: str):
+    """Turn the errors zarr and its codecs raise on damaged data (truncated or corrupt chunk files, missing
+    files) into a one-line :class:`StoreError` naming the store and what was being read."""
+    try:
+        yield
+    except (RuntimeError, OSError, EOFError, zarr.errors.BaseZarrError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"{path}: cannot read {what} (corrupt or truncated data?): {msg}") from None
+
+
+# Codecs dyn decodes. Anything else is refused before any data is read: some codecs (pickle, object arrays)
+# execute code from the file when decoded.
+SAFE_CODECS = {"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "vlen-utf8", "vlen-bytes", "sharding_indexed"}
+
+
+def check_codecs(path: str | os.PathLike) -> None:
+    """Refuse a store containing arrays whose codecs or data types dyn does not decode safely (JSON only)."""
+    root = Path(path)
+    for meta_path in root.rglob("zarr.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            raise StoreError(f"{root}: unreadable metadata {meta_path.relative_to(root)}") from None
+        if not isinstance(meta, dict) or meta.get("node_type") != "array":
+            continue
+        name = str(meta_path.parent.relative_to(root))
+        dtype = meta.get("data_type")
+        if isinstance(dtype, str) and dtype.lower() in ("object", "|o", "o"):
+            raise StoreError(f"{root}: array {name} has object data type, which dyn does not read")
+        codecs = list(meta.get("codecs") or [])
+        while codecs:
+            codec = codecs.pop()
+            cname = codec.get("name") if isinstance(codec, dict) else None
+            if cname not in SAFE_CODECS:
+                raise StoreError(f"{root}: array {name} uses codec {cname!r}, which dyn does not read "
+                                 "(only compression codecs; some codecs execute code when decoding)")
+            codecs.extend((codec.get("configuration") or {}).get("codecs") or [])
+
+
 def _is_consolidated(path: Path) -> bool:
     try:
         return json.loads((path / "zarr.json").read_text()).get("consolidated_metadata") is not None
@@ -437,6 +479,7 @@ def open_run(path: str | os.PathLike, *, validate: bool = True, chunks: dict | N
     """
     p = Path(path)
     attrs = read_attrs(p)
+    check_codecs(p)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
