@@ -158,6 +158,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import PAPER_FIGURE1, figure1
+
+    summary = figure1(args.out, seeds=args.seeds, small=args.small, overwrite=args.overwrite,
+                      progress=not args.quiet)
+    print(f"Figure 1 ({args.seeds} seeds): value at the last step, mean ± std over seeds")
+    wide = summary.pivot(index="metric", columns="modality", values=["mean", "std"])
+    for metric in wide.index:
+        cells = [f"{m}: {wide.loc[metric, ('mean', m)]:.4g} ± {wide.loc[metric, ('std', m)]:.2g}"
+                 for m in ("single", "multi")]
+        print(f"  {metric:<18} " + "   ".join(cells))
+    for modality, text in PAPER_FIGURE1.items():
+        print(f"  paper, {modality}-modal: {text}")
+    print(f"dyn reproduce: figures, curves.parquet, summary.csv and the runs in {args.out}/")
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
@@ -243,6 +260,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("store", metavar="STORE", help="run store")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's experiments (figure1)",
+        description="figure1: train single- and multi-modal runs of the paper's synthetic setup for several seeds, "
+                    "record every step, evaluate the OOD linear probe every 10 epochs, and draw the four panels "
+                    "(loss, OOD accuracy, signal learning, noise memorization) with mean ± 1 sd bands.",
+    )
+    p.add_argument("experiment", choices=["figure1"], help="which experiment")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
     return parser
 
 

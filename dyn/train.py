@@ -150,6 +150,14 @@ class Huang2024Setup:
         if self.config.redraw_eps:
             self.data.eps = torch.as_tensor(np.asarray(state["eps"])).to(self.data.eps)
 
+    def probe_accuracy(self) -> float:
+        """OOD accuracy of a logistic-regression head fitted on h(x_train), evaluated on h(x_test) (§3.3)."""
+        from .probe import probe_accuracy
+
+        enc = self.encoders["h"]
+        with torch.no_grad():
+            return probe_accuracy(enc(self.data.inputs()), self.data.y, enc(self.data.test_inputs()), self.data.y_test)
+
     def anchors(self) -> torch.Tensor | None:
         """The anchors of the next step: all (GD) or a random minibatch (SGD)."""
         if self.config.optimizer == "gd":
@@ -168,6 +176,7 @@ def train(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    evaluate_every: int | None = None,
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
 
@@ -188,6 +197,8 @@ def train(
     chunk_bytes : target bytes per stored chunk.
     checkpoint_every : steps between checkpoints (None: one per chunk of recorded steps).
     resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
+    evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x) (:mod:`dyn.probe`), at
+        step 0, every this many steps and at the last step.
 
     Returns
     -------
@@ -240,7 +251,10 @@ def train(
                 if rec is not None and (t == 0 or last or t % every == 0):
                     if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
                         rec.record(t, inner=setup.last_inner)
-                    rec.log(step=t, **out_t.scalars())
+                    scalars = out_t.scalars()
+                    if evaluate_every and (t % evaluate_every == 0 or last):
+                        scalars["probe_acc"] = setup.probe_accuracy()
+                    rec.log(step=t, **scalars)
                 if last:
                     final_loss = float(out_t.loss.detach())
                     break
