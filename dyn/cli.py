@@ -175,6 +175,35 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import expand, load_grid, phase_diagram, sweep
+
+    grid = load_grid(args.grid)
+    total = len(expand(grid))
+    done = {"n": 0, "failed": 0}
+
+    def progress(row: dict) -> None:
+        done["n"] += 1
+        done["failed"] += row.get("status") != "complete"
+        if not args.quiet:
+            print(f"  [{done['n']}/{total}] {row['id']}: {row.get('status')}"
+                  + (f" ({row.get('error')})" if row.get("status") != "complete" else f", {row.get('winner')}"),
+                  flush=True)
+
+    where = "sequentially" if args.sequential else (args.scheduler or f"a LocalCluster of {args.workers} workers")
+    print(f"dyn sweep: {total} runs on {where}")
+    results = sweep(grid, args.out, scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
+                    sequential=args.sequential, on_result=progress)
+    fig = phase_diagram(results)
+    for ext in ("png", "svg"):
+        fig.savefig(f"{args.out}/phase-diagram.{ext}", dpi=120)
+    seconds = results.attrs.get("seconds", float("nan"))
+    complete = int((results["status"] == "complete").sum())
+    print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "
+          f"({len(results) / seconds:.2f} runs/s); results.parquet and phase-diagram.png in {args.out}/")
+    return 0 if complete == len(results) else 1
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
@@ -275,6 +304,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a parameter grid on Dask and draw the phase diagram",
+        description="Run every point of a grid file (see data/presets/phase-diagram.toml) as its own recorded run "
+                    "on Dask distributed - a LocalCluster by default, or an existing scheduler - and write "
+                    "results.parquet (winner at T1 from the exact coefficients, final OOD probe accuracy) and the "
+                    "phase diagram. Re-running into the same --out resumes; failed runs are recorded with their error.",
+        epilog="example: dyn sweep --grid data/presets/phase-diagram.toml --out runs/phase",
+    )
+    p.add_argument("--grid", required=True, help="grid TOML file")
+    p.add_argument("--out", required=True, help="sweep folder (runs/, results.parquet, phase-diagram.png)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    p.add_argument("--sequential", action="store_true", help="no Dask: run in this process (throughput baseline)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh, deleting a previous sweep in --out")
+    p.add_argument("--quiet", action="store_true", help="no per-run lines")
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 
