@@ -1,5 +1,7 @@
 """Reproduce the paper's experiments end to end.
 
+``table1``: the ColoredMNIST experiment on scikit-learn's bundled digits (:mod:`dyn.colored_digits`).
+
 ``figure1``: the synthetic experiment (Figure 1 of Huang et al. 2024) — single- vs multi-modal training over
 seeds, every step recorded, the OOD probe evaluated along training, and the paper's four panels (training loss,
 OOD test accuracy, signal learning, noise memorization) with mean ± 1σ bands.
@@ -27,7 +29,7 @@ from .errors import ConfigError, StoreError
 from .run import Run
 from .train import train
 
-__all__ = ["figure1", "figure1_config", "PAPER_FIGURE1"]
+__all__ = ["figure1", "figure1_config", "table1", "PAPER_FIGURE1"]
 
 #: What the paper reports for Figure 1 (read off its description; no numbers are tabulated).
 PAPER_FIGURE1 = {
@@ -158,3 +160,93 @@ def figure1(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary
+
+
+def _direction_curves(run: Run, label: dict[str, Any]) -> pd.DataFrame:
+    """Mean over neurons of the largest |cosine| between a neuron's weight and the shape (resp. colour) directions,
+    and of its largest |cosine| with the per-sample residuals (noise), at every recorded step."""
+    ds = run.site("first")
+    vectors = ds["signal_vectors"].values.astype(np.float64)
+    norms = np.linalg.norm(vectors, axis=1)
+    names = [str(s) for s in ds["signal"].values]
+    inner = ds["signal_inner"].values / norms[None, None, :]
+    noise_norms = np.linalg.norm(ds["noise_vectors"].values.astype(np.float64), axis=1)
+    noise = ds["noise_inner"].values / noise_norms[None, None, :]
+    shape = np.array([n.startswith("shape") for n in names])
+    rows = {
+        "shape": np.abs(inner[:, :, shape]).max(axis=2).mean(axis=1),
+        "colour": np.abs(inner[:, :, ~shape]).max(axis=2).mean(axis=1),
+        "noise": np.abs(noise).max(axis=2).mean(axis=1),
+    }
+    frames = [pd.DataFrame({"step": run.steps, "direction": k, "value": v}) for k, v in rows.items()]
+    out = pd.concat(frames, ignore_index=True)
+    for k, v in label.items():
+        out[k] = v
+    return out
+
+
+def table1(
+    out: str | os.PathLike,
+    *,
+    seeds: int = 3,
+    small: bool = False,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """ColoredMNIST (Table 1) on scikit-learn's bundled digits, single- vs multi-modal, over seeds.
+
+    Writes ``out/table1.csv`` and ``out/table1.md`` (train/test accuracy, mean ± std, beside the paper's),
+    ``out/directions.{png,svg}`` (what the image encoder's first layer aligns with: digit shapes, colours or
+    per-sample noise), ``out/curves.parquet`` and the recorded runs under ``out/runs/``.
+    """
+    from .colored_digits import PAPER_TABLE1, DigitsConfig, make_colored_digits, train_digits
+
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
+    out = Path(out)
+    tmp = _claim_out(out, overwrite)
+    try:
+        rows, curves = [], []
+        for seed in range(seeds):
+            data = make_colored_digits(seed)
+            for modality in ("single", "multi"):
+                cfg = DigitsConfig(modality=modality, seed=seed, epochs=10 if small else 40)
+                path = tmp / "runs" / f"{modality}-seed{seed}.zarr"
+                path.parent.mkdir(exist_ok=True)
+                res = train_digits(cfg, data, out=path)
+                rows.append({"modality": modality, "seed": seed, **res})
+                curves.append(_direction_curves(Run(path), {"modality": modality, "seed": seed}))
+        runs = pd.DataFrame(rows)
+        table = runs.groupby("modality")[["train_acc", "test_acc"]].agg(["mean", "std"]).reindex(["single", "multi"])
+        table.columns = [f"{a}_{b}" for a, b in table.columns]
+        table = table.reset_index()
+        table[["train_acc_mean", "train_acc_std", "test_acc_mean", "test_acc_std"]] *= 100
+        table["paper_train"] = [PAPER_TABLE1[m][0] for m in table["modality"]]
+        table["paper_test"] = [PAPER_TABLE1[m][1] for m in table["modality"]]
+        table.to_csv(tmp / "table1.csv", index=False)
+        runs.to_csv(tmp / "runs.csv", index=False)
+        lines = ["| modality | train acc (%) | test acc (%) | paper train | paper test |", "|---|---|---|---|---|"]
+        for r in table.itertuples():
+            lines.append(f"| {r.modality} | {r.train_acc_mean:.2f} ± {r.train_acc_std:.2f} | "
+                         f"{r.test_acc_mean:.2f} ± {r.test_acc_std:.2f} | {r.paper_train} | {r.paper_test} |")
+        (tmp / "table1.md").write_text("\n".join(lines) + f"\n\n{seeds} seed(s); std over seeds.\n")
+        frame = pd.concat(curves, ignore_index=True)
+        frame.to_parquet(tmp / "curves.parquet", index=False)
+        import seaborn as sns
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(10, 3.6), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, modality in zip(axes, ("single", "multi")):
+            sns.lineplot(data=frame[frame.modality == modality], x="step", y="value", hue="direction",
+                         hue_order=["shape", "colour", "noise"], errorbar="sd", ax=ax, palette="colorblind")
+            ax.set_title(f"{modality}-modal: first-layer alignment")
+            ax.set_ylabel("mean over neurons of max |cos(w_r, direction)|")
+            sns.despine(ax=ax)
+        for ext in ("png", "svg"):
+            fig.savefig(tmp / f"directions.{ext}", dpi=120)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return table

@@ -65,6 +65,28 @@ NOTEBOOKS = {
                       'print(f"dask: {len(results) / results.attrs[\'seconds\']:.2f} runs/s, "\n'
                       '      f"sequential: {len(seq) / seq.attrs[\'seconds\']:.2f} runs/s")'),
     ],
+    "03-colored-digits.ipynb": [
+        new_markdown_cell("# Table 1: coloured digits (ColoredMNIST protocol on scikit-learn's bundled digits)\n\n"
+                          "Train colour tied to class with probability 0.775, test colours reversed, 10% label noise. "
+                          "Single-modal: SimCLR-style views of the image. Multi-modal: image + caption (one-hot digit "
+                          "and colour tokens). Same image encoder; a linear probe on its embedding. The recorder "
+                          "watches the encoder's first layer against digit-shape, colour and per-sample noise "
+                          "directions."),
+        new_code_cell(SETUP),
+        new_code_cell('from dyn.colored_digits import make_colored_digits\n'
+                      'data = make_colored_digits(0)\n'
+                      'print(data.x_train.shape, data.x_test.shape)\n'
+                      'agree = (data.colour_train == data.class_train).float().mean().item()\n'
+                      'print(f"train colour = class for {agree:.1%} of images (0.775 + 0.225/10 expected)")'),
+        new_code_cell('import matplotlib.pyplot as plt\n'
+                      'fig, axes = plt.subplots(1, 10, figsize=(12, 1.6))\n'
+                      'for k, ax in enumerate(axes):\n'
+                      '    ax.imshow(data.x_train[k].permute(1, 2, 0).numpy()); ax.set_title(int(data.y_train[k])); ax.axis("off")'),
+        new_code_cell('from dyn.reproduce import table1\n'
+                      'table = table1(WORK / "table1", seeds=1 if SMALL else 3, small=SMALL, overwrite=True)\n'
+                      'table'),
+        new_code_cell('from IPython.display import Image\nImage(filename=str(WORK / "table1" / "directions.png"))'),
+    ],
     "04-instrument-your-own-loop.ipynb": [
         new_markdown_cell("# Instrument your own training loop\n\n"
                           "A two-layer ReLU network trained with SGD on supervised signal–noise data "
