@@ -75,25 +75,16 @@ def _markdown_table(table) -> str:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
     from pathlib import Path
 
     from . import plot
     from .compare import compare, format_table
-    from .errors import ConfigError, StoreError
+    from .outputs import save_figure, staged_folder
     from .run import Run
     from .theory import get_theory
 
     theory = get_theory(args.theory)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(f"{out} already exists and is not empty (use --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
     runs = [Run(path) for path in args.runs]  # validates every store before anything is written
     names: list[str] = []
     for run in runs:
@@ -101,8 +92,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         while name in names:
             name += "_"
         names.append(name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    with staged_folder(out, overwrite=args.overwrite) as tmp:
         report = [f"# dyn analysis: {theory.name}", "", theory.description, ""]
         for name, run in zip(names, runs):
             table = compare(run, theory)
@@ -117,14 +107,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             print("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in ("holds", "violated", "not checkable")))
             print()
             table.to_csv(tmp / f"{name}-verdicts.csv", index=False)
-            figures = {
-                f"{name}-coefficients": plot.coefficients(run, theory=theory.name, title=name),
-                f"{name}-heatmap-gamma": plot.heatmap(run, quantity="gamma"),
-                f"{name}-heatmap-rho": plot.heatmap(run, quantity="rho"),
-            }
-            for stem, fig in figures.items():
-                for ext in ("png", "svg"):
-                    fig.savefig(tmp / f"{stem}.{ext}", dpi=120)
+            save_figure(plot.coefficients(run, theory=theory.name, title=name), tmp, f"{name}-coefficients")
+            save_figure(plot.heatmap(run, quantity="gamma"), tmp, f"{name}-heatmap-gamma")
+            save_figure(plot.heatmap(run, quantity="rho"), tmp, f"{name}-heatmap-rho")
             cfg = run.attrs.get("config") or {}
             report += [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, "
                        f"{len(run.steps)} recorded steps.", ""]
@@ -136,16 +121,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                        f"![{name} gamma heatmap]({name}-heatmap-gamma.png)", "",
                        f"![{name} rho heatmap]({name}-heatmap-rho.png)", ""]
         if len(runs) > 1:
-            fig = plot.signal_vs_noise(dict(zip(names, runs)))
-            for ext in ("png", "svg"):
-                fig.savefig(tmp / f"signal-vs-noise.{ext}", dpi=120)
+            save_figure(plot.signal_vs_noise(dict(zip(names, runs))), tmp, "signal-vs-noise")
             report += ["## Signal learning vs noise memorization", "", "![signal vs noise](signal-vs-noise.png)", ""]
         (tmp / "report.md").write_text("\n".join(report))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
     return 0
 
@@ -187,6 +165,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .outputs import save_figure
     from .sweep import expand, load_grid, phase_diagram, sweep
 
     grid = load_grid(args.grid)
@@ -205,9 +184,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"dyn sweep: {total} runs on {where}")
     results = sweep(grid, args.out, scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
                     sequential=args.sequential, on_result=progress)
-    fig = phase_diagram(results)
-    for ext in ("png", "svg"):
-        fig.savefig(f"{args.out}/phase-diagram.{ext}", dpi=120)
+    save_figure(phase_diagram(results), args.out, "phase-diagram")
     seconds = results.attrs.get("seconds", float("nan"))
     complete = int((results["status"] == "complete").sum())
     print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "

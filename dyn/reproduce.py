@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .config import Config, load_preset
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
+from .outputs import save_figure, staged_folder
 from .run import Run
 from .train import train
 
@@ -100,15 +99,6 @@ def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
     return fig
 
 
-def _claim_out(out: Path, overwrite: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"{out} already exists and is not empty (use --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-
-
 def figure1(
     out: str | os.PathLike,
     *,
@@ -131,9 +121,7 @@ def figure1(
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    out = Path(out)
-    tmp = _claim_out(out, overwrite)
-    try:
+    with staged_folder(out, overwrite=overwrite) as tmp:
         frames = []
         for seed in range(seeds):
             for modality in ("single", "multi"):
@@ -148,17 +136,10 @@ def figure1(
         title = f"Figure 1 reproduction ({'small' if small else 'paper'} size, {seeds} seed{'s' if seeds > 1 else ''}, mean ± 1σ)"
         for stem, metrics in (("figure1", ["loss", "probe_acc", "signal_inner_max", "noise_inner_max"]),
                               ("figure1-coefficients", ["loss", "probe_acc", "gamma_max", "rho_max"])):
-            fig = _panels(curves, metrics, title)
-            for ext in ("png", "svg"):
-                fig.savefig(tmp / f"{stem}.{ext}", dpi=120)
+            save_figure(_panels(curves, metrics, title), tmp, stem)
         last = curves.loc[curves.groupby(["modality", "seed", "metric"])["step"].idxmax()]
         summary = last.groupby(["modality", "metric"])["value"].agg(["mean", "std"]).reset_index()
         summary.to_csv(tmp / "summary.csv", index=False)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 
@@ -202,9 +183,7 @@ def table1(
 
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    out = Path(out)
-    tmp = _claim_out(out, overwrite)
-    try:
+    with staged_folder(out, overwrite=overwrite) as tmp:
         rows, curves = [], []
         for seed in range(seeds):
             data = make_colored_digits(seed)
@@ -242,11 +221,5 @@ def table1(
             ax.set_title(f"{modality}-modal: first-layer alignment")
             ax.set_ylabel("mean over neurons of max |cos(w_r, direction)|")
             sns.despine(ax=ax)
-        for ext in ("png", "svg"):
-            fig.savefig(tmp / f"directions.{ext}", dpi=120)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        save_figure(fig, tmp, "directions")
     return table
