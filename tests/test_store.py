@@ -104,7 +104,7 @@ os._exit(0)
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    raw = xr.open_datatree(path, engine="zarr")  # plain xarray, no dyn
+    raw = xr.open_datatree(path, engine="zarr", consolidated=False)  # plain xarray, no dyn (still live: not consolidated)
     assert raw.attrs["status"] == "running"
     tree = dyn.open(path)
     steps = tree["step"].values
