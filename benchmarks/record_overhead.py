@@ -184,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
+    parser.add_argument("--sections", default="paper,tenx,throughput,alternative",
+                        help="comma-separated subset of paper,tenx,throughput,alternative")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     root = Path(args.workdir or "runs")
@@ -196,10 +198,15 @@ def main(argv=None):
             throughput(workdir, 64)
             alternative(PAPER, 60, workdir)
         else:
-            overhead("paper scale", PAPER, 200, args.repeats, workdir)
-            overhead("10x scale", TENX, 25, 2, workdir)
-            throughput(workdir, 512)
-            alternative(PAPER, 200, workdir)
+            sections = set(args.sections.split(","))
+            if "paper" in sections:
+                overhead("paper scale", PAPER, 200, args.repeats, workdir)
+            if "tenx" in sections:
+                overhead("10x scale", TENX, 25, max(2, args.repeats // 2), workdir)
+            if "throughput" in sections:
+                throughput(workdir, 512)
+            if "alternative" in sections:
+                alternative(PAPER, 200, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -231,7 +231,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="write recorded steps and a resumable checkpoint every N steps (default: every chunk)")
+                   help="write recorded steps and a resumable checkpoint every N steps "
+                        "(default: at chunk boundaries, at most once a minute)")
     p.add_argument("--resume", metavar="STORE",
                    help="continue an interrupted run from its last checkpoint (takes no other run options)")
     p.set_defaults(func=_cmd_run)

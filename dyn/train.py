@@ -30,7 +30,10 @@ from .objectives import ContrastiveLoss, multi_modal_loss, single_modal_loss
 from .record import DEFAULT_CHUNK_BYTES, Recorder, Site
 from .store import read_attrs
 
-__all__ = ["Huang2024Setup", "RunSummary", "train"]
+__all__ = ["Huang2024Setup", "RunSummary", "train", "DEFAULT_CHECKPOINT_SECONDS"]
+
+#: Without ``checkpoint_every``, checkpoints are taken at chunk boundaries no more often than this.
+DEFAULT_CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass
@@ -183,9 +186,9 @@ def train(
     The loss and the loss-derivative band (``lp_pos_min`` … ``lp_neg_max``) are logged at every recorded step,
     evaluated at that step's weights; the final step's loss comes from one more forward pass at the final weights.
 
-    Every ``checkpoint_every`` steps (default: at each full chunk) the recorded steps are written and the weights
-    and RNG states stored, so an interrupted run can be continued with ``resume=True`` and ends identical to an
-    uninterrupted one.
+    Every ``checkpoint_every`` steps (default: at a full chunk, at most once a minute) the recorded steps are
+    written and the weights and RNG states stored, so an interrupted run can be continued with ``resume=True``
+    and ends identical to an uninterrupted one.
 
     Parameters
     ----------
@@ -195,7 +198,7 @@ def train(
     progress : show a progress bar.
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
-    checkpoint_every : steps between checkpoints (None: one per chunk of recorded steps).
+    checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
     resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
     evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x) (:mod:`dyn.probe`), at
         step 0, every this many steps and at the last step.
@@ -242,7 +245,10 @@ def train(
     final_loss = float("nan")
     try:
         with rec if rec is not None else contextlib.nullcontext():
+            # Explicit: every N steps. Default: at chunk boundaries, at most once a minute, so short runs pay
+            # nothing for checkpoints and long ones lose at most about a minute of training.
             ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
+            last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
                 last = t == config.steps
                 if config.redraw_eps and t > 0:
@@ -261,8 +267,10 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 out_t.loss.backward()
                 opt.step()
-                if rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps:
+                if (rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps
+                        and (checkpoint_every or time.perf_counter() - last_ckpt >= DEFAULT_CHECKPOINT_SECONDS)):
                     rec.flush(checkpoint=setup.state(), next_step=t + 1)
+                    last_ckpt = time.perf_counter()
                 if bar is not None:
                     bar.update(1)
                     if t % 10 == 0:
