@@ -1,4 +1,4 @@
-# Two commands: `make demo` (train and record the paper's Figure-1 runs) and `make test`.
+# Two commands: `make demo` (train, record and analyse the paper's Figure-1 runs) and `make test`.
 # Both create ./.venv on first use. torch is installed first and pinned to the CPU build; GPU users override:
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PY ?= python3
@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/dyn run --preset huang2024-figure1 --modality single --out runs/single.zarr --overwrite
 	$(BIN)/dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr --overwrite
+	$(BIN)/dyn analyze runs/single.zarr runs/multi.zarr --out runs/report --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q
