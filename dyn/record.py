@@ -230,6 +230,13 @@ class Recorder:
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
 
+    Attributes
+    ----------
+    chunk_steps : int
+        Recorded steps per stored chunk.
+    stats : dict
+        Chunks, bytes, steps written and seconds spent writing (by the writer thread).
+
     Examples
     --------
     >>> import tempfile, os, xarray as xr
@@ -354,7 +361,6 @@ class Recorder:
         if self._resume_from is not None:
             stored = self._writer.reopen(self._resume_from)
             self._writer.chunk_steps = self.chunk_steps = int(stored["chunk_steps"])
-            self._scalar_cols = {}
         else:
             self._writer.prepare()
             statics = {name: self._site_statics(site) for name, site in self.sites.items()}
