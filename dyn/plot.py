@@ -85,6 +85,15 @@ def coefficients(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> _ = dyn.train(dyn.load_preset("huang2024-tiny"), path)
+    >>> fig = coefficients(path, quantities=("A", "Psi"))
+    >>> len(fig.axes)
+    2
     """
     run = _run(run)
     if reduce not in ("max", "mean"):
@@ -136,6 +145,17 @@ def signal_vs_noise(
     site : site group.
     coefficients_kind : ``"exact"`` (γ, ρ) or ``"proxy"`` (raw inner products).
     logy : log-scale y axes.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> root = tempfile.mkdtemp()
+    >>> runs = {m: os.path.join(root, f"{m}.zarr") for m in ("single", "multi")}
+    >>> for m, p in runs.items():
+    ...     _ = dyn.train(dyn.load_preset("huang2024-tiny", modality=m), p)
+    >>> fig = signal_vs_noise(runs)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['signal learning', 'noise memorization']
     """
     if coefficients_kind not in ("exact", "proxy"):
         raise ConfigError(f"coefficients_kind must be 'exact' or 'proxy', got {coefficients_kind!r}")
@@ -176,6 +196,15 @@ def heatmap(
     site : site group.
     quantity : from :data:`QUANTITIES`.
     max_columns : steps are subsampled evenly to at most this many columns.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> _ = dyn.train(dyn.load_preset("huang2024-tiny"), path)
+    >>> fig = heatmap(path, quantity="rho")
+    >>> fig.axes[0].get_ylabel()
+    'neuron'
     """
     run = _run(run)
     curves = per_neuron(run, site, quantity)

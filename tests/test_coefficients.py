@@ -103,3 +103,7 @@ def test_accessors(tiny, tmp_path):
     assert list(tree.dyn.compare()["verdict"].unique())
     with pytest.raises(dyn.StoreError, match="compare needs the whole run"):
         ds.dyn.compare()
+    import xarray as xr
+
+    root = xr.open_zarr(path)  # the root dataset knows its source: ds.dyn.compare() works on it
+    assert root.dyn.compare()["verdict"].tolist() == tree.dyn.compare()["verdict"].tolist()
