@@ -31,6 +31,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     width = max(map(len, presets), default=0)
     for name, description in presets.items():
         print(f"{name:<{width}}  {description}")
+    from .config import _preset_dir
+
+    grids = sorted(p for p in _preset_dir().glob("*.toml") if p.stem not in presets)
+    if grids:
+        print("\ngrids for `dyn sweep --grid`:")
+        for path in grids:
+            print(f"  {path}")
     return 0
 
 
