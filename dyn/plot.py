@@ -32,7 +32,11 @@ QUANTITIES = {
 
 
 def _run(run: str | os.PathLike | xr.DataTree | Run) -> Run:
-    return run if isinstance(run, Run) else Run(run)
+    if isinstance(run, Run):
+        return run
+    if not isinstance(run, (str, os.PathLike, xr.DataTree)):
+        raise ConfigError(f"plot the run (a path, dyn.open(path) or dyn.Run), not a {type(run).__name__}")
+    return Run(run)
 
 
 def _values(run: Run, site: str, quantity: str) -> xr.DataArray:

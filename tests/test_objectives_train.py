@@ -168,3 +168,18 @@ def test_sgd_option_averages_over_a_minibatch(tiny, tmp_path):
     dyn.train(tiny(steps=3), tmp_path / "gd.zarr")
     a, b = dyn.open(tmp_path / "sgd.zarr"), dyn.open(tmp_path / "gd.zarr")
     np.testing.assert_allclose(a["h"]["weight_final"].values, b["h"]["weight_final"].values, rtol=1e-12)
+
+
+def test_redrawn_augmentation_enters_from_the_second_step(tiny, tmp_path):
+    """redraw_eps: step 1 uses the eps drawn at initialisation, later steps fresh eps (deterministic by seed)."""
+    once = tiny(steps=1), tiny(steps=3)
+    redraw = tiny(steps=1, redraw_eps=True), tiny(steps=3, redraw_eps=True)
+    w = {}
+    for name, cfg in (("once1", once[0]), ("once3", once[1]), ("redraw1", redraw[0]), ("redraw3", redraw[1])):
+        dyn.train(cfg, tmp_path / f"{name}.zarr")
+        w[name] = dyn.open(tmp_path / f"{name}.zarr")["h"]["weight_final"].values
+    np.testing.assert_array_equal(w["once1"], w["redraw1"])
+    assert np.abs(w["once3"] - w["redraw3"]).max() > 1e-8
+    dyn.train(redraw[1], tmp_path / "again.zarr")
+    np.testing.assert_array_equal(dyn.open(tmp_path / "again.zarr")["h"]["weight_final"].values, w["redraw3"])
+    assert "noise_aug_inner" not in dyn.open(tmp_path / "again.zarr")["h"]  # eps changes: no fixed probe to record
