@@ -115,3 +115,34 @@ with dyn.Recorder({str(path)!r}, sites={{"w": site}}, optimizer=opt, flush_every
     assert n >= 190 and tree["step"].values.tolist() == list(range(n))
     assert np.isfinite(tree["w"]["noise_inner"].values).all()
     assert np.isfinite(tree["loss"].values[: n - 1]).all()
+
+
+@pytest.mark.parametrize("changes", [dict(redraw_eps=True), dict(optimizer="sgd", batch_size=5), dict(modality="multi")])
+def test_resume_restores_every_random_state(tiny, tmp_path, monkeypatch, changes):
+    """Interrupted mid-run (after checkpoints), resumed in-process: identical to an uninterrupted run, including
+    the re-drawn augmentation noise and the SGD minibatch stream."""
+    from dyn.train import Huang2024Setup
+
+    cfg = tiny(steps=20, **changes)
+    dyn.train(cfg, tmp_path / "ref.zarr")
+    original = Huang2024Setup.loss
+    calls = {"n": 0}
+
+    def interrupting(self, anchors=None):
+        calls["n"] += 1
+        if calls["n"] == 14:
+            raise KeyboardInterrupt
+        return original(self, anchors)
+
+    monkeypatch.setattr(Huang2024Setup, "loss", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        dyn.train(cfg, tmp_path / "run.zarr", checkpoint_every=5)
+    monkeypatch.setattr(Huang2024Setup, "loss", original)
+    assert dyn.open(tmp_path / "run.zarr").attrs["status"] == "interrupted"
+    dyn.train(cfg, tmp_path / "run.zarr", resume=True, checkpoint_every=5)
+    done, ref = dyn.open(tmp_path / "run.zarr"), dyn.open(tmp_path / "ref.zarr")
+    assert done.attrs["status"] == "complete"
+    for site in ref.attrs["sites"]:
+        np.testing.assert_array_equal(done[site]["noise_inner"].values, ref[site]["noise_inner"].values)
+        np.testing.assert_array_equal(done[site]["weight_final"].values, ref[site]["weight_final"].values)
+    np.testing.assert_array_equal(done["loss"].values, ref["loss"].values)
