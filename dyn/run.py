@@ -43,7 +43,8 @@ class Run:
     def __init__(self, source: str | os.PathLike | xr.DataTree, *, chunks: dict | None = None):
         if isinstance(source, xr.DataTree):
             self.tree = source
-            self.path = None
+            where = source.encoding.get("source")  # set by xarray when the tree was read from a store
+            self.path = Path(where) if where else None
         else:
             self.path = Path(source)
             self.tree = open_run(self.path, chunks=chunks)
