@@ -184,14 +184,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
+    parser.add_argument("--device", default="cpu", help="torch device for training and recording (e.g. cuda)")
     parser.add_argument("--sections", default="paper,tenx,throughput,alternative",
                         help="comma-separated subset of paper,tenx,throughput,alternative")
     args = parser.parse_args(argv)
+    PAPER["device"] = TENX["device"] = args.device
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     root = Path(args.workdir or "runs")
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=root))
-    print(f"dyn {dyn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    print(f"dyn {dyn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"device {args.device}")
     try:
         if args.quick:
             overhead("paper scale (quick)", PAPER, 50, args.repeats, workdir)
