@@ -28,7 +28,7 @@ M, N, D = 200, 2000, 2100
 def synthesise(path: Path, gib: float) -> dict:
     from dyn.record import DEFAULT_CHUNK_BYTES
     from dyn.store import StoreWriter
-    from dyn.train import store_size
+    from dyn.setups.base import store_size
 
     rng = np.random.default_rng(0)
     per_step = M * (N + 1) * 4
@@ -62,7 +62,7 @@ ANALYSE = textwrap.dedent("""
     import json, resource, sys, time
     import dask
     import dyn
-    from dyn.coefficients import coefficients, decomposition_operator
+    from dyn.analysis.coefficients import coefficients, decomposition_operator
 
     def status(key):
         for line in open("/proc/self/status"):

@@ -29,7 +29,8 @@ import torch
 import dyn
 from dyn.record import DEFAULT_CHUNK_BYTES, Recorder
 from dyn.store import StoreWriter
-from dyn.train import Huang2024Setup, store_size
+from dyn.setups.huang2024.train import Huang2024Setup
+from dyn.setups.base import store_size
 
 PAPER = dict(d=2000, n=100, n_test=200, m=50)
 TENX = dict(d=8000, n=1000, n_test=200, m=200)

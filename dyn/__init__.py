@@ -1,38 +1,69 @@
 """dyn: record and analyse the feature-learning dynamics of neural-network training.
 
 Record every neuron's inner products with signal vectors and noise patches at every step of any PyTorch loop
-(:class:`Recorder`, :class:`Site`), store them in zarr as xarray data (:func:`open`), train the contrastive
-setups of Huang et al. 2024 (:func:`train`, :class:`Config`, :func:`load_preset`), recover exact signal learning
-and noise memorization (:func:`coefficients`), check a theorem claim by claim (:func:`compare`), and plot
-(:mod:`dyn.plot`) or export (:mod:`dyn.export`) the curves.
+(:class:`Recorder`, :class:`Site`), store them in zarr as xarray data (:func:`open`), recover exact signal learning
+and noise memorization (:func:`coefficients`), check a theorem claim by claim (:func:`compare`), plot
+(:func:`plot_coefficients`, ...) and export (:func:`export`, :func:`tidy`) the curves. Paper setups live in
+:mod:`dyn.setups` (presets: :func:`load_preset`); ``dyn.train`` and ``dyn.Config`` are the first setup's
+(Huang et al. 2024), kept at the top level because the README's examples use them.
+
+Layers (each imports only those before it): ``store`` → ``record`` → ``setups``; ``store`` → ``analysis`` →
+``theory`` → ``viz`` → ``experiments`` → ``cli``. Names are imported on first use, so ``import dyn`` (and the CLI's
+``--help``) does not load torch or matplotlib.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from . import errors
+from .errors import ConfigError, DivergenceError, DynError, NotCheckable, PhaseError, StoreError
+from .viz import accessor as _accessor  # noqa: F401  (registers the .dyn accessors on xarray objects)
+
 __version__ = "0.1.0"
 
-from . import accessor as _accessor  # noqa: F401  (registers the .dyn accessors)
-from . import theory
-from .coefficients import coefficients
-from .compare import compare, regime
-from .config import Config, list_presets, load_preset
-from .errors import ConfigError, DivergenceError, DynError, StoreError
-from .phases import PhaseError
-from .record import Recorder, Site, every
-from .run import Run
-from .store import open_run as open
-from .theory import Theory, get_theory
-from .train import RunSummary, train
+#: public name -> (module, attribute), imported on first access
+_LAZY = {
+    "Recorder": ("dyn.record", "Recorder"),
+    "Site": ("dyn.record", "Site"),
+    "every": ("dyn.record", "every"),
+    "open": ("dyn.store", "open_run"),
+    "Run": ("dyn.analysis.run", "Run"),
+    "coefficients": ("dyn.analysis.coefficients", "coefficients"),
+    "verify": ("dyn.analysis.verify", "verify"),
+    "Theory": ("dyn.theory.base", "Theory"),
+    "get_theory": ("dyn.theory.base", "get_theory"),
+    "theory_for": ("dyn.theory.base", "theory_for"),
+    "compare": ("dyn.theory.compare", "compare"),
+    "regime": ("dyn.theory.compare", "regime"),
+    "theory": ("dyn.theory", None),
+    "list_presets": ("dyn.setups.base", "list_presets"),
+    "load_preset": ("dyn.setups.base", "load_preset"),
+    "get_setup": ("dyn.setups.base", "get_setup"),
+    "RunSummary": ("dyn.setups.base", "RunSummary"),
+    "Config": ("dyn.setups.huang2024.config", "Config"),
+    "train": ("dyn.setups.huang2024.train", "train"),
+    "plot_coefficients": ("dyn.viz.plot", "plot_coefficients"),
+    "plot_heatmap": ("dyn.viz.plot", "plot_heatmap"),
+    "plot_signal_vs_noise": ("dyn.viz.plot", "plot_signal_vs_noise"),
+    "export": ("dyn.viz.export", "export"),
+    "tidy": ("dyn.viz.export", "tidy"),
+}
 
 
-
-def __getattr__(name: str):
-    # plot and export pull in matplotlib/seaborn/pyarrow: loaded on first use, so `dyn run` starts faster
-    if name in ("plot", "export"):
-        import importlib
-
-        return importlib.import_module(f".{name}", __name__)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module)
+        value = value if attr is None else getattr(value, attr)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'dyn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
@@ -41,6 +72,7 @@ __all__ = [
     "ConfigError",
     "DivergenceError",
     "DynError",
+    "NotCheckable",
     "PhaseError",
     "Recorder",
     "Run",
@@ -50,14 +82,21 @@ __all__ = [
     "Theory",
     "coefficients",
     "compare",
+    "errors",
     "every",
     "export",
+    "get_setup",
     "get_theory",
     "list_presets",
     "load_preset",
     "open",
-    "plot",
+    "plot_coefficients",
+    "plot_heatmap",
+    "plot_signal_vs_noise",
     "regime",
     "theory",
+    "theory_for",
+    "tidy",
     "train",
+    "verify",
 ]

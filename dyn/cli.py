@@ -25,27 +25,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .config import list_presets
+    from .setups.base import available_setups, presets
 
-    presets = list_presets()
-    width = max(map(len, presets), default=0)
-    for name, description in presets.items():
-        print(f"{name:<{width}}  {description}")
-    from .config import _preset_dir
-
-    grids = sorted(p for p in _preset_dir().glob("*.toml") if p.stem not in presets)
-    if grids:
-        print("\ngrids for `dyn sweep --grid`:")
-        for path in grids:
-            print(f"  {path}")
+    setups = available_setups()
+    items = presets()
+    width = max((len(p.name) for p in items), default=0)
+    for name, setup in setups.items():
+        print(f"{name}: {setup.description}")
+        for p in items:
+            if p.setup == name and p.kind == "preset":
+                print(f"  {p.name:<{width}}  {p.description}")
+        grids = [p for p in items if p.setup == name and p.kind == "grid"]
+        if grids:
+            print("  grids for `dyn sweep --grid NAME`:")
+            for p in grids:
+                print(f"  {p.name:<{width}}  {p.description}")
+        print()
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import Config, load_preset, parse_overrides
     from .errors import ConfigError
+    from .setups.base import get_setup, load_preset, parse_overrides
     from .store import read_attrs
-    from .train import train
 
     if args.resume:
         extra = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
@@ -54,89 +56,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if extra:
             raise ConfigError(f"--resume continues the stored run as it was configured; drop {', '.join(extra)}")
         attrs = read_attrs(args.resume)
-        config = Config.from_dict(attrs.get("config") or {})
-        summary = train(config, args.resume, progress=not args.quiet, resume=True,
-                        checkpoint_every=args.checkpoint_every)
+        setup = get_setup(str(attrs.get("setup")))
+        config = setup.config.from_dict(attrs.get("config") or {})
+        summary = setup.train(config, args.resume, progress=not args.quiet, resume=True,
+                              checkpoint_every=args.checkpoint_every)
         print(f"dyn run: resumed; {summary}")
         return 0
     if not args.preset or not args.out:
         raise ConfigError("dyn run needs --preset and --out (or --resume STORE)")
-    overrides = parse_overrides(args.set or [])
+    base = load_preset(args.preset)
+    overrides = parse_overrides(args.set or [], type(base))
     for key in ("modality", "seed", "steps"):
         value = getattr(args, key)
         if value is not None:
+            if key in overrides:
+                raise ConfigError(f"--{key} and --set {key}=... both given")
             overrides[key] = value
     config = load_preset(args.preset, **overrides)
-    summary = train(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
-                    attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every)
+    setup = next(s for s in _setups().values() if isinstance(config, s.config))
+    summary = setup.train(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                          attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every)
     print(f"dyn run: {summary}")
     return 0
 
 
-def _markdown_table(table) -> str:
-    cols = ["claim", "predicted", "observed", "verdict"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in table[cols].itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines)
+def _setups():
+    from .setups.base import available_setups
+
+    return available_setups()
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .viz.report import write_report
 
-    from . import plot
-    from .compare import compare, format_table
-    from .outputs import save_figure, staged_folder
-    from .run import Run
-    from .theory import get_theory
-
-    theory = get_theory(args.theory)
-    out = Path(args.out)
-    runs = [Run(path) for path in args.runs]  # validates every store before anything is written
-    names: list[str] = []
-    for run in runs:
-        name = run.name
-        while name in names:
-            name += "_"
-        names.append(name)
-    with staged_folder(out, overwrite=args.overwrite) as tmp:
-        report = [f"# dyn analysis: {theory.name}", "", theory.description, ""]
-        for name, run in zip(names, runs):
-            table = compare(run, theory)
-            reg = table.attrs["regime"]
-            counts = table["verdict"].value_counts().to_dict()
-            print(f"== {name} ({run.path})")
-            print(format_table(table))
-            summary = (f"regime: observed {reg.get('observed_winner')} at step {reg.get('at_step')} "
-                       f"(max|gamma| {reg.get('max_gamma', float('nan')):.4g} vs max rho {reg.get('max_rho', float('nan')):.4g}); "
-                       f"predicted: {reg.get('predicted_winner')} [{reg.get('condition')}]") if reg else "regime: n/a"
-            print(summary)
-            print("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in ("holds", "violated", "not checkable")))
-            print()
-            table.to_csv(tmp / f"{name}-verdicts.csv", index=False)
-            save_figure(plot.coefficients(run, theory=theory.name, title=name), tmp, f"{name}-coefficients")
-            save_figure(plot.heatmap(run, quantity="gamma"), tmp, f"{name}-heatmap-gamma")
-            save_figure(plot.heatmap(run, quantity="rho"), tmp, f"{name}-heatmap-rho")
-            cfg = run.attrs.get("config") or {}
-            report += [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, "
-                       f"{len(run.steps)} recorded steps.", ""]
-            if cfg:
-                keys = ("modality", "d", "n", "m", "steps", "eta", "tau", "sigma0", "mu_norm", "mu_tilde_norm", "seed")
-                report += ["Config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg), ""]
-            report += [f"**Regime.** {summary}", "", _markdown_table(table), "",
-                       f"![{name} coefficients]({name}-coefficients.png)", "",
-                       f"![{name} gamma heatmap]({name}-heatmap-gamma.png)", "",
-                       f"![{name} rho heatmap]({name}-heatmap-rho.png)", ""]
-        if len(runs) > 1:
-            save_figure(plot.signal_vs_noise(dict(zip(names, runs))), tmp, "signal-vs-noise")
-            report += ["## Signal learning vs noise memorization", "", "![signal vs noise](signal-vs-noise.png)", ""]
-        (tmp / "report.md").write_text("\n".join(report))
+    out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .viz.export import export
 
     path = export(args.run, args.out, format=args.format, reduce=args.reduce, overwrite=args.overwrite)
     print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -144,36 +103,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import PAPER_FIGURE1, figure1, table1
+    from .experiments.reproduce import reproduce
 
-    if args.experiment == "table1":
-        seeds = args.seeds or 3
-        table = table1(args.out, seeds=seeds, small=args.small, overwrite=args.overwrite)
-        print(f"Table 1 (coloured digits, {seeds} seeds): linear-probe accuracy in %, mean ± std")
-        for r in table.itertuples():
-            print(f"  {r.modality:<7} train {r.train_acc_mean:6.2f} ± {r.train_acc_std:5.2f}   test "
-                  f"{r.test_acc_mean:6.2f} ± {r.test_acc_std:5.2f}   (paper: {r.paper_train} / {r.paper_test})")
-        print(f"dyn reproduce: table1.md, table1.csv, directions.png and the runs in {args.out}/")
-        return 0
-    args.seeds = args.seeds or 5
-
-    summary = figure1(args.out, seeds=args.seeds, small=args.small, overwrite=args.overwrite,
-                      progress=not args.quiet)
-    print(f"Figure 1 ({args.seeds} seeds): value at the last step, mean ± std over seeds")
-    wide = summary.pivot(index="metric", columns="modality", values=["mean", "std"])
-    for metric in wide.index:
-        cells = [f"{m}: {wide.loc[metric, ('mean', m)]:.4g} ± {wide.loc[metric, ('std', m)]:.2g}"
-                 for m in ("single", "multi")]
-        print(f"  {metric:<18} " + "   ".join(cells))
-    for modality, text in PAPER_FIGURE1.items():
-        print(f"  paper, {modality}-modal: {text}")
-    print(f"dyn reproduce: figures, curves.parquet, summary.csv and the runs in {args.out}/")
+    print(reproduce(args.experiment, args.out, seeds=args.seeds, small=args.small, overwrite=args.overwrite,
+                    progress=not args.quiet))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .outputs import save_figure
-    from .sweep import expand, load_grid, phase_diagram, sweep
+    from .experiments.sweep import expand, load_grid, phase_diagram, sweep
+    from .store.outputs import save_figure
 
     grid = load_grid(args.grid)
     total = len(expand(grid))
@@ -191,7 +130,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"dyn sweep: {total} runs on {where}")
     results = sweep(grid, args.out, scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
                     sequential=args.sequential, on_result=progress)
-    save_figure(phase_diagram(results), args.out, "phase-diagram")
+    figure = phase_diagram(results, setup=grid["setup"])
+    if figure is not None:
+        save_figure(figure, args.out, "phase-diagram")
     seconds = results.attrs.get("seconds", float("nan"))
     complete = int((results["status"] == "complete").sum())
     print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "
@@ -200,7 +141,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .analysis.verify import verify
 
     checks = verify(args.store)
     width = max(len(c.name) for c in checks)
@@ -217,20 +158,22 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dyn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+    p = sub.add_parser("presets", help="list the shipped presets and sweep grids, by setup",
+                       description="List the registered setups with their shipped presets and sweep grids.")
     p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser(
         "run",
         help="train a preset and record every step into a zarr store",
-        description="Train a preset (e.g. huang2024-figure1) and record every neuron's inner products with the "
-                    "signal vectors and noise patches at every step into a zarr store.",
+        description="Train a preset (e.g. huang2024-figure1; see `dyn presets`) with its setup's trainer and record "
+                    "every neuron's inner products with the signal vectors and noise patches at every step into a "
+                    "zarr store.",
         epilog="examples: dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr; "
                "dyn run --resume runs/multi.zarr",
     )
     p.add_argument("--preset", help="preset name (see `dyn presets`) or path to a preset TOML file")
     p.add_argument("--out", help="path of the new run store (a directory, e.g. runs/single.zarr)")
-    p.add_argument("--modality", choices=["single", "multi"], help="override the preset's modality")
+    p.add_argument("--modality", help="override the preset's modality (huang2024: single or multi)")
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--steps", type=int, help="override the number of optimizer steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -244,8 +187,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last checkpoint (takes no other run options)")
     p.set_defaults(func=_cmd_run)
 
-    from .export import FORMATS, REDUCTIONS
-    from .theory import available_theories
+    from .theory.base import available_theories
+    from .viz.export import FORMATS, REDUCTIONS
 
     theories = available_theories()
     p = sub.add_parser(
@@ -258,7 +201,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures")
-    p.add_argument("--theory", default="huang2024", help="theorem to compare with (default: huang2024)")
+    p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_cmd_analyze)
 
@@ -296,7 +239,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "single-modal SimCLR-style vs multi-modal image+caption, linear-probe train/test accuracy "
                     "beside the paper's, and what the image encoder's first layer aligned with.",
     )
-    p.add_argument("experiment", choices=["figure1", "table1"], help="which experiment")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="which experiment: figure1 or table1 (huang2024)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seeds", type=int, help="number of seeds (default 5 for figure1, 3 for table1)")
     p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
@@ -307,13 +250,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep",
         help="run a parameter grid on Dask and draw the phase diagram",
-        description="Run every point of a grid file (see data/presets/phase-diagram.toml) as its own recorded run "
+        description="Run every point of a grid (a shipped name from `dyn presets`, or a TOML file) as its own recorded run "
                     "on Dask distributed - a LocalCluster by default, or an existing scheduler - and write "
                     "results.parquet (winner at T1 from the exact coefficients, final OOD probe accuracy) and the "
                     "phase diagram. Re-running into the same --out resumes; failed runs are recorded with their error.",
-        epilog="example: dyn sweep --grid data/presets/phase-diagram.toml --out runs/phase",
+        epilog="example: dyn sweep --grid phase-diagram --out runs/phase",
     )
-    p.add_argument("--grid", required=True, help="grid TOML file")
+    p.add_argument("--grid", required=True, help="shipped grid name (see `dyn presets`) or grid TOML file")
     p.add_argument("--out", required=True, help="sweep folder (runs/, results.parquet, phase-diagram.png)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")

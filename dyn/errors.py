@@ -6,7 +6,7 @@ path or value at fault; the CLI prints that line and exits with status 2.
 
 from __future__ import annotations
 
-__all__ = ["DynError", "ConfigError", "StoreError", "DivergenceError"]
+__all__ = ["DynError", "ConfigError", "StoreError", "DivergenceError", "PhaseError", "NotCheckable"]
 
 
 class DynError(Exception):
@@ -33,3 +33,11 @@ class DivergenceError(DynError, FloatingPointError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+
+class PhaseError(DynError):
+    """A curve shows no phase change (or is too short or not positive) where one was asked for."""
+
+
+class NotCheckable(DynError):
+    """Raised inside a claim's check when the run cannot decide it; the message becomes the verdict's reason."""

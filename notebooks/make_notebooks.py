@@ -27,7 +27,7 @@ NOTEBOOKS = {
                           "linear probe is evaluated along training, and the four panels are drawn with mean ± 1σ "
                           "over seeds. Then one run is compared with the theorem claim by claim."),
         new_code_cell(SETUP),
-        new_code_cell('from dyn.reproduce import figure1\n'
+        new_code_cell('from dyn.setups.huang2024.experiments import figure1\n'
                       'summary = figure1(WORK / "figure1", seeds=2 if SMALL else 5, small=SMALL, overwrite=True)\n'
                       'summary'),
         new_markdown_cell("Signal and noise panels use the raw inner products max_r |⟨w_r, μ⟩| and "
@@ -44,7 +44,7 @@ NOTEBOOKS = {
                       'table = dyn.compare(run)\n'
                       'print(table.attrs["regime"])\n'
                       'table[["claim", "predicted", "observed", "verdict"]]'),
-        new_code_cell('dyn.plot.coefficients(run)'),
+        new_code_cell('dyn.plot_coefficients(run)'),
     ],
     "02-phase-diagram.ipynb": [
         new_markdown_cell("# The phase diagram the paper does not have\n\n"
@@ -53,13 +53,13 @@ NOTEBOOKS = {
                           "γ vs ρ) and the final OOD probe accuracy; the theory's lines n·SNR² = 1.8 (single) and "
                           "C_μ·n·SNR² = 4.51 (multi) are overlaid."),
         new_code_cell(SETUP),
-        new_code_cell('from dyn.sweep import load_grid, sweep, phase_diagram\n'
+        new_code_cell('from dyn.experiments.sweep import load_grid, sweep, phase_diagram\n'
                       'root = Path(dyn.__file__).resolve().parents[1]\n'
-                      'grid = load_grid(root / ("tests/data/tiny-grid.toml" if SMALL else "data/presets/phase-diagram.toml"))\n'
+                      'grid = load_grid(root / "tests/data/tiny-grid.toml" if SMALL else "phase-diagram")\n'
                       'results = sweep(grid, WORK / "phase", workers=2, overwrite=True)\n'
                       'print(f"{len(results)} runs, {results.attrs[\'seconds\']:.1f} s")\n'
                       'results[["id", "modality", "n_snr2", "c_mu", "winner", "probe_acc", "status"]].head(12)'),
-        new_code_cell('phase_diagram(results)'),
+        new_code_cell('phase_diagram(results, setup=grid["setup"])'),
         new_code_cell('# runs/second against a plain sequential loop over the same grid\n'
                       'seq = sweep(grid, WORK / "phase-seq", sequential=True, overwrite=True)\n'
                       'print(f"dask: {len(results) / results.attrs[\'seconds\']:.2f} runs/s, "\n'
@@ -73,7 +73,7 @@ NOTEBOOKS = {
                           "watches the encoder's first layer against digit-shape, colour and per-sample noise "
                           "directions."),
         new_code_cell(SETUP),
-        new_code_cell('from dyn.colored_digits import make_colored_digits\n'
+        new_code_cell('from dyn.setups.huang2024.colored_digits import make_colored_digits\n'
                       'data = make_colored_digits(0)\n'
                       'print(data.x_train.shape, data.x_test.shape)\n'
                       'agree = (data.colour_train == data.class_train).float().mean().item()\n'
@@ -82,7 +82,7 @@ NOTEBOOKS = {
                       'fig, axes = plt.subplots(1, 10, figsize=(12, 1.6))\n'
                       'for k, ax in enumerate(axes):\n'
                       '    ax.imshow(data.x_train[k].permute(1, 2, 0).numpy()); ax.set_title(int(data.y_train[k])); ax.axis("off")'),
-        new_code_cell('from dyn.reproduce import table1\n'
+        new_code_cell('from dyn.setups.huang2024.experiments import table1\n'
                       'table = table1(WORK / "table1", seeds=1 if SMALL else 3, small=SMALL, overwrite=True)\n'
                       'table'),
         new_code_cell('from IPython.display import Image\nImage(filename=str(WORK / "table1" / "directions.png"))'),
@@ -120,10 +120,10 @@ NOTEBOOKS = {
                       'c = site_ds.dyn.coefficients()\n'
                       'print("reconstruction of the final weights:", site_ds.dyn.reconstruction_residual())\n'
                       'c'),
-        new_code_cell('dyn.plot.coefficients(tree, site="w", quantities=("gamma", "rho"), logy=False, theory=None)'),
-        new_code_cell('dyn.plot.heatmap(tree, site="w", quantity="rho")'),
-        new_code_cell('frame = dyn.export.tidy(tree, reduce="absmax")\n'
-                      'dyn.export.export(tree, WORK / "mine-curves.csv", reduce="absmax", overwrite=True)\n'
+        new_code_cell('dyn.plot_coefficients(tree, site="w", quantities=("gamma", "rho"), logy=False, theory=None)'),
+        new_code_cell('dyn.plot_heatmap(tree, site="w", quantity="rho")'),
+        new_code_cell('frame = dyn.tidy(tree, reduce="absmax")\n'
+                      'dyn.export(tree, WORK / "mine-curves.csv", reduce="absmax", overwrite=True)\n'
                       'frame.head()'),
     ],
 }

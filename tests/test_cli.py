@@ -49,7 +49,7 @@ def test_run_multi_and_overwrite(tmp_path):
         (["--preset", "huang2024-tiny", "--set", "widht=3"], "unknown config key 'widht'"),
         (["--preset", "huang2024-tiny", "--set", "tau=fast"], "tau must be of type float"),
         (["--preset", "huang2024-tiny", "--set", "tau"], "--set expects key=value"),
-        (["--preset", "huang2024-tiny", "--modality", "tri"], "invalid choice: 'tri'"),
+        (["--preset", "huang2024-tiny", "--modality", "tri"], "modality must be one of single, multi, got 'tri'"),
         (["--preset", "huang2024-tiny", "--steps", "x"], "invalid int value: 'x'"),
     ],
 )

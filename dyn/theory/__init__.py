@@ -1,9 +1,23 @@
-"""Theorems as checkable claims. ``get_theory("huang2024")``; add one with a module that uses :func:`register`."""
+"""Theorems as checkable claims: the :class:`Theory` interface, its registry, and :func:`compare`.
+
+One sub-package per theorem (e.g. ``dyn.theory.huang2024``), found and registered on first use.
+"""
 
 from __future__ import annotations
 
-from .base import VERDICTS, Claim, NotCheckable, Outcome, Theory, Verdict, available_theories, get_theory, register
-from . import huang2024  # noqa: F401  (registers the reference theorem)
+from .base import (
+    VERDICTS,
+    Claim,
+    NotCheckable,
+    Outcome,
+    Theory,
+    Verdict,
+    available_theories,
+    get_theory,
+    register,
+    theory_for,
+)
+from .compare import compare, regime
 
-__all__ = ["VERDICTS", "Claim", "NotCheckable", "Outcome", "Theory", "Verdict", "available_theories", "get_theory",
-           "register"]
+__all__ = ["VERDICTS", "Claim", "NotCheckable", "Outcome", "Theory", "Verdict", "available_theories", "compare",
+           "get_theory", "regime", "register", "theory_for"]

@@ -5,28 +5,28 @@ checks it on a :class:`dyn.run.Run`, returning a :class:`Verdict` with the numbe
 ``violated`` or ``not checkable`` (assumption violated, run too short, quantity not recorded...). A check never
 passes silently: anything that prevents it from deciding yields ``not checkable`` with the reason.
 
-Adding a theorem is one new module that subclasses :class:`Theory` and decorates it with :func:`register`; the
-recorder, the store and the CLI are untouched. Packages outside dyn can register theories through the entry-point
-group ``dyn.theories``.
+Adding a theorem is one new sub-package of :mod:`dyn.theory` (found and imported on first use) or a module of
+your own, whose :class:`Theory` subclass is decorated with :func:`register`; the recorder, the store and the CLI
+are untouched. Packages outside dyn can register theories through the entry-point group ``dyn.theories``. A theory
+names the setups whose runs it judges (:attr:`Theory.setups`), so :func:`theory_for` picks it from a run.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from ..errors import ConfigError, DynError
+from ..errors import ConfigError, DynError, NotCheckable
 
-__all__ = ["VERDICTS", "Verdict", "Claim", "Theory", "NotCheckable", "register", "get_theory", "available_theories"]
+__all__ = ["VERDICTS", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "register", "get_theory",
+           "available_theories", "theory_for"]
 
 VERDICTS = ("holds", "violated", "not checkable")
-
-
-class NotCheckable(DynError):
-    """Raised inside a check when the run cannot test the claim; the message becomes the verdict's reason."""
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Verdict:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+            raise ConfigError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
 
 @dataclass
@@ -107,6 +107,10 @@ class Theory(ABC):
     name: str = ""
     #: one line for listings
     description: str = ""
+    #: setups (the ``setup`` attribute of a run store) whose runs this theory judges
+    setups: tuple[str, ...] = ()
+    #: quantities a coefficient plot shows by default (from :meth:`quantities` or the generic ones)
+    plot_quantities: tuple[str, ...] = ()
 
     @abstractmethod
     def applies_to(self, run: Any) -> str | None:
@@ -125,6 +129,13 @@ class Theory(ABC):
         "markers": [(label, step)]}``. Default: nothing."""
         return {"lines": [], "markers": []}
 
+    def quantities(self, run: Any, site: str) -> Any:
+        """Extra per-step quantities the theory is written in, as an :class:`xarray.Dataset` with dims
+        ``(step, neuron, <probe dim>)`` (e.g. a proof's "total signal"), for plots. Default: none."""
+        import xarray as xr
+
+        return xr.Dataset()
+
     def check(self, run: Any) -> list[Verdict]:
         reason = self.applies_to(run)
         if reason:
@@ -138,12 +149,17 @@ _REGISTRY: dict[str, type[Theory]] = {}
 def register(cls: type[Theory]) -> type[Theory]:
     """Class decorator that makes a theory available by its ``name``."""
     if not cls.name:
-        raise ValueError("a registered theory needs a name")
+        raise ConfigError(f"theory class {cls.__name__} needs a name to be registered")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-def _load_entry_points() -> None:
+def _load_plugins() -> None:
+    """Import dyn's own theory sub-packages (each registers itself) and the ``dyn.theories`` entry points."""
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            importlib.import_module(f"{__package__}.{info.name}")
     for ep in entry_points(group="dyn.theories"):
         if ep.name not in _REGISTRY:
             register(ep.load())
@@ -151,7 +167,7 @@ def _load_entry_points() -> None:
 
 def available_theories() -> dict[str, str]:
     """Registered theory names with their descriptions."""
-    _load_entry_points()
+    _load_plugins()
     return {name: cls.description for name, cls in sorted(_REGISTRY.items())}
 
 
@@ -159,7 +175,24 @@ def get_theory(name: str | Theory) -> Theory:
     """A theory instance by registry name (or the instance itself)."""
     if isinstance(name, Theory):
         return name
-    _load_entry_points()
+    _load_plugins()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown theory {name!r} (available: {', '.join(sorted(_REGISTRY)) or 'none'})")
     return _REGISTRY[name]()
+
+
+def theory_for(run: Any) -> Theory:
+    """The registered theory that judges runs of ``run``'s setup.
+
+    Raises
+    ------
+    ConfigError
+        No registered theory covers the run's setup (or the run records none, e.g. a user's own loop).
+    """
+    _load_plugins()
+    setup = run.attrs.get("setup")
+    matches = [cls for cls in _REGISTRY.values() if setup and setup in cls.setups]
+    if not matches:
+        raise ConfigError(f"no registered theory judges runs of setup {setup!r} "
+                          f"(available: {', '.join(sorted(_REGISTRY)) or 'none'}); pass a theory by name")
+    return matches[0]()

@@ -1,0 +1,125 @@
+"""``dyn verify``: check that a run store is sound.
+
+Checks the schema version, dims and coordinates, that ``step`` has no gaps or repeats, that the status matches
+the contents, that every recorded value is finite and every chunk decodes, and (when weights and probes are
+stored) that the exact decomposition rebuilds the final weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DynError
+from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading
+
+__all__ = ["Check", "verify"]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4) -> list[Check]:
+    """Run every check on the store at ``path``.
+
+    Raises
+    ------
+    StoreError
+        When ``path`` is not a usable dyn store at all (not a store, newer schema, refused codecs): nothing to check.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> _ = dyn.train(dyn.Config(d=60, n=8, m=4, steps=5), path)
+    >>> all(c.ok for c in verify(path))
+    True
+    """
+    p = Path(path)
+    attrs = read_attrs(p)
+    check_codecs(p)
+    checks = [Check("schema", True, f"dyn store schema {attrs['dyn_schema_version']}")]
+    try:
+        tree = open_run(p)
+    except DynError as exc:
+        return checks + [Check("layout", False, str(exc))]
+    checks.append(Check("layout", True, f"sites {', '.join(attrs['sites'])}; every dimension has a coordinate"))
+
+    try:
+        with reading(p, "step"):
+            steps = np.asarray(tree["step"].values)
+    except DynError as exc:
+        return checks + [Check("steps", False, str(exc))]
+    status = attrs.get("status")
+    increasing = bool(np.all(np.diff(steps) > 0))
+    stride = np.diff(steps[:-1]) if len(steps) > 2 else np.array([1])
+    regular = increasing and (len(np.unique(stride)) <= 1) and (len(steps) == 0 or steps[0] == 0)
+    schedule = attrs.get("schedule", "")
+    gapless = bool(len(steps) == 0 or np.array_equal(steps, np.arange(steps[0], steps[0] + len(steps))))
+    if schedule == "every(1)":
+        ok = gapless and (len(steps) == 0 or steps[0] == 0)
+        checks.append(Check("steps", ok, f"{len(steps)} steps {steps[0] if len(steps) else '-'}..{steps[-1] if len(steps) else '-'}"
+                            + ("" if ok else ": gaps or repeats")))
+    else:
+        checks.append(Check("steps", regular, f"{len(steps)} steps, schedule {schedule}"
+                            + ("" if regular else ": not strictly increasing at a regular stride from 0")))
+
+    if status == "complete":
+        n_ok = attrs.get("n_recorded") == len(steps) and (len(steps) == 0 or attrs.get("last_step") == int(steps[-1]))
+        checks.append(Check("status", n_ok, f"complete; n_recorded {attrs.get('n_recorded')}, last_step "
+                            f"{attrs.get('last_step')} vs {len(steps)} steps ending at {steps[-1] if len(steps) else '-'}"))
+    elif status == "diverged":
+        checks.append(Check("status", True, f"diverged at step {attrs.get('diverged_at')} (steps before it kept)"))
+    else:
+        checks.append(Check("status", False, f"{status}: the run did not finish"
+                            + (f"; resumable from step {attrs['checkpoint_step']} (dyn run --resume)"
+                               if "checkpoint_step" in attrs else "")))
+
+    bad = []
+    try:
+        for site in attrs["sites"]:
+            ds = tree[site].to_dataset()
+            for var in [v for v in ds.data_vars if "step" in ds[v].dims] or list(STEP_VARS):
+                with reading(p, f"{site}/{var}"):
+                    values = ds[var].values
+                if not np.isfinite(values).all():
+                    bad.append(f"{site}/{var}: {int((~np.isfinite(values)).sum())} non-finite values")
+        loss = tree.ds.get("loss")
+        if loss is not None and status != "diverged":
+            with reading(p, "loss"):
+                lv = loss.values
+            n_bad = int(np.sum(~np.isfinite(lv[:-1]))) if attrs.get("log_at") == "previous" else int(np.sum(~np.isfinite(lv)))
+            if n_bad and attrs.get("setup"):
+                bad.append(f"loss: {n_bad} non-finite values")
+    except DynError as exc:
+        checks.append(Check("values", False, str(exc)))
+    else:
+        checks.append(Check("values", not bad, "; ".join(bad) if bad else "all recorded values finite and decodable"))
+
+    from .coefficients import reconstruction_residual
+
+    for site in attrs["sites"]:
+        ds = tree[site].to_dataset()
+        if not {"weight_init", "weight_final", "signal_vectors", "noise_vectors"} <= set(ds.data_vars):
+            checks.append(Check(f"decomposition {site}", True, "not checked: weights or probes not stored"))
+            continue
+        try:
+            with reading(p, f"site {site!r}"):
+                res = reconstruction_residual(ds)
+        except DynError as exc:
+            checks.append(Check(f"decomposition {site}", False, str(exc)))
+            continue
+        if np.isnan(res["rel"]):  # the weights never moved: the rebuild must then be exact
+            ok = res["abs"] == 0
+        else:
+            ok = res["rel"] <= residual_tol
+        checks.append(Check(f"decomposition {site}", ok, f"rebuilds W(step {res['step']}) to relative error "
+                            f"{res['rel']:.2e} (tolerance {residual_tol:g})"))
+    return checks

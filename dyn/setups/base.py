@@ -1,0 +1,307 @@
+"""The setup registry, presets and ``key=value`` overrides, and what a trainer reports.
+
+A *setup* is one paper's experiment: a config class, a trainer that records every step through
+:class:`dyn.Recorder`, its presets (TOML files in ``data/presets/<setup>/``, shipped in the setup's package), and
+the hooks experiments use (derived sweep axes, a phase diagram). Each sub-package of :mod:`dyn.setups` registers
+itself with :func:`register_setup` when imported; packages outside dyn can add setups through the entry-point group
+``dyn.setups``. Nothing here imports torch: trainers are loaded on first use.
+
+A preset file::
+
+    setup = "huang2024"          # which setup's config it builds
+    description = "one line shown by `dyn presets`"
+    [config]
+    d = 2000
+    [notes]                      # why each number the paper does not state was chosen; stored with the run
+    tau = "..."
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import math
+import os
+import pkgutil
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigError
+
+__all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
+           "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size"]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One paper's experiment as dyn runs it.
+
+    Attributes
+    ----------
+    name : registry name, also the ``setup`` attribute of its run stores (e.g. ``"huang2024"``).
+    description : one line for listings.
+    config : the config class (a frozen dataclass with ``from_dict``/``to_dict``/``replace``).
+    package : the setup's package (its ``presets/`` folder holds the preset and grid files).
+    trainer : ``"module:function"`` of ``train(config, out, *, overwrite, progress, attrs, checkpoint_every,
+        resume, ...) -> RunSummary``, imported on first use (it pulls in torch).
+    derived_axes : sweep axes that are not config fields: ``name -> (config, value) -> config``.
+    ignored_axes : ``config -> axis names`` that do not enter a run with this config (such points are run once).
+    sweep_options : ``config -> extra trainer keyword arguments`` for sweep runs (e.g. evaluate at the end).
+    phase_diagram : ``"module:function"`` drawing a sweep's results table, or None.
+    experiments : ``"module:NAME"`` of a dict ``name -> (description, command)`` for ``dyn reproduce``; a command
+        is ``(out, *, seeds, small, overwrite, progress) -> str`` (the text to print).
+    """
+
+    name: str
+    description: str
+    config: type
+    package: str
+    trainer: str
+    derived_axes: Mapping[str, Callable[[Any, Any], Any]] = field(default_factory=dict)
+    ignored_axes: Callable[[Any], tuple[str, ...]] | None = None
+    sweep_options: Callable[[Any], dict[str, Any]] | None = None
+    phase_diagram: str | None = None
+    experiments: str | None = None
+
+    def load(self, ref: str) -> Callable[..., Any]:
+        """Import a ``"module:function"`` reference of this setup."""
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def train(self, config: Any, out: str | os.PathLike | None, **options: Any) -> "RunSummary":
+        """Train and record ``config`` into ``out`` with this setup's trainer."""
+        return self.load(self.trainer)(config, out, **options)
+
+    def preset_dir(self) -> Path:
+        return Path(str(resources.files(self.package) / "presets"))
+
+
+_SETUPS: dict[str, Setup] = {}
+
+
+def register_setup(setup: Setup) -> Setup:
+    """Make ``setup`` available by its name (called by each setup package when imported)."""
+    if not setup.name:
+        raise ConfigError("a registered setup needs a name")
+    _SETUPS[setup.name] = setup
+    return setup
+
+
+def _load_plugins() -> None:
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            importlib.import_module(f"{__package__}.{info.name}")
+    for ep in entry_points(group="dyn.setups"):
+        if ep.name not in _SETUPS:
+            register_setup(ep.load())
+
+
+def available_setups() -> dict[str, Setup]:
+    """Every registered setup by name."""
+    _load_plugins()
+    return dict(sorted(_SETUPS.items()))
+
+
+def get_setup(name: str) -> Setup:
+    """A registered setup by name; a one-line :class:`ConfigError` names the known ones otherwise."""
+    setups = available_setups()
+    if name not in setups:
+        raise ConfigError(f"unknown setup {name!r} (known: {', '.join(setups) or 'none'})")
+    return setups[name]
+
+
+# -- presets --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A shipped preset (``kind="preset"``, has a ``[config]`` table) or sweep grid (``kind="grid"``)."""
+
+    name: str
+    setup: str
+    kind: str
+    description: str
+    path: Path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def presets() -> list[Preset]:
+    """Every shipped preset and grid, grouped by setup (in registry order)."""
+    out = []
+    for setup in available_setups().values():
+        folder = setup.preset_dir()
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            try:
+                doc = _read_toml(path)
+            except ConfigError:
+                continue
+            description = str(doc.get("description", "")).strip().splitlines()
+            kind = "preset" if isinstance(doc.get("config"), dict) else "grid"
+            out.append(Preset(path.stem, setup.name, kind, description[0] if description else "", path))
+    return out
+
+
+def list_presets() -> dict[str, str]:
+    """Names of the shipped presets with their one-line descriptions.
+
+    Examples
+    --------
+    >>> "huang2024-figure1" in list_presets()
+    True
+    """
+    return {p.name: p.description for p in presets() if p.kind == "preset"}
+
+
+def _find(name: str, kind: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    known = {p.name: p.path for p in presets() if p.kind == kind}
+    if name in known:
+        return known[name]
+    if path.suffix == ".toml":
+        raise ConfigError(f"{kind} file {path} does not exist")
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+    raise ConfigError(f"unknown {kind} {name!r}{hint}")
+
+
+def find_grid(name: str | os.PathLike) -> Path:
+    """A sweep grid by shipped name (see ``dyn presets``) or path."""
+    return _find(str(name), "grid")
+
+
+def _setup_of(doc: Mapping[str, Any], path: Path) -> Setup:
+    name = doc.get("setup")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: missing `setup = \"<name>\"` (known setups: {', '.join(available_setups())})")
+    return get_setup(name)
+
+
+def load_preset(name: str, **overrides: Any) -> Any:
+    """Load a preset by name (or a path to a TOML file) as its setup's config, with overrides applied.
+
+    Parameters
+    ----------
+    name : str
+        A preset name from :func:`list_presets` or the path of a preset TOML file.
+    **overrides
+        Config fields to change.
+
+    Examples
+    --------
+    >>> cfg = load_preset("huang2024-figure1", modality="multi")
+    >>> (cfg.d, cfg.n, cfg.m, cfg.modality)
+    (2000, 100, 50, 'multi')
+    """
+    path = _find(name, "preset")
+    doc = _read_toml(path)
+    if not isinstance(doc.get("config"), dict):
+        raise ConfigError(f"preset {path}: missing [config] table")
+    setup = _setup_of(doc, path)
+    data = dict(doc["config"])
+    notes = {str(k): str(v) for k, v in doc.get("notes", {}).items()}
+    data.update(overrides)
+    data.setdefault("notes", notes)
+    return config_from_dict(setup.config, data)
+
+
+def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
+    """Build ``config_cls`` from a mapping, rejecting unknown keys by name (with a did-you-mean)."""
+    names = {f.name for f in fields(config_cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(unknown_key_message(config_cls, key))
+    return config_cls(**data)
+
+
+def unknown_key_message(config_cls: type, key: str) -> str:
+    names = [f.name for f in fields(config_cls) if f.name != "notes"]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown config key {key!r}{hint}"
+
+
+def parse_overrides(items: list[str], config_cls: type) -> dict[str, Any]:
+    """Parse ``key=value`` strings for ``config_cls``; values are read as TOML (``3``, ``0.1``, ``true``) or bare
+    strings. A key given twice is an error (not last-wins).
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> parse_overrides(["tau=0.5", "negatives=all", "redraw_eps=true"], Config)
+    {'tau': 0.5, 'negatives': 'all', 'redraw_eps': True}
+    """
+    names = {f.name for f in fields(config_cls)} - {"notes"}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key not in names:
+            raise ConfigError(unknown_key_message(config_cls, key))
+        if key in out:
+            raise ConfigError(f"--set {key} is given twice")
+        if raw == "":
+            raise ConfigError(f"--set {key}: empty value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        if isinstance(value, (dict, list)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"--set {key}: cannot use value {raw!r}")
+        out[key] = value
+    return out
+
+
+# -- what a trainer reports -----------------------------------------------------------------------------------------
+@dataclass
+class RunSummary:
+    """What a setup's ``train`` reports: where the run is and how it ended."""
+
+    path: Path | None
+    status: str
+    steps: int
+    final_loss: float
+    seconds: float
+    nbytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.status}: {self.steps} steps, final loss {self.final_loss:.4g}, "
+            f"{self.seconds:.1f} s, store {self.path} ({_human(self.nbytes)})"
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def store_size(path: str | os.PathLike) -> int:
+    """Bytes on disk under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def replace_config(config: Any, **changes: Any) -> Any:
+    """A validated copy of a config dataclass with ``changes`` applied (unknown keys named)."""
+    unknown = set(changes) - {f.name for f in fields(config)}
+    if unknown:
+        raise ConfigError(unknown_key_message(type(config), sorted(unknown)[0]))
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,34 @@
+"""Huang et al. 2024 (NeurIPS), "On the Comparison between Multi-modal and Single-modal Contrastive Learning".
+
+The paper's synthetic data (:mod:`.data`), patch-ReLU encoders (:mod:`.model`), single- and multi-modal InfoNCE
+losses with the paper's stop-gradients (:mod:`.objective`), the GD trainer that records every step (:mod:`.train`),
+the OOD linear probe (:mod:`.probe`), the coloured-digits experiment of Table 1 (:mod:`.colored_digits`) and the
+reproductions (:mod:`.experiments`). Its theorem is :mod:`dyn.theory.huang2024`. Presets: ``data/presets/huang2024/``.
+
+Importing this package registers the setup; it imports no torch (the trainer is loaded on first use).
+"""
+
+from __future__ import annotations
+
+from ..base import Setup, register_setup
+from .config import Config, with_c_mu, with_n_snr2
+
+__all__ = ["Config", "SETUP"]
+
+
+def _sweep_options(config: Config) -> dict:
+    return {"evaluate_every": config.steps}  # the final OOD probe accuracy, for the phase diagram
+
+
+SETUP = register_setup(Setup(
+    name="huang2024",
+    description="Huang et al. 2024: single- vs multi-modal contrastive learning on signal-noise data (GD)",
+    config=Config,
+    package=__name__,
+    trainer=f"{__name__}.train:train",
+    derived_axes={"n_snr2": with_n_snr2, "c_mu": with_c_mu},
+    ignored_axes=lambda config: ("c_mu",) if config.modality == "single" else (),  # C_μ enters multi-modal only
+    sweep_options=_sweep_options,
+    phase_diagram=f"{__name__}.experiments:phase_diagram",
+    experiments=f"{__name__}.experiments:EXPERIMENTS",
+))

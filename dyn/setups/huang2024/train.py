@@ -1,0 +1,271 @@
+"""Train the paper's contrastive setups with gradient descent, recording every step.
+
+Full-batch GD with learning rate η is exactly the paper's update (eq. 7 single-modal, eq. 10 multi-modal):
+``torch.optim.SGD`` without momentum or weight decay applied to the loss of eq. 6 / eq. 9, whose stop-gradients
+make autograd produce those updates term by term. Minibatch SGD over anchors is an option.
+
+The forward pass evaluates each encoder once on its unique patch vectors ``[μ, ξ_1..ξ_n, (ξ_i+ε_i)..]``, so the
+pre-activations it computes *are* the inner products the recorder stores; they are handed to the recorder instead
+of being computed a second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ...errors import ConfigError, DivergenceError, StoreError
+from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
+from ...store import read_attrs, read_checkpoint, read_static
+from ..base import RunSummary, store_size
+from .config import Config
+from .data import SyntheticData, make_data
+from .model import PatchReLUEncoder
+from .objective import ContrastiveLoss, multi_modal_loss, single_modal_loss
+
+__all__ = ["Huang2024Setup", "train", "DEFAULT_CHECKPOINT_SECONDS"]
+
+#: Without ``checkpoint_every``, checkpoints are taken at chunk boundaries no more often than this.
+DEFAULT_CHECKPOINT_SECONDS = 60.0
+
+
+class Huang2024Setup:
+    """Data, encoders, sites and loss of one Huang et al. 2024 run, built from a :class:`Config`.
+
+    Attributes
+    ----------
+    config : Config
+    data : SyntheticData
+    encoders : dict of name → PatchReLUEncoder
+        ``{"h": ...}`` single-modal, ``{"h": ..., "g": ...}`` multi-modal.
+    sites : dict of name → Site
+        What the recorder records for each encoder.
+
+    Examples
+    --------
+    >>> setup = Huang2024Setup(Config(d=20, n=8, m=4, modality="multi"))
+    >>> sorted(setup.encoders), float(setup.loss().loss.detach()) > 0
+    (['g', 'h'], True)
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.data: SyntheticData = make_data(config)
+        dtype = getattr(torch, config.dtype)
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        names = ["h"] if config.modality == "single" else ["h", "g"]
+        self.encoders = {
+            name: PatchReLUEncoder(config.d, config.m, config.sigma0, generator=gen, dtype=dtype, device=config.device)
+            for name in names
+        }
+        data = self.data
+        h = Site(self.encoders["h"].weight, signals={"mu": data.mu}, noise=data.xi, labels=data.y,
+                 extra={} if config.modality == "multi" or config.redraw_eps else {"noise_aug": data.xi + data.eps})
+        self.sites = {"h": h}
+        if config.modality == "multi":
+            self.sites["g"] = Site(self.encoders["g"].weight, signals={"mu_tilde": data.mu_tilde},
+                                   noise=data.xi_tilde, labels=data.y)
+        self._probes = {name: site.probe_matrix() for name, site in self.sites.items()}
+        self._sgd_gen = torch.Generator().manual_seed(config.seed + 2)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [enc.weight for enc in self.encoders.values()]
+
+    def _features(self, z: torch.Tensor, columns: slice) -> torch.Tensor:
+        """Patch features (n, 2, m) from pre-activations ``z = W @ probes`` (m, probes)."""
+        y = self.data.y
+        signal = torch.relu(y[:, None] * z[:, 0][None, :])  # ⟨w_r, y_i μ⟩ = y_i ⟨w_r, μ⟩
+        noise = torch.relu(z[:, columns].T)
+        return torch.stack([signal, noise], dim=1)
+
+    def loss(self, anchors: torch.Tensor | None = None) -> ContrastiveLoss:
+        """Loss at the current weights; its pre-activations are kept in :attr:`last_inner` for the recorder."""
+        n = self.config.n
+        z = {name: self.encoders[name].weight @ probes for name, probes in self._probes.items()}
+        self.last_inner = {name: v.detach() for name, v in z.items()}
+        f = self._features(z["h"], slice(1, 1 + n))
+        if self.config.modality == "single":
+            if self.config.redraw_eps:
+                aug_noise = torch.relu((self.data.xi + self.data.eps) @ self.encoders["h"].weight.T)
+                f_aug = torch.stack([f[:, 0], aug_noise], dim=1)
+            else:
+                f_aug = self._features(z["h"], slice(1 + n, 1 + 2 * n))
+            return single_modal_loss(f, f_aug, self.data.negatives, self.config.tau, anchors)
+        g = self._features(z["g"], slice(1, 1 + n))
+        return multi_modal_loss(f, g, self.data.negatives, self.config.tau, anchors)
+
+    def state(self) -> dict[str, tuple[tuple[str, ...], Any]]:
+        """Everything that, with the config, determines the rest of training: weights and RNG states."""
+        out: dict[str, tuple[tuple[str, ...], Any]] = {
+            f"weight_{name}": (("neuron", "feature"), enc.weight.detach()) for name, enc in self.encoders.items()
+        }
+        out["rng_sgd"] = (("rng_sgd_byte",), self._sgd_gen.get_state())
+        out["rng_eps"] = (("rng_eps_byte",), self.data._eps_generator.get_state())
+        if self.config.redraw_eps:
+            out["eps"] = (("sample", "feature"), self.data.eps)
+        return out
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state` saved (arrays as read back from a store)."""
+        with torch.no_grad():
+            for name, enc in self.encoders.items():
+                enc.weight.copy_(torch.as_tensor(np.asarray(state[f"weight_{name}"])))
+        self._sgd_gen.set_state(torch.as_tensor(np.asarray(state["rng_sgd"]), dtype=torch.uint8))
+        self.data._eps_generator.set_state(torch.as_tensor(np.asarray(state["rng_eps"]), dtype=torch.uint8))
+        if self.config.redraw_eps:
+            self.data.eps = torch.as_tensor(np.asarray(state["eps"])).to(self.data.eps)
+
+    def probe_accuracy(self) -> float:
+        """OOD accuracy of a logistic-regression head fitted on h(x_train), evaluated on h(x_test) (§3.3)."""
+        from .probe import probe_accuracy
+
+        enc = self.encoders["h"]
+        with torch.no_grad():
+            return probe_accuracy(enc(self.data.inputs()), self.data.y, enc(self.data.test_inputs()), self.data.y_test)
+
+    def anchors(self) -> torch.Tensor | None:
+        """The anchors of the next step: all (GD) or a random minibatch (SGD)."""
+        if self.config.optimizer == "gd":
+            return None
+        idx = torch.randperm(self.config.n, generator=self._sgd_gen)[: self.config.batch_size]
+        return idx.to(self.config.device)
+
+
+def train(
+    config: Config,
+    out: str | os.PathLike | None,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    evaluate_every: int | None = None,
+) -> RunSummary:
+    """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
+
+    The loss and the loss-derivative band (``lp_pos_min`` … ``lp_neg_max``) are logged at every recorded step,
+    evaluated at that step's weights; the final step's loss comes from one more forward pass at the final weights.
+
+    Every ``checkpoint_every`` steps (default: at a full chunk, at most once a minute) the recorded steps are
+    written and the weights and RNG states stored, so an interrupted run can be continued with ``resume=True``
+    and ends identical to an uninterrupted one.
+
+    Parameters
+    ----------
+    config : Config
+    out : path of the new run store, or None to train without recording (the benchmarks' baseline).
+    overwrite : replace an existing store.
+    progress : show a progress bar.
+    attrs : extra root attributes (e.g. the preset name).
+    chunk_bytes : target bytes per stored chunk.
+    checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
+    resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
+    evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x) (:mod:`dyn.probe`), at
+        step 0, every this many steps and at the last step.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    DivergenceError
+        When the loss becomes NaN/inf; the store keeps the steps before it and is marked ``diverged``.
+    StoreError
+        ``resume`` on a store that is complete or has no checkpoint.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> summary = train(Config(d=30, n=10, n_test=4, m=4, steps=5), out)
+    >>> summary.status, summary.steps
+    ('complete', 5)
+    """
+    t0 = time.perf_counter()
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
+        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    setup = Huang2024Setup(config)
+    opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
+    every = config.record_every
+    start = 0
+    rec = None
+    if resume:
+        start = _load_checkpoint(out, config, setup)
+    if out is not None:
+        rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed,
+                       overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                       resume_from=start if resume else None,
+                       attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
+    final_loss = float("nan")
+    try:
+        with rec if rec is not None else contextlib.nullcontext():
+            # Explicit: every N steps. Default: at chunk boundaries, at most once a minute, so short runs pay
+            # nothing for checkpoints and long ones lose at most about a minute of training.
+            ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
+            last_ckpt = time.perf_counter()
+            for t in range(start, config.steps + 1):
+                last = t == config.steps
+                if config.redraw_eps and t > 0:
+                    setup.data.redraw_augmentation()
+                out_t = setup.loss(None if last else setup.anchors())
+                if rec is not None and (t == 0 or last or t % every == 0):
+                    if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
+                        rec.record(t, inner=setup.last_inner)
+                    scalars = out_t.scalars()
+                    if evaluate_every and (t % evaluate_every == 0 or last):
+                        scalars["probe_acc"] = setup.probe_accuracy()
+                    rec.log(step=t, **scalars)
+                if last:
+                    final_loss = float(out_t.loss.detach())
+                    break
+                opt.zero_grad(set_to_none=True)
+                out_t.loss.backward()
+                opt.step()
+                if (rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps
+                        and (checkpoint_every or time.perf_counter() - last_ckpt >= DEFAULT_CHECKPOINT_SECONDS)):
+                    rec.flush(checkpoint=setup.state(), next_step=t + 1)
+                    last_ckpt = time.perf_counter()
+                if bar is not None:
+                    bar.update(1)
+                    if t % 10 == 0:
+                        bar.set_postfix(loss=f"{float(out_t.loss.detach()):.4f}")
+    except DivergenceError as exc:
+        raise DivergenceError(f"{exc}; store {rec.path} is marked diverged", exc.step) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    path = rec.path if rec is not None else None
+    return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
+                      seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
+
+
+def _load_checkpoint(out: str | os.PathLike | None, config: Config, setup: Huang2024Setup) -> int:
+    """Restore ``setup`` from the store's last checkpoint; return the step to continue from."""
+    if out is None:
+        raise ConfigError("resume needs the store to continue")
+    attrs = read_attrs(out)
+    if attrs.get("status") == "complete":
+        raise StoreError(f"{out} is already complete; nothing to resume")
+    stored = Config.from_dict({**attrs["config"], "notes": attrs["config"].get("notes", {})})
+    if stored != config:
+        raise ConfigError(f"resume: the config differs from the one stored in {out}")
+    step, state = read_checkpoint(out)
+    setup.load_state(state)
+    # The data are re-drawn from the seed: make sure they are the data the run started with.
+    noise = read_static(out, "h", "noise_vectors")
+    if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
+        raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
+    return step

@@ -1,0 +1,31 @@
+"""The run store: schema, writer, reader, checkpoints, codec policy and safe output folders.
+
+The only package that touches zarr (and its internals); it knows sites, probes and steps, never a paper or a
+model. Open a run with :func:`open_run` (``dyn.open``) or plain ``xr.open_datatree(path, engine="zarr")``.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
+from .reader import open_run, read_attrs, read_static, reading
+from .safety import SAFE_CODECS, check_codecs
+from .schema import SCHEMA_VERSION, STATUSES, STEP_VARS, site_arrays, validate_tree
+from .writer import StoreWriter, library_versions
+
+__all__ = [
+    "CHECKPOINT_GROUP",
+    "SAFE_CODECS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "STEP_VARS",
+    "StoreWriter",
+    "check_codecs",
+    "library_versions",
+    "open_run",
+    "read_attrs",
+    "read_checkpoint",
+    "read_static",
+    "reading",
+    "site_arrays",
+    "validate_tree",
+]

@@ -1,0 +1,124 @@
+"""The on-disk schema of a dyn run: one zarr v3 store, readable by plain xarray.
+
+Layout (every dimension has a coordinate of the same name)::
+
+    /                       attrs: dyn_schema_version, dyn_version, created, libraries, config, seed, setup,
+                                   status, last_step, n_recorded, sites, chunk_steps, ...
+      step(step)            int64, recorded optimizer steps (0 = initialisation)
+      loss(step), ...       float64, scalars logged with Recorder.log
+    /<site>                 one group per site (e.g. h, g)
+      step(step), neuron(neuron), sample(sample), signal(signal), feature(feature), basis(basis), basis_dual
+      signal_inner(step, neuron, signal)   float32   ⟨w_r(t), μ_k⟩
+      noise_inner(step, neuron, sample)    float32   ⟨w_r(t), ξ_i⟩
+      <extra>_inner(step, neuron, <dim>)   float32   user probe sets
+      label(sample)                        labels of the noise patches (when given)
+      gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
+      signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
+      weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
+    /_checkpoint/step_<t>   state to resume training at step t (see :mod:`dyn.store.checkpoint`)
+
+Nothing here knows which paper or model a run came from: a site is a weight matrix and its probes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "site_arrays", "validate_tree"]
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "complete", "diverged", "interrupted")
+#: Per-step variables every site has, with their dimensions.
+STEP_VARS = {"signal_inner": ("step", "neuron", "signal"), "noise_inner": ("step", "neuron", "sample")}
+#: Dimension names a user's extra probe set may not use.
+RESERVED_DIMS = ("step", "neuron", "signal", "feature", "basis", "basis_dual")
+
+
+def site_arrays(
+    *,
+    neurons: int,
+    signal_names: list[str],
+    signals: np.ndarray,
+    noise: np.ndarray,
+    labels: np.ndarray | None,
+    extra: Mapping[str, tuple[str, np.ndarray]],
+    weight: np.ndarray | None,
+    store_probes: bool,
+    step_dims: Mapping[str, str],
+) -> dict[str, Any]:
+    """Everything a site group holds besides the per-step data, from host arrays.
+
+    Parameters
+    ----------
+    neurons : number of neurons (rows of the weight).
+    signal_names : names of the signal vectors (the ``signal`` coordinate).
+    signals, noise : ``(signal, feature)`` and ``(sample, feature)`` probe vectors.
+    labels : ``(sample,)`` labels or None.
+    extra : extra probe sets ``name -> (dim, (rows, feature) vectors)``.
+    weight : initial weights ``(neuron, feature)`` or None (not stored).
+    store_probes : store the probe vectors themselves.
+    step_dims : per-step variable ``name -> its probe dimension``.
+
+    Returns
+    -------
+    dict
+        ``coords``, ``static`` (name -> (dims, values)), ``step_vars`` (name -> ("neuron", dim)) and ``attrs``.
+    """
+    d = signals.shape[1]
+    coords: dict[str, np.ndarray] = {
+        "neuron": np.arange(neurons),
+        "signal": np.array(signal_names),
+        "sample": np.arange(noise.shape[0]),
+        "feature": np.arange(d),
+    }
+    for dim, vecs in extra.values():
+        coords.setdefault(dim, np.arange(vecs.shape[0]))
+    basis_names = [f"signal:{k}" for k in signal_names] + [f"sample:{i}" for i in range(noise.shape[0])]
+    coords["basis"] = np.array(basis_names)
+    coords["basis_dual"] = np.array(basis_names)
+    basis = np.concatenate([signals, noise]).astype(np.float64)
+    static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), basis @ basis.T)}
+    if labels is not None:
+        static["label"] = (("sample",), labels)
+    if store_probes:
+        static["signal_vectors"] = (("signal", "feature"), signals)
+        static["noise_vectors"] = (("sample", "feature"), noise)
+        for ename, (dim, vecs) in extra.items():
+            static[f"{ename}_vectors"] = ((dim, "feature"), vecs)
+    if weight is not None:
+        static["weight_init"] = (("neuron", "feature"), weight)
+    return {
+        "coords": coords,
+        "static": static,
+        "step_vars": {var: ("neuron", dim) for var, dim in step_dims.items()},
+        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names)},
+    }
+
+
+def validate_tree(p: Any, tree: Any, attrs: Mapping[str, Any]) -> None:
+    """Check an opened run tree against the schema; a one-line :class:`StoreError` names what is wrong."""
+    if attrs.get("status") not in STATUSES:
+        raise StoreError(f"{p}: unknown status {attrs.get('status')!r}")
+    if "step" not in tree.ds.variables:
+        raise StoreError(f"{p}: missing root variable 'step'")
+    sites = attrs.get("sites")
+    if not isinstance(sites, list) or not sites:
+        raise StoreError(f"{p}: missing or empty 'sites' attribute")
+    for site in sites:
+        if site not in tree.children:
+            raise StoreError(f"{p}: missing site group '{site}'")
+        ds = tree[site].ds
+        for var, dims in STEP_VARS.items():
+            if var not in ds.variables:
+                raise StoreError(f"{p}: site '{site}' is missing variable '{var}'")
+            if ds[var].dims != dims:
+                raise StoreError(f"{p}: {site}/{var} has dims {ds[var].dims}, expected {dims}")
+        for dim in ds.dims:
+            if dim not in tree[site].coords:
+                raise StoreError(f"{p}: site '{site}' has no coordinate for dimension '{dim}'")
+        if ds.sizes["step"] != tree.sizes["step"]:
+            raise StoreError(f"{p}: site '{site}' has {ds.sizes['step']} steps, root has {tree.sizes['step']}")

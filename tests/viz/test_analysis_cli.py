@@ -1,0 +1,125 @@
+"""dyn analyze / dyn export end to end, plots, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+import dyn
+from dyn.cli import main
+from dyn.viz.export import tidy
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for modality in ("single", "multi"):
+        dyn.train(dyn.load_preset("huang2024-tiny", modality=modality), root / f"{modality}.zarr")
+    return root
+
+
+def test_analyze_writes_report_tables_and_figures(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["analyze", str(runs / "single.zarr"), str(runs / "multi.zarr"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "== single" in printed and "== multi" in printed and "regime: observed" in printed
+    assert "holds" in printed
+    report = (out / "report.md").read_text()
+    for name in ("single-coefficients", "multi-heatmap-gamma", "signal-vs-noise"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").exists()
+        assert f"({name}.png)" in report
+    table = pd.read_csv(out / "single-verdicts.csv")
+    assert set(table["verdict"]) <= {"holds", "violated", "not checkable"}
+    assert all(isinstance(json.loads(n), dict) for n in table["numbers"])
+
+
+@pytest.mark.parametrize("fmt, suffix", [("csv", "csv"), ("parquet", "parquet"), ("netcdf", "nc")])
+@pytest.mark.parametrize("reduce", ["none", "max"])
+def test_export_round_trip(runs, tmp_path, fmt, suffix, reduce):
+    out = tmp_path / f"curves.{suffix}"
+    assert main(["export", str(runs / "multi.zarr"), "--format", fmt, "--out", str(out), "--reduce", reduce]) == 0
+    expected = tidy(runs / "multi.zarr", reduce=reduce)
+    if fmt == "csv":
+        got = pd.read_csv(out, dtype={"probe": str}, keep_default_na=False, na_values={"neuron": [""]})
+    elif fmt == "parquet":
+        got = pd.read_parquet(out)
+    else:
+        ds = xr.open_dataset(out)
+        got = ds.to_dataframe().reset_index(drop=True)
+        got["neuron"] = got["neuron"].where(got["neuron"] >= 0)
+    assert len(got) == len(expected)
+    assert set(got["quantity"]) == {"signal_inner", "noise_inner", "gamma", "rho"}
+    np.testing.assert_allclose(got["value"].to_numpy(float), expected["value"].to_numpy(float), rtol=1e-12)
+    assert got["step"].astype(int).tolist() == expected["step"].tolist()
+    assert got["probe"].astype(str).tolist() == expected["probe"].tolist()
+    n_rows_full = 61 * 8 * (1 + 20) * 2 * 2  # steps x neurons x (signals + samples) x (inner, coeff) x sites
+    assert len(expected) == (n_rows_full if reduce == "none" else 61 * 2 * 2 * 2)
+
+
+def test_tidy_matches_store_values(runs):
+    frame = tidy(runs / "single.zarr")
+    tree = dyn.open(runs / "single.zarr")
+    row = frame[(frame.quantity == "noise_inner") & (frame.step == 7) & (frame.neuron == 3) & (frame.probe == "5")]
+    assert row["value"].item() == pytest.approx(float(tree["h"]["noise_inner"].sel(step=7, neuron=3, sample=5)))
+
+
+def test_plots_return_figures(runs):
+    run = dyn.Run(runs / "single.zarr")
+    figs = [dyn.plot_coefficients(run), dyn.plot_coefficients(run, quantities=("gamma", "rho"), logy=False, reduce="mean"),
+            dyn.plot_signal_vs_noise({"single": run, "multi": runs / "multi.zarr"}, coefficients_kind="proxy"),
+            dyn.plot_heatmap(run, quantity="Psi")]
+    assert all(isinstance(f, Figure) for f in figs)
+    with pytest.raises(dyn.ConfigError, match="unknown quantity"):
+        dyn.plot_heatmap(run, quantity="delta")
+
+
+def _one_line_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_analyze_and_export_bad_input(runs, tmp_path, capsys):
+    good = str(runs / "single.zarr")
+    _one_line_exit_2(capsys, ["analyze", good, "--out", str(tmp_path / "a"), "--theory", "nope"], "unknown theory 'nope'")
+    _one_line_exit_2(capsys, ["analyze", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "a")], "does not exist")
+    # a store from a newer schema
+    newer = tmp_path / "newer.zarr"
+    import shutil
+
+    shutil.copytree(runs / "single.zarr", newer)
+    meta = json.loads((newer / "zarr.json").read_text())
+    meta["attributes"]["dyn_schema_version"] = 99
+    meta["consolidated_metadata"] = None
+    (newer / "zarr.json").write_text(json.dumps(meta))
+    _one_line_exit_2(capsys, ["analyze", str(newer), "--out", str(tmp_path / "a")], "newer than this dyn supports")
+    # a store with a missing site group
+    broken = tmp_path / "broken.zarr"
+    shutil.copytree(runs / "single.zarr", broken)
+    shutil.rmtree(broken / "h")
+    meta = json.loads((broken / "zarr.json").read_text())
+    meta["consolidated_metadata"] = None
+    (broken / "zarr.json").write_text(json.dumps(meta))
+    _one_line_exit_2(capsys, ["export", str(broken), "--out", str(tmp_path / "x.csv")], "missing site group 'h'")
+    # output folder that cannot be written (its parent is a file)
+    (tmp_path / "file").write_text("x")
+    _one_line_exit_2(capsys, ["analyze", good, "--out", str(tmp_path / "file" / "rep")], "not writable")
+    _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "file" / "c.csv")], "does not exist")
+    # unknown format from the suffix; existing outputs are left untouched
+    _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "c.xlsx")], "cannot tell the format")
+    (tmp_path / "keep.csv").write_text("mine")
+    _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "keep.csv")], "already exists")
+    assert (tmp_path / "keep.csv").read_text() == "mine"
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "notes.md").write_text("mine")
+    _one_line_exit_2(capsys, ["analyze", good, "--out", str(tmp_path / "rep")], "not empty")
+    assert (tmp_path / "rep" / "notes.md").read_text() == "mine"
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".rep.*"))
+    with pytest.raises(SystemExit) as exc:
+        main(["export", good, "--format", "xlsx", "--out", str(tmp_path / "c.x")])
+    assert exc.value.code == 2
