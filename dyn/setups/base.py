@@ -23,15 +23,14 @@ import difflib
 import importlib
 import math
 import os
-import pkgutil
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
+from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size"]
@@ -93,13 +92,7 @@ def register_setup(setup: Setup) -> Setup:
 
 
 def _load_plugins() -> None:
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{__package__}.{info.name}")
-    for ep in entry_points(group="dyn.setups"):
-        if ep.name not in _SETUPS:
-            register_setup(ep.load())
+    load_plugins(__package__, "dyn.setups", _SETUPS, register_setup)
 
 
 def available_setups() -> dict[str, Setup]:

@@ -13,15 +13,13 @@ names the setups whose runs it judges (:attr:`Theory.setups`), so :func:`theory_
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from ..errors import ConfigError, DynError, NotCheckable
+from ..plugins import load_plugins
 
 __all__ = ["VERDICTS", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "register", "get_theory",
            "available_theories", "theory_for"]
@@ -155,14 +153,7 @@ def register(cls: type[Theory]) -> type[Theory]:
 
 
 def _load_plugins() -> None:
-    """Import dyn's own theory sub-packages (each registers itself) and the ``dyn.theories`` entry points."""
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{__package__}.{info.name}")
-    for ep in entry_points(group="dyn.theories"):
-        if ep.name not in _REGISTRY:
-            register(ep.load())
+    load_plugins(__package__, "dyn.theories", _REGISTRY, register)
 
 
 def available_theories() -> dict[str, str]:
