@@ -192,23 +192,24 @@ def make_colored_digits(seed: int = 0, *, p_colour: float = 0.775, p_colour_test
                           "label_noise": label_noise, "test_fraction": test_fraction})
 
 
-def make_captions(classes: torch.Tensor | np.ndarray, colours: torch.Tensor | np.ndarray, rate: float,
-                  seed: int) -> list[str]:
-    """Captions naming each image's digit, and its colour for a share ``rate`` of the images.
+def make_captions(data: ColoredDigits, rate: float, seed: int) -> list[str]:
+    """Captions of the training images: each names the digit shown, and its colour for a share ``rate`` of them.
 
+    The digit is the image's true class (a caption describes the image; label noise affects the labels only).
     Whether image i's caption has a colour word is one uniform draw per image from ``seed``, compared with
-    ``rate``: the same images keep their colour words as the rate grows (nested ablation).
+    ``rate``: as the rate grows, images gain colour words and keep the ones they had (nested ablation).
 
     Examples
     --------
-    >>> make_captions([3, 0], [3, 5], rate=1.0, seed=0)
-    ['a yellow handwritten three', 'a cyan handwritten zero']
-    >>> make_captions([3, 0], [3, 5], rate=0.0, seed=0)
-    ['a handwritten three', 'a handwritten zero']
+    >>> data = make_colored_digits(0)
+    >>> data.class_train[:3].tolist(), data.y_train[:3].tolist()
+    ([5, 5, 9], [2, 5, 9])
+    >>> make_captions(data, rate=0.5, seed=0)[:3]
+    ['a handwritten five', 'a cyan handwritten five', 'a handwritten nine']
     """
     if not 0 <= rate <= 1:
         raise ConfigError(f"caption_colour_rate must lie in [0, 1], got {rate}")
-    classes, colours = np.asarray(classes), np.asarray(colours)
+    classes, colours = data.class_train.tolist(), data.colour_train.tolist()
     draw = np.random.default_rng([seed, 15]).random(len(classes))
     return [f"a {COLOUR_WORDS[c]} handwritten {DIGIT_WORDS[k]}" if u < rate else f"a handwritten {DIGIT_WORDS[k]}"
             for k, c, u in zip(classes, colours, draw)]
@@ -381,8 +382,7 @@ def train_digits(config: DigitsConfig, data: ColoredDigits | None = None,
     opt = torch.optim.Adam(params, lr=config.lr)
     x = data.x_train
     flat = x.reshape(x.shape[0], -1)
-    tokens = encode_captions(make_captions(data.class_train, data.colour_train, config.caption_colour_rate,
-                                           config.seed))
+    tokens = encode_captions(make_captions(data, config.caption_colour_rate, config.seed))
     rec = None
     if out is not None:
         basis = data.template_basis
