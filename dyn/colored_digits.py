@@ -385,15 +385,15 @@ def train_digits(config: DigitsConfig, data: ColoredDigits | None = None,
     tokens = encode_captions(make_captions(data, config.caption_colour_rate, config.seed))
     rec = None
     if out is not None:
-        basis = data.template_basis
-        sub = torch.randperm(x.shape[0], generator=gen)[: config.noise_probes]
+        basis, probe_gen = data.template_basis, torch.Generator().manual_seed(config.seed + 13)  # not `gen`:
+        sub = torch.randperm(x.shape[0], generator=probe_gen)[: config.noise_probes]  # recording changes nothing
         residual = flat[sub] - (flat[sub] @ basis) @ basis.T
         site = Site(enc.first.weight,
                     signals={**{f"shape{k}": data.shape_directions[k] for k in range(10)},
                              **{f"colour{k}": data.colour_directions[k] for k in range(10)}},
                     noise=residual, labels=data.y_train[sub],
-                    extra={"random": random_like(residual, gen),
-                           "random_signal": ("direction", random_like(data.shape_directions, gen))})
+                    extra={"random": random_like(residual, probe_gen),
+                           "random_signal": ("direction", random_like(data.shape_directions, probe_gen))})
         rec = Recorder(out, {"first": site}, optimizer=opt, config=config.to_dict(), seed=config.seed,
                        overwrite=True, attrs={"setup": "colored_digits", "modality": config.modality})
         rec.open()

@@ -196,6 +196,7 @@ def _pm(mean: float, std: float, scale: float = 100.0) -> str:
 
 
 def _summary(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of each run metric, per group of ``by``, with the number of seeds."""
     metrics = ["train_acc", "test_acc", "colour_follow", "align_shape", "align_colour"]
     out = runs.groupby(by, sort=False)[metrics].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
@@ -204,6 +205,7 @@ def _summary(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _table1_markdown(table: pd.DataFrame, ablation: pd.DataFrame, seeds: int, default: DigitsConfig) -> str:
+    """``table1.md``: the table beside the paper's numbers, the gap, and the ablation (no spread for one seed)."""
     spread = "mean ± sd over seeds" if seeds > 1 else "one seed, no spread"
     lines = [f"Table 1 (coloured digits, {seeds} seed{'s' if seeds > 1 else ''}; {spread}): linear-probe "
              "accuracy in %", "",
@@ -216,8 +218,9 @@ def _table1_markdown(table: pd.DataFrame, ablation: pd.DataFrame, seeds: int, de
     lines += ["", f"OOD test gap multi - single: {multi - single:.2f} points (paper: {paper_gap:.2f}).", "",
               f"Ablation (default: caption colour-word rate q = {default.caption_colour_rate:g}, train colour-class "
               f"correlation p = {default.p_colour:g}). colour-follow: share of test predictions naming the class "
-              f"whose colour the image has (the wrong class for {default.p_colour_test:.1%} of test images); align: the first layer's mean over neurons of max |cos| with the "
-              "10 shape / 10 colour directions.", "",
+              f"whose colour the image has (the wrong class for {default.p_colour_test:.1%} of test images); "
+              "align: the first layer's mean over neurons of max |cos| with the 10 shape / 10 colour directions.",
+              "",
               "| factor | value | modality | train acc (%) | test acc (%) | colour-follow (%) | align shape | "
               "align colour |", "|---|---|---|---|---|---|---|---|"]
     for r in ablation.itertuples():
@@ -228,6 +231,7 @@ def _table1_markdown(table: pd.DataFrame, ablation: pd.DataFrame, seeds: int, de
 
 
 def _ablation_figure(ablation: pd.DataFrame, default: DigitsConfig):
+    """``ablation.png``: test accuracy and colour-follow against q (multi-modal) and against p (both)."""
     import seaborn as sns
     from matplotlib.figure import Figure
 
@@ -261,6 +265,7 @@ def _ablation_figure(ablation: pd.DataFrame, default: DigitsConfig):
 
 
 def _directions_figure(frame: pd.DataFrame):
+    """``directions.png``: first-layer alignment per direction group along training, one panel per modality."""
     import seaborn as sns
     from matplotlib.figure import Figure
 
@@ -324,6 +329,7 @@ def table1(
 
 def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, default: DigitsConfig,
             caption_rates: tuple[float, ...], correlations: tuple[float, ...]) -> pd.DataFrame:
+    """:func:`table1`'s work: every run of the table and the ablation grid, then the files."""
     import json
 
     with staged_folder(out, overwrite=overwrite) as tmp:

@@ -110,6 +110,11 @@ def test_train_digits_refuses_data_of_another_protocol(data):
         train_digits(DigitsConfig(modality="both"), data)
 
 
+def test_recording_does_not_change_the_run(data, tmp_path):
+    config = DigitsConfig(modality="multi", epochs=3)
+    assert train_digits(config, data, out=tmp_path / "run.zarr") == train_digits(config, data)
+
+
 def test_default_protocol_shows_the_gap_and_its_mechanism(data):
     """Seed 0 of the default protocol (measured: single 6% / multi 71% OOD): a 25-point margin on each bound."""
     threads = torch.get_num_threads()
