@@ -67,25 +67,53 @@ NOTEBOOKS = {
     ],
     "03-colored-digits.ipynb": [
         new_markdown_cell("# Table 1: coloured digits (ColoredMNIST protocol on scikit-learn's bundled digits)\n\n"
-                          "Train colour tied to class with probability 0.775, test colours reversed, 10% label noise. "
-                          "Single-modal: SimCLR-style views of the image. Multi-modal: image + caption (one-hot digit "
-                          "and colour tokens). Same image encoder; a linear probe on its embedding. The recorder "
-                          "watches the encoder's first layer against digit-shape, colour and per-sample noise "
-                          "directions."),
+                          "Train colour tied to class with probability 0.775, test images coloured like the *next* "
+                          "class with probability 0.775 (OOD), 10% label noise. Single-modal: SimCLR-style views of "
+                          "the image that keep hue, so colour is a view-invariant feature. Multi-modal: image + "
+                          "caption, the caption naming the digit shown (colour words only in the ablation), "
+                          "encoded by the paper's ideal language encoder (one-hot tokens, then a linear layer). "
+                          "Same image encoder, temperature 0.5 and batch 512 (SimCLR's CIFAR-10 recipe) for both; "
+                          "a linear probe on the image embedding. The recorder watches the encoder's first layer "
+                          "against digit-shape, colour and per-image noise directions, and random directions of "
+                          "the same count and norms."),
         new_code_cell(SETUP),
-        new_code_cell('from dyn.setups.huang2024.colored_digits import make_colored_digits\n'
+        new_code_cell('from dyn.setups.huang2024.colored_digits import make_captions, make_colored_digits\n'
                       'data = make_colored_digits(0)\n'
                       'print(data.x_train.shape, data.x_test.shape)\n'
                       'agree = (data.colour_train == data.class_train).float().mean().item()\n'
-                      'print(f"train colour = class for {agree:.1%} of images (0.775 + 0.225/10 expected)")'),
+                      'shifted = (data.colour_test == (data.class_test + 1) % 10).float().mean().item()\n'
+                      'print(f"train colour = class for {agree:.1%} of images (0.775 + 0.225/10 expected)")\n'
+                      'print(f"test colour = next class for {shifted:.1%} of images")'),
         new_code_cell('import matplotlib.pyplot as plt\n'
-                      'fig, axes = plt.subplots(1, 10, figsize=(12, 1.6))\n'
+                      'captions = make_captions(data, rate=0.5, seed=0)  # the default protocol uses rate 0\n'
+                      'fig, axes = plt.subplots(1, 6, figsize=(14, 2.6))\n'
                       'for k, ax in enumerate(axes):\n'
-                      '    ax.imshow(data.x_train[k].permute(1, 2, 0).numpy()); ax.set_title(int(data.y_train[k])); ax.axis("off")'),
+                      '    ax.imshow(data.x_train[k].permute(1, 2, 0).numpy())\n'
+                      '    ax.set_title(f"label {int(data.y_train[k])}\\n{captions[k]}", fontsize=8); ax.axis("off")'),
         new_code_cell('from dyn.setups.huang2024.experiments import table1\n'
                       'table = table1(WORK / "table1", seeds=1 if SMALL else 3, small=SMALL, overwrite=True)\n'
-                      'table'),
+                      'print((WORK / "table1" / "table1.md").read_text())'),
+        new_markdown_cell("## What the first layer aligns with\n\n"
+                          "Per step, the mean over neurons of the largest |cos(w_r, v)| over each group: the 10 "
+                          "shape directions (class-mean digit minus the mean digit, equal in R, G, B), the 10 colour "
+                          "directions (colour minus the mean colour, times the mean digit), 150 per-image noise "
+                          "residuals, and random directions with the same count and norms (dashed). The single-modal "
+                          "layer turns to colour; the multi-modal one to shape and away from colour. Noise stays at "
+                          "or below its random baseline in both."),
         new_code_cell('from IPython.display import Image\nImage(filename=str(WORK / "table1" / "directions.png"))'),
+        new_markdown_cell("## Ablation: the mechanism, not one number\n\n"
+                          "Colour words in the captions (rate q) hand the spurious feature to the image encoder; "
+                          "the train colour-class correlation p sets how much a colour-aligned embedding misleads "
+                          "the probe. colour-follow is the share of test predictions that name the class whose "
+                          "colour the image has."),
+        new_code_cell('Image(filename=str(WORK / "table1" / "ablation.png"))'),
+        new_code_cell('cols = ["factor", "value", "modality", "test_acc_mean", "test_acc_std", "colour_follow_mean",\n'
+                      '        "align_shape_mean", "align_colour_mean"]\n'
+                      'table.attrs["ablation"][cols].round(3)'),
+        new_code_cell('import json\nimport pandas as pd\n'
+                      'protocol = json.loads((WORK / "table1" / "protocol.json").read_text())\n'
+                      'pd.set_option("display.max_colwidth", None)\n'
+                      'pd.Series(protocol["default"]["notes"], name="why").to_frame()'),
     ],
     "04-instrument-your-own-loop.ipynb": [
         new_markdown_cell("# Instrument your own training loop\n\n"

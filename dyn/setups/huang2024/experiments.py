@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ...analysis.run import Run
-from ...errors import ConfigError
+from ...errors import ConfigError, StoreError
 from ...store.outputs import save_figure, staged_folder
 from ..base import load_preset
+from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
 from .config import Config
 from .train import train
 
@@ -144,27 +146,145 @@ def figure1(
     return summary
 
 
+#: Ablation grid of ``table1``: caption colour-word rate q (multi-modal; single-modal has no captions) and the
+#: train colour-class correlation p_colour (both modalities); each includes the default protocol's value.
+CAPTION_RATES = (0.0, 0.5, 1.0)
+TRAIN_CORRELATIONS = (0.0, 0.5, DigitsConfig.p_colour, 0.9)
+#: The same for ``table1(small=True)``: the end points only.
+SMALL_GRID = ((0.0, 1.0), (0.0, DigitsConfig.p_colour))
+
+#: Direction groups of ``directions.png``: recorded probe set -> curve name.
+DIRECTION_GROUPS = {"shape": "shape", "colour": "colour", "noise": "noise", "random_signal": "random x10",
+                    "random": "random x150"}
+
+
+def _first_layer(ds: Any) -> np.ndarray:
+    """First-layer weights ``(step, neuron, feature)`` rebuilt exactly from the recorded inner products.
+
+    The probe sets (shape, colour, noise residuals, random directions) together span the pixel space, so
+    ``P(t) = W(t) Vᵀ`` determines ``W(t) = P(t) V (VᵀV)⁻¹``.
+    """
+    names = ["signal", "noise", "random", "random_signal"]
+    vectors = np.concatenate([ds[f"{n}_vectors"].values for n in names]).astype(np.float64)
+    inner = np.concatenate([ds[f"{n}_inner"].values for n in names], axis=2).astype(np.float64)
+    if np.linalg.matrix_rank(vectors) < vectors.shape[1]:
+        raise StoreError("the recorded directions do not span the first layer's input space")
+    return inner @ vectors @ np.linalg.inv(vectors.T @ vectors)
+
+
 def _direction_curves(run: Run, label: dict[str, Any]) -> pd.DataFrame:
-    """Mean over neurons of the largest |cosine| between a neuron's weight and the shape (resp. colour) directions,
-    and of its largest |cosine| with the per-sample residuals (noise), at every recorded step."""
+    """Per recorded step, :func:`dyn.colored_digits.alignment` of the first layer with each direction group
+    (``DIRECTION_GROUPS``): mean over neurons of the largest |cos(w_r, v)| over the group."""
     ds = run.site("first")
-    vectors = ds["signal_vectors"].values.astype(np.float64)
-    norms = np.linalg.norm(vectors, axis=1)
-    names = [str(s) for s in ds["signal"].values]
-    inner = ds["signal_inner"].values / norms[None, None, :]
-    noise_norms = np.linalg.norm(ds["noise_vectors"].values.astype(np.float64), axis=1)
-    noise = ds["noise_inner"].values / noise_norms[None, None, :]
-    shape = np.array([n.startswith("shape") for n in names])
-    rows = {
-        "shape": np.abs(inner[:, :, shape]).max(axis=2).mean(axis=1),
-        "colour": np.abs(inner[:, :, ~shape]).max(axis=2).mean(axis=1),
-        "noise": np.abs(noise).max(axis=2).mean(axis=1),
-    }
-    frames = [pd.DataFrame({"step": run.steps, "direction": k, "value": v}) for k, v in rows.items()]
+    weights = _first_layer(ds)
+    names = np.array([str(s) for s in ds["signal"].values])
+    vectors = ds["signal_vectors"].values
+    groups = {"shape": vectors[np.char.startswith(names, "shape")],
+              "colour": vectors[np.char.startswith(names, "colour")],
+              "noise": ds["noise_vectors"].values, "random": ds["random_vectors"].values,
+              "random_signal": ds["random_signal_vectors"].values}
+    frames = [pd.DataFrame({"step": run.steps, "direction": DIRECTION_GROUPS[k], "value": alignment(weights, v)})
+              for k, v in groups.items()]
     out = pd.concat(frames, ignore_index=True)
     for k, v in label.items():
         out[k] = v
     return out
+
+
+def _pm(mean: float, std: float, scale: float = 100.0) -> str:
+    """``mean ± std`` times ``scale`` (fractions to %), or the mean alone when there is no spread (one seed)."""
+    return f"{scale * mean:.2f}" if np.isnan(std) else f"{scale * mean:.2f} ± {scale * std:.2f}"
+
+
+def _summary(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and std over seeds of each run metric, per group of ``by``, with the number of seeds."""
+    metrics = ["train_acc", "test_acc", "colour_follow", "align_shape", "align_colour"]
+    out = runs.groupby(by, sort=False)[metrics].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["seeds"] = runs.groupby(by, sort=False).size()
+    return out.reset_index()
+
+
+def _table1_markdown(table: pd.DataFrame, ablation: pd.DataFrame, seeds: int, default: DigitsConfig) -> str:
+    """``table1.md``: the table beside the paper's numbers, the gap, and the ablation (no spread for one seed)."""
+    spread = "mean ± sd over seeds" if seeds > 1 else "one seed, no spread"
+    lines = [f"Table 1 (coloured digits, {seeds} seed{'s' if seeds > 1 else ''}; {spread}): linear-probe "
+             "accuracy in %", "",
+             "| modality | train acc (%) | test acc (%) | paper train | paper test |", "|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.modality} | {_pm(r.train_acc_mean, r.train_acc_std, 1)} | "
+                     f"{_pm(r.test_acc_mean, r.test_acc_std, 1)} | {r.paper_train} | {r.paper_test} |")
+    multi, single = (table.set_index("modality").loc[m, "test_acc_mean"] for m in ("multi", "single"))
+    paper_gap = PAPER_TABLE1["multi"][1] - PAPER_TABLE1["single"][1]
+    lines += ["", f"OOD test gap multi - single: {multi - single:.2f} points (paper: {paper_gap:.2f}).", "",
+              f"Ablation (default: caption colour-word rate q = {default.caption_colour_rate:g}, train colour-class "
+              f"correlation p = {default.p_colour:g}). colour-follow: share of test predictions naming the class "
+              f"whose colour the image has (the wrong class for {default.p_colour_test:.1%} of test images); "
+              "align: the first layer's mean over neurons of max |cos| with the 10 shape / 10 colour directions.",
+              "",
+              "| factor | value | modality | train acc (%) | test acc (%) | colour-follow (%) | align shape | "
+              "align colour |", "|---|---|---|---|---|---|---|---|"]
+    for r in ablation.itertuples():
+        lines.append(f"| {r.factor} | {r.value:g} | {r.modality} | {_pm(r.train_acc_mean, r.train_acc_std)} | "
+                     f"{_pm(r.test_acc_mean, r.test_acc_std)} | {_pm(r.colour_follow_mean, r.colour_follow_std)} | "
+                     f"{r.align_shape_mean:.3f} | {r.align_colour_mean:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ablation_figure(ablation: pd.DataFrame, default: DigitsConfig):
+    """``ablation.png``: test accuracy and colour-follow against q (multi-modal) and against p (both)."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    palette = dict(zip(["single", "multi"], sns.color_palette("colorblind", 2)))
+    q = ablation[ablation.factor == "caption colour-word rate q"]
+    for metric, style, name in (("test_acc", "-o", "test accuracy"), ("colour_follow", "--s", "colour-follow")):
+        axes[0].errorbar(q["value"], 100 * q[f"{metric}_mean"], yerr=100 * q[f"{metric}_std"].fillna(0),
+                         fmt=style, color=palette["multi"], capsize=3, label=f"multi: {name}")
+    single = ablation[(ablation.factor == "train colour-class correlation p") & (ablation.modality == "single")
+                      & (ablation.value == default.p_colour)]
+    axes[0].axhline(100 * single["test_acc_mean"].iloc[0], color=palette["single"], ls="-.",
+                    label="single: test accuracy (no captions)")
+    axes[0].set(title="multi-modal: colour words in captions", xlabel="caption colour-word rate q", ylabel="%")
+    p = ablation[ablation.factor == "train colour-class correlation p"]
+    for ax, metric, title in ((axes[1], "test_acc", "OOD test accuracy"),
+                              (axes[2], "colour_follow", "test predictions that follow colour")):
+        for modality, part in p.groupby("modality", sort=False):
+            ax.errorbar(part["value"], 100 * part[f"{metric}_mean"], yerr=100 * part[f"{metric}_std"].fillna(0),
+                        fmt="-o", color=palette[modality], capsize=3, label=modality)
+        ax.axvline(default.p_colour, color="grey", lw=0.8, ls=":")
+        ax.set(title=title, xlabel="train colour-class correlation p", ylabel="%")
+    for ax in axes:
+        ax.axhline(10, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 100)
+        ax.legend(frameon=False, fontsize=8)
+        sns.despine(ax=ax)
+    fig.suptitle("Table 1 ablation (mean ± sd over seeds; dashed grey: 10%, chance; dotted: the default p)")
+    return fig
+
+
+def _directions_figure(frame: pd.DataFrame):
+    """``directions.png``: first-layer alignment per direction group along training, one panel per modality."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    order = list(DIRECTION_GROUPS.values())
+    colours = dict(zip(order, [*sns.color_palette("colorblind", 3), (0.55, 0.55, 0.55), (0.3, 0.3, 0.3)]))
+    dashes = {name: (4, 2) if name.startswith("random") else "" for name in order}
+    for ax, modality in zip(axes, ("single", "multi")):
+        sns.lineplot(data=frame[frame.modality == modality], x="step", y="value", hue="direction", hue_order=order,
+                     style="direction", style_order=order, dashes=dashes, errorbar="sd", ax=ax, palette=colours)
+        ax.set_title(f"{modality}-modal: first-layer alignment")
+        ax.set_ylabel("mean over neurons of max |cos(w_r, v)|")
+        ax.legend(frameon=False, fontsize=8)
+        sns.despine(ax=ax)
+    fig.suptitle("shape / colour: 10 directions each, vs 10 random; noise: 150 per-image residuals, vs 150 random "
+                 "(same norms)")
+    return fig
 
 
 def table1(
@@ -174,55 +294,90 @@ def table1(
     small: bool = False,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """ColoredMNIST (Table 1) on scikit-learn's bundled digits, single- vs multi-modal, over seeds.
+    """ColoredMNIST (Table 1) on scikit-learn's bundled digits, single- vs multi-modal, over seeds, with ablation.
 
-    Writes ``out/table1.csv`` and ``out/table1.md`` (train/test accuracy, mean ± std, beside the paper's),
-    ``out/directions.{png,svg}`` (what the image encoder's first layer aligns with: digit shapes, colours or
-    per-sample noise), ``out/curves.parquet`` and the recorded runs under ``out/runs/``.
+    The default protocol is :class:`dyn.colored_digits.DigitsConfig` (each choice explained in its notes). The
+    ablation retrains, per seed, the multi-modal model with captions naming the colour at rates
+    ``CAPTION_RATES`` and both models at the train colour-class correlations ``TRAIN_CORRELATIONS``.
+    ``small`` trains 20 epochs instead of 40 and runs the end points of the ablation only (``SMALL_GRID``):
+    seconds, for tests and notebooks.
+
+    Writes ``out/table1.md`` (the table beside the paper's numbers, the gap and the ablation: also what
+    ``dyn reproduce table1`` prints), ``out/table1.csv``, ``out/ablation.csv``, ``out/runs.csv`` (every run),
+    ``out/protocol.json`` (the settings and why), ``out/directions.{png,svg}`` (what the image encoder's first
+    layer aligns with: digit shapes, colours, per-sample noise, against random directions of the same count and
+    norms), ``out/ablation.{png,svg}``, ``out/curves.parquet`` and the recorded default runs under ``out/runs/``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per modality: train/test accuracy in %, mean and std over seeds (NaN std for one seed), and the
+        paper's numbers; ``attrs["ablation"]`` holds the ablation table (fractions, not %).
     """
-    from .colored_digits import PAPER_TABLE1, DigitsConfig, make_colored_digits, train_digits
+    import torch
 
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
+    default = DigitsConfig(epochs=20) if small else DigitsConfig()
+    rates, correlations = SMALL_GRID if small else (CAPTION_RATES, TRAIN_CORRELATIONS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches of 512 x 192: a second intra-op thread costs more than it saves
+    try:
+        return _table1(out, seeds, small, overwrite, default, rates, correlations)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, default: DigitsConfig,
+            caption_rates: tuple[float, ...], correlations: tuple[float, ...]) -> pd.DataFrame:
+    """:func:`table1`'s work: every run of the table and the ablation grid, then the files."""
+    import json
+
     with staged_folder(out, overwrite=overwrite) as tmp:
         rows, curves = [], []
         for seed in range(seeds):
-            data = make_colored_digits(seed)
-            for modality in ("single", "multi"):
-                cfg = DigitsConfig(modality=modality, seed=seed, epochs=10 if small else 40)
-                path = tmp / "runs" / f"{modality}-seed{seed}.zarr"
-                path.parent.mkdir(exist_ok=True)
-                res = train_digits(cfg, data, out=path)
-                rows.append({"modality": modality, "seed": seed, **res})
-                curves.append(_direction_curves(Run(path), {"modality": modality, "seed": seed}))
+            for p in correlations:
+                data = make_colored_digits(seed, p_colour=p, p_colour_test=default.p_colour_test,
+                                           label_noise=default.label_noise, test_fraction=default.test_fraction)
+                for modality in ("single", "multi"):
+                    rates = caption_rates if modality == "multi" and p == default.p_colour else (0.0,)
+                    for q in rates:
+                        cfg = replace(default, modality=modality, seed=seed, p_colour=p, caption_colour_rate=q)
+                        is_default = p == default.p_colour and q == default.caption_colour_rate
+                        path = tmp / "runs" / f"{modality}-seed{seed}.zarr" if is_default else None
+                        if path is not None:
+                            path.parent.mkdir(exist_ok=True)
+                        res = train_digits(cfg, data, out=path)
+                        rows.append({"modality": modality, "seed": seed, "p_colour": p, "caption_colour_rate": q,
+                                     "default": is_default, **res})
+                        if path is not None:
+                            curves.append(_direction_curves(Run(path), {"modality": modality, "seed": seed}))
         runs = pd.DataFrame(rows)
-        table = runs.groupby("modality")[["train_acc", "test_acc"]].agg(["mean", "std"]).reindex(["single", "multi"])
-        table.columns = [f"{a}_{b}" for a, b in table.columns]
-        table = table.reset_index()
+        runs.to_csv(tmp / "runs.csv", index=False)
+        table = _summary(runs[runs["default"]], ["modality"]).set_index("modality").reindex(["single", "multi"])
+        table = table[["train_acc_mean", "train_acc_std", "test_acc_mean", "test_acc_std"]].reset_index()
         table[["train_acc_mean", "train_acc_std", "test_acc_mean", "test_acc_std"]] *= 100
         table["paper_train"] = [PAPER_TABLE1[m][0] for m in table["modality"]]
         table["paper_test"] = [PAPER_TABLE1[m][1] for m in table["modality"]]
         table.to_csv(tmp / "table1.csv", index=False)
-        runs.to_csv(tmp / "runs.csv", index=False)
-        lines = ["| modality | train acc (%) | test acc (%) | paper train | paper test |", "|---|---|---|---|---|"]
-        for r in table.itertuples():
-            lines.append(f"| {r.modality} | {r.train_acc_mean:.2f} ± {r.train_acc_std:.2f} | "
-                         f"{r.test_acc_mean:.2f} ± {r.test_acc_std:.2f} | {r.paper_train} | {r.paper_test} |")
-        (tmp / "table1.md").write_text("\n".join(lines) + f"\n\n{seeds} seed(s); std over seeds.\n")
+        by_q = _summary(runs[(runs.p_colour == default.p_colour) & (runs.modality == "multi")],
+                        ["caption_colour_rate", "modality"]).rename(columns={"caption_colour_rate": "value"})
+        by_p = _summary(runs[runs.caption_colour_rate == default.caption_colour_rate], ["p_colour", "modality"])
+        by_p = by_p.rename(columns={"p_colour": "value"})
+        ablation = pd.concat([by_q.assign(factor="caption colour-word rate q"),
+                              by_p.assign(factor="train colour-class correlation p")], ignore_index=True)
+        ablation = ablation[["factor", "value", "modality", *[c for c in ablation if c.endswith(("_mean", "_std"))],
+                             "seeds"]]
+        ablation.to_csv(tmp / "ablation.csv", index=False)
+        protocol = {"default": default.to_dict(), "caption_rates": list(caption_rates),
+                    "train_correlations": list(correlations), "seeds": seeds, "small": small}
+        (tmp / "protocol.json").write_text(json.dumps(protocol, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "table1.md").write_text(_table1_markdown(table, ablation, seeds, default))
         frame = pd.concat(curves, ignore_index=True)
         frame.to_parquet(tmp / "curves.parquet", index=False)
-        import seaborn as sns
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(10, 3.6), layout="constrained")
-        axes = fig.subplots(1, 2, sharey=True)
-        for ax, modality in zip(axes, ("single", "multi")):
-            sns.lineplot(data=frame[frame.modality == modality], x="step", y="value", hue="direction",
-                         hue_order=["shape", "colour", "noise"], errorbar="sd", ax=ax, palette="colorblind")
-            ax.set_title(f"{modality}-modal: first-layer alignment")
-            ax.set_ylabel("mean over neurons of max |cos(w_r, direction)|")
-            sns.despine(ax=ax)
-        save_figure(fig, tmp, "directions")
+        save_figure(_directions_figure(frame), tmp, "directions")
+        save_figure(_ablation_figure(ablation, default), tmp, "ablation")
+    table.attrs["ablation"] = ablation
     return table
 
 
@@ -298,16 +453,10 @@ def _figure1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, 
 
 def _table1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
                     progress: bool) -> str:
-    seeds = seeds or 3
-    table = table1(out, seeds=seeds, small=small, overwrite=overwrite)
-    lines = [f"Table 1 (coloured digits, {seeds} seeds): linear-probe accuracy in %"
-             + (", mean ± std" if seeds > 1 else "")]
-    for r in table.itertuples():
-        train_s = f"{r.train_acc_mean:6.2f}" + ("" if seeds == 1 else f" ± {r.train_acc_std:5.2f}")
-        test_s = f"{r.test_acc_mean:6.2f}" + ("" if seeds == 1 else f" ± {r.test_acc_std:5.2f}")
-        lines.append(f"  {r.modality:<7} train {train_s}   test {test_s}   (paper: {r.paper_train} / {r.paper_test})")
-    lines.append(f"dyn reproduce: table1.md, table1.csv, directions.png and the runs in {out}/")
-    return "\n".join(lines)
+    table1(out, seeds=seeds or 3, small=small, overwrite=overwrite)
+    report = (Path(out) / "table1.md").read_text(encoding="utf-8")
+    return report.rstrip("\n") + (f"\ndyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the "
+                                  f"runs in {out}/")
 
 
 #: ``dyn reproduce NAME``: name -> (description, command returning the text to print)
