@@ -1,0 +1,1 @@
+"""Training setups, one sub-package per paper (config, data, model, trainer, presets)."""
