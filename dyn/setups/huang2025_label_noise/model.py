@@ -150,7 +150,7 @@ def population_error(net: SquaredReLUCNN, mu: torch.Tensor, sigma_p: float, draw
 
     Returns
     -------
-    (error, standard_error) : floats
+    (error, standard_error) : floats (NaN when the weights are not finite)
     """
     with torch.no_grad():
         w = torch.cat([net.weight_pos, net.weight_neg]).to(torch.float64)
@@ -158,6 +158,8 @@ def population_error(net: SquaredReLUCNN, mu: torch.Tensor, sigma_p: float, draw
         unit = mu.to(torch.float64) / torch.linalg.vector_norm(mu.to(torch.float64))
         wu = w @ unit
         cov = sigma_p**2 * (w @ w.T - torch.outer(wu, wu))
+        if not bool(torch.isfinite(cov).all()):
+            return math.nan, math.nan
         evals, evecs = torch.linalg.eigh(cov)
         root = evecs * evals.clamp_min(0).sqrt()[None, :]  # cov = root rootᵀ
         z = draws.to(device=w.device, dtype=torch.float64) @ root.T  # (N, 2m)

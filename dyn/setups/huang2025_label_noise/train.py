@@ -292,10 +292,9 @@ def train(
                 if rec is not None and (t == 0 or last or t % every == 0):
                     if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
                         rec.record(t, inner={k: v.detach() for k, v in state.inner.items()})
-                    scalars: dict[str, Any] = setup.scalars(state)
+                    rec.log(step=t, **setup.scalars(state))  # first: a non-finite loss stops here
                     if t % test_every == 0 or last:
-                        scalars.update(setup.evaluate())
-                    rec.log(step=t, **scalars)
+                        rec.log(step=t, **setup.evaluate())
                 if last:
                     final_loss = float(logistic_loss(state.margins.detach()))
                     final_test = setup.evaluate().get("test_error")
