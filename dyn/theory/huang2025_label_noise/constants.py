@@ -85,9 +85,10 @@ GD_LOSS_NEAR_ZERO = 0.01
 GD_RATIO_SIGNIFICANT = 10.0
 #: Figure 2 "oscillates around 0.5": the mean loss over the second half of the run within this band.
 LN_LOSS_AROUND_HALF = (0.4, 0.6)
-#: "bounded", "oscillates within a constant range": a curve's fitted growth factor over the stage-2 window
-#: (exp(log-slope × window length)) is at most this.
-BOUNDED_GROWTH_FACTOR = 2.0
+#: "bounded", "oscillates within a constant range": the coefficient b of the least-squares fit a + b log t of the
+#: curve over the stage-2 window is at most this. Under standard GD the logistic loss's implicit bias makes margins
+#: (and ι ≈ y f) grow like log t, b ≈ 1 (measured 1.15-1.5 on the Figure-2 and tiny GD runs); a bounded curve has b ≈ 0.
+BOUNDED_LOG_COEFFICIENT = 0.5
 #: Theorem 3.3 "L_S = Θ(1)": the clean loss stays above this fraction of ℓ(z*), the clean loss at the
 #: label-noise equilibrium margin z* = log((1 − p)/p) (notes §7.6).
 LOSS_ORDER_ONE_FRACTION = 0.5
