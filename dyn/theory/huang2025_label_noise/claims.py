@@ -29,7 +29,7 @@ from ..base import NotCheckable, Outcome
 from . import constants as C
 from .quantities import J, Params, Recording, binary_entropy, coefficient_increments, first_crossing, logistic
 
-__all__ = ["ClaimSpec", "CLAIMS", "claim", "assumptions", "stage1_end_gd", "stage1_end_ln", "stage2_window_ln"]
+__all__ = ["ClaimSpec", "CLAIMS", "claim", "assumptions", "ratios", "stage1_end_gd", "stage1_end_ln", "stage2_window_ln"]
 
 
 @dataclass(frozen=True)
@@ -804,7 +804,10 @@ def gd_loss_near_zero(rec: Recording) -> Outcome:
        "standard GD: noise memorization 'significantly exceeds' signal learning (§5, Fig. 2); read as: "
        "max rho_bar / max gamma >= 10 at the last step", ">= 10 at the end", algorithm="gd")
 def gd_noise_exceeds_signal(rec: Recording) -> Outcome:
-    return _ratio_outcome(rec, lambda r: r >= C.GD_RATIO_SIGNIFICANT)
+    r = ratios(rec)
+    main = r["rho_bar_max_over_gamma_max"]
+    return Outcome(f"max rho_bar / max gamma = {_fmt(main)} at step {rec.last_step}", main >= C.GD_RATIO_SIGNIFICANT,
+                   {**r, "hypotheses_measured": _figure2_config(rec.params)})
 
 
 def ratios(rec: Recording, i: int = -1) -> dict[str, float]:
@@ -817,13 +820,6 @@ def ratios(rec: Recording, i: int = -1) -> dict[str, float]:
             "rho_bar_min_over_gamma_max": float(rec.noise_min()[i]) / g if g > 0 else math.inf,
             "raw_inner_max_ratio": float(rec.b[i].max()) / raw_sig if raw_sig > 0 else math.inf,
             "mean_R_over_max_B": mean_noise / b_total if b_total > 0 else math.inf}
-
-
-def _ratio_outcome(rec: Recording, ok: Callable[[float], bool]) -> Outcome:
-    r = ratios(rec)
-    main = r["rho_bar_max_over_gamma_max"]
-    return Outcome(f"max rho_bar / max gamma = {_fmt(main)} at step {rec.last_step}", ok(main),
-                   {**r, "hypotheses_measured": _figure2_config(rec.params)})
 
 
 @claim("ln.loss_near_half", "empirical", "label-noise GD: the training loss 'oscillates around 0.5' (§5, Fig. 2); read "

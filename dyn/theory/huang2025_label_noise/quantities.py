@@ -278,7 +278,8 @@ class Recording:
                      axis=1).astype(np.float64)
         b = np.stack([ds[s]["noise_inner"].transpose("step", "neuron", "sample").values for s in SITES],
                      axis=1).astype(np.float64)
-        coeffs = [run.coefficients(s) for s in SITES]
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite steps of a diverged run are cut below
+            coeffs = [run.coefficients(s) for s in SITES]
         gamma = J[None, :, None] * np.stack([c["gamma"].transpose("step", "neuron", "signal").values[:, :, 0]
                                              for c in coeffs], axis=1)
         rho = np.stack([c["rho"].transpose("step", "neuron", "sample").values for c in coeffs], axis=1)
@@ -301,7 +302,19 @@ class Recording:
         basis = None
         if "signal_vectors" in ds["pos"] and "noise_vectors" in ds["pos"]:
             basis = np.concatenate([ds["pos"]["signal_vectors"].values, ds["pos"]["noise_vectors"].values]).astype(np.float64)
-        return cls(params=params, steps=np.asarray(run.steps, dtype=np.int64),
+        steps = np.asarray(run.steps, dtype=np.int64)
+        # A diverged run keeps the steps before the loss became non-finite, but its inner products can overflow
+        # earlier: claims read the finite prefix only (a data error is never turned into a verdict).
+        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2, 3)) \
+            & np.isfinite(gamma).all(axis=(1, 2)) & np.isfinite(rho).all(axis=(1, 2, 3))
+        keep = int(np.argmin(finite)) if not finite.all() else len(steps)
+        if keep == 0:
+            raise StoreError("the recording is not finite at step 0")
+        if keep < len(steps):
+            a, b, gamma, rho, steps = a[:keep], b[:keep], gamma[:keep], rho[:keep], steps[:keep]
+            scalars = {k: v[:keep] for k, v in scalars.items()}
+            weights = {}  # the stored final weights belong to a step that is cut
+        return cls(params=params, steps=steps,
                    y=np.asarray(ds["pos"]["label"].values, dtype=np.float64), mu_norm2=float(gram[0, 0]),
                    xi_norm2=np.diag(gram)[1:].copy(), gram=gram, a=a, b=b, gamma=gamma, rho=rho, eps=eps,
                    scalars=scalars, weights=weights, basis=basis, train_dtype=str(run.config.get("dtype", "float32")),
