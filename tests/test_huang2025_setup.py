@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import dyn
+from huang2025_fixtures import one_thread  # noqa: F401  (autouse: one torch thread)
 from dyn.setups.huang2025_label_noise import (
     SETUP_NAME,
     LabelNoiseConfig,
@@ -21,15 +22,6 @@ from dyn.setups.huang2025_label_noise import (
     read_flips,
     train,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems run fastest on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small(**changes) -> LabelNoiseConfig:
@@ -187,7 +179,6 @@ def test_flips_are_iid_with_probability_p_and_replayable():
 # -- trainer and store ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ln_store(tmp_path_factory):
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("ln") / "ln.zarr"
     summary = train(small(steps=8, p=0.3), path, attrs={"preset": "test"})
     return path, summary

@@ -13,19 +13,12 @@ import torch
 import zarr
 
 import dyn
+from huang2025_fixtures import one_thread  # noqa: F401  (autouse: one torch thread)
 from dyn.setups.huang2025_label_noise import load_preset, train
 from dyn.theory.base import Claim, get_theory
 from dyn.theory.huang2025_label_noise import CLAIMS, LabelNoiseTheory, Params, Recording, assumptions
 from dyn.theory.huang2025_label_noise import claims as C
 from dyn.theory.huang2025_label_noise.quantities import binary_entropy
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 #: Tiny runs (about a second each), trained on first use. ``gd``: standard GD memorizes the noise and tests at
@@ -53,8 +46,7 @@ class _Runs:
         self.root, self._paths, self._recs = root, {}, {}
 
     def path(self, name):
-        if name not in self._paths:
-            torch.set_num_threads(1)
+        if name not in self._paths:  # called from tests, under the one_thread fixture
             path = self.root / f"{name}.zarr"
             try:  # population error with 5000 draws: standard error <= 0.007
                 train(load_preset("huang2025-tiny", population_draws=5000, **RUNS[name]), path)

@@ -8,16 +8,9 @@ import pytest
 import torch
 
 import dyn
+from huang2025_fixtures import one_thread  # noqa: F401  (autouse: one torch thread)
 from dyn.setups.huang2025_label_noise import LabelNoiseConfig, LabelNoiseSetup, closed_form_gradient, train
 from dyn.theory.huang2025_label_noise.quantities import J, coefficient_increments
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def config(algorithm: str, **changes) -> LabelNoiseConfig:
