@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 import zarr
 
 import dyn

@@ -121,7 +121,8 @@ class LabelNoiseSetup:
         self._draws = None
         if config.population_draws:
             gen = torch.Generator().manual_seed(config.seed + 4)
-            self._draws = torch.randn(config.population_draws, 2 * config.m, generator=gen, dtype=torch.float64)
+            draws = torch.randn(config.population_draws, 2 * config.m, generator=gen, dtype=torch.float64)
+            self._draws = draws.to(device)  # drawn on the CPU (identical on every device), moved once
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
 
     def forward(self, t: int) -> StepState:

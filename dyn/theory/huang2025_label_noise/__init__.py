@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ...setups.huang2025_label_noise.config import SETUP_NAME
 from ..base import Claim, NotCheckable, Theory, register
 from . import constants
 from .claims import CLAIMS, ClaimSpec, assumptions, ratios, stage1_end_gd, stage1_end_ln
@@ -32,17 +33,13 @@ from .quantities import Params, Recording
 
 __all__ = ["LabelNoiseTheory", "CLAIMS", "ClaimSpec", "Params", "Recording", "SETUP_NAME", "assumptions", "constants"]
 
-#: The ``setup`` root attribute of the runs this theory reads.
-SETUP_NAME = "huang2025-label-noise"
-
-
 @register
 class LabelNoiseTheory(Theory):
     """Theorems 3.2 (standard GD overfits) and 3.3 (label-noise GD generalizes), their lemmas, the exact update
     identities, and the Figure-2 reports, for one recorded run of either algorithm."""
 
     name = "huang2025-label-noise"
-    description = ("Huang, Han et al. 2025 (NeurIPS): label-noise GD vs standard GD, squared-ReLU CNN, low SNR")
+    description = "Huang, Han et al. 2025 (NeurIPS): label-noise GD vs standard GD, squared-ReLU CNN, low SNR"
 
     def applies_to(self, run: Any) -> str | None:
         cfg = run.attrs.get("config")
