@@ -25,3 +25,13 @@ def tiny():
 def _deterministic():
     torch.manual_seed(1234)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems run fastest on one torch thread and do not fight other jobs for the cores (with two threads
+    on a loaded machine a 300-step tiny run took 8 s instead of 0.3 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

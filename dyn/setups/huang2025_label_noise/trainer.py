@@ -1,0 +1,347 @@
+"""Train the two-layer squared-ReLU CNN with standard GD or label-noise GD (Algorithm 1), recording every step.
+
+Full-batch GD with learning rate η: ``torch.optim.SGD`` (no momentum, no weight decay) on the label-flipped loss
+``L^ε_S(W) = (1/n) Σ_i ℓ(ε_i⁽ᵗ⁾ y_i f(W, x_i))``; standard GD has ε ≡ 1. The flips of every step are drawn before
+training from their own seeded generator (:func:`~dyn.setups.huang2025_label_noise.data.draw_flips`) and stored
+in the run as ``flips/epsilon(flip_step, sample)``, so every step can be replayed.
+
+Two recorder sites, one per filter bank: ``pos`` (j = +1) and ``neg`` (j = −1), each with the signal ``mu`` and
+the training noise patches ξ_i (with labels). The forward pass computes ``W_j [μ | ξ_1..ξ_n]`` once per step; those
+pre-activations are handed to the recorder, so recording costs no extra GEMM.
+
+Logged at every recorded step t, at the weights W(t):
+
+- ``loss``: the clean training loss L_S; ``loss_noisy``: the loss actually optimised at step t, L^ε_S with ε⁽ᵗ⁾
+  (not defined at the last step, which takes no gradient step); ``loss_noisy_expected``: its mean over the flips,
+  ``(1/n) Σ_i [(1−p) ℓ(y_i f_i) + p ℓ(−y_i f_i)]``;
+- ``margin_min``, ``margin_mean``, ``margin_max`` of ``y_i f(W, x_i)``; ``train_error``; ``flip_count`` (how many
+  labels step t flips);
+- every ``test_every`` steps (and at step 0 and the last step): ``test_error`` on the fresh test set,
+  ``population_error`` and ``population_error_se`` (semi-analytic Monte Carlo, see
+  :func:`~dyn.setups.huang2025_label_noise.model.population_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import zarr
+
+from ...record import Recorder, Site
+from ...store import open_run
+from ...errors import ConfigError, DivergenceError, StoreError
+from .config import SETUP_NAME, LabelNoiseConfig
+from .data import LabelNoiseData, draw_flips, make_data
+from .model import SquaredReLUCNN, logistic_loss, output_from_inner, population_error
+
+__all__ = ["LabelNoiseSetup", "RunSummary", "train", "SITES", "FLIPS_GROUP", "read_flips"]
+
+#: Recorder site names of the filter banks, in the order j = +1, −1.
+SITES = ("pos", "neg")
+#: Store group holding the label flips: ``epsilon(flip_step, sample)`` int8.
+FLIPS_GROUP = "flips"
+#: Without ``checkpoint_every``, checkpoints are taken at chunk boundaries no more often than this.
+DEFAULT_CHECKPOINT_SECONDS = 60.0
+#: Chunk size of the stored per-step inner products (as :class:`dyn.Recorder`'s default).
+DEFAULT_CHUNK_BYTES = 8 << 20
+
+
+@dataclass
+class RunSummary:
+    """What :func:`train` reports: where the run is and how it ended (``dyn.train``'s fields plus test error)."""
+
+    path: Path | None
+    status: str
+    steps: int
+    final_loss: float
+    seconds: float
+    nbytes: int
+    final_test_error: float | None = None
+
+    def __str__(self) -> str:
+        test = "" if self.final_test_error is None else f", test error {self.final_test_error:.4g}"
+        return (f"{self.status}: {self.steps} steps, final loss {self.final_loss:.4g}{test}, {self.seconds:.1f} s, "
+                f"store {self.path} ({self.nbytes / 2**20:.1f} MiB)")
+
+
+@dataclass
+class StepState:
+    """The forward pass at one step: pre-activations (the recorded inner products), outputs, margins, flips."""
+
+    inner: dict[str, torch.Tensor]
+    f: torch.Tensor
+    margins: torch.Tensor
+    eps: torch.Tensor | None
+
+    def loss_noisy(self) -> torch.Tensor:
+        """L^ε_S at this step's flips (the objective of the gradient step)."""
+        return logistic_loss(self.eps * self.margins)
+
+
+class LabelNoiseSetup:
+    """Data, network, flips and recorder sites of one run, built from a :class:`LabelNoiseConfig`.
+
+    Attributes
+    ----------
+    config : LabelNoiseConfig
+    data : LabelNoiseData
+    net : SquaredReLUCNN
+    flips : (steps, n) int8 tensor of ε_i⁽ᵗ⁾ (all +1 for standard GD), on the CPU.
+    sites : dict of name → dyn.Site
+        ``{"pos": ..., "neg": ...}``.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2025_label_noise import LabelNoiseConfig
+    >>> setup = LabelNoiseSetup(LabelNoiseConfig(d=30, n=6, n_test=4, m=3, steps=2))
+    >>> state = setup.forward(0)
+    >>> sorted(state.inner), tuple(state.inner["pos"].shape)
+    (['neg', 'pos'], (3, 7))
+    """
+
+    def __init__(self, config: LabelNoiseConfig):
+        self.config = config
+        self.data: LabelNoiseData = make_data(config)
+        dtype, device = self.data.xi.dtype, self.data.xi.device
+        self.net = SquaredReLUCNN(config.d, config.m, config.sigma0, generator=torch.Generator().manual_seed(config.seed + 1),
+                                  dtype=dtype, device=device)
+        self.flips = draw_flips(config)
+        self._eps = self.flips.to(device=device, dtype=dtype)
+        self.probes = self.data.probes()
+        self.test_probes = torch.cat([self.data.mu[None], self.data.xi_test]).T.contiguous()
+        d = self.data
+        self.sites = {name: Site(w, signals={"mu": d.mu}, noise=d.xi, labels=d.y) for name, w in self.net.banks().items()}
+        self._draws = None
+        if config.population_draws:
+            gen = torch.Generator().manual_seed(config.seed + 4)
+            draws = torch.randn(config.population_draws, 2 * config.m, generator=gen, dtype=torch.float64)
+            self._draws = draws.to(device)  # drawn on the CPU (identical on every device), moved once
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
+
+    def forward(self, t: int) -> StepState:
+        """The full-batch forward pass at the current weights, with the flips of step ``t`` (None at the end)."""
+        z = self.net.inner(self.probes)
+        f = output_from_inner(z["pos"], z["neg"], self.data.y)
+        eps = self._eps[t] if t < self.config.steps else None
+        return StepState(inner=z, f=f, margins=self.data.y * f, eps=eps)
+
+    def scalars(self, state: StepState) -> dict[str, torch.Tensor]:
+        """Per-step scalars (0-d tensors on the training device; no host copy)."""
+        with torch.no_grad():
+            mg = state.margins.detach()
+            p = self.config.flip_probability
+            out = {
+                "loss": logistic_loss(mg),
+                "loss_noisy_expected": (1 - p) * logistic_loss(mg) + p * logistic_loss(-mg),
+                "margin_min": mg.min(),
+                "margin_mean": mg.mean(),
+                "margin_max": mg.max(),
+                "train_error": (mg <= 0).to(mg.dtype).mean(),
+            }
+            if state.eps is not None:
+                out["loss_noisy"] = state.loss_noisy()
+                out["flip_count"] = (state.eps < 0).to(mg.dtype).sum()
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        """Test error on the fresh test set and the population error (whichever the config asks for)."""
+        out: dict[str, float] = {}
+        with torch.no_grad():
+            if self.config.n_test:
+                z = self.net.inner(self.test_probes)
+                f = output_from_inner(z["pos"], z["neg"], self.data.y_test)
+                out["test_error"] = float((self.data.y_test * f <= 0).to(torch.float64).mean())
+            if self._draws is not None:
+                err, se = population_error(self.net, self.data.mu, self.config.sigma_p, self._draws)
+                out.update(population_error=err, population_error_se=se)
+        return out
+
+    def step(self, state: StepState) -> None:
+        """One GD step on L^ε_S (Algorithm 1) by autograd."""
+        self.optimizer.zero_grad(set_to_none=True)
+        state.loss_noisy().backward()
+        self.optimizer.step()
+
+    def state(self) -> dict[str, tuple[tuple[str, ...], Any]]:
+        """The weights: with the config (which fixes data and flips), everything the rest of training depends on."""
+        return {f"weight_{name}": (("neuron", "feature"), w.detach()) for name, w in self.net.banks().items()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        with torch.no_grad():
+            for name, w in self.net.banks().items():
+                w.copy_(torch.as_tensor(np.asarray(state[f"weight_{name}"])))
+
+
+def write_flips(path: str | os.PathLike, flips: np.ndarray, p: float) -> None:
+    """Store the flips in the run's store as group ``flips``: ``epsilon(flip_step, sample)`` int8.
+
+    Written with zarr directly, once, right after the store is created: :mod:`dyn.store` has no API for a per-run
+    array with its own step axis (``epsilon`` has one row per gradient step, 0..T−1, while ``step`` holds the
+    recorded weights 0..T), so this is this setup's local helper until it has one.
+    """
+    root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    grp = root.create_group(FLIPS_GROUP, overwrite=True, attributes={
+        "description": "label-flip signs epsilon_i^(t) of gradient step t (row t acts on the weights of step t)",
+        "p": p, "generator": "torch.Generator().manual_seed(seed + 3); torch.rand((steps, n)) < p -> -1"})
+    steps, n = flips.shape
+    for name, values in (("flip_step", np.arange(steps, dtype=np.int64)), ("sample", np.arange(n, dtype=np.int64))):
+        arr = grp.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=[name])
+        arr[...] = values
+    arr = grp.create_array("epsilon", shape=flips.shape, dtype=np.int8, dimension_names=["flip_step", "sample"],
+                           chunks=(max(1, min(steps, (4 << 20) // max(n, 1))), n))
+    arr[...] = flips
+
+
+def read_flips(path: str | os.PathLike) -> np.ndarray:
+    """The stored flips ``epsilon(flip_step, sample)`` of a run (int8), or a :class:`~dyn.StoreError`."""
+    try:
+        return np.asarray(zarr.open_array(str(Path(path) / FLIPS_GROUP / "epsilon"), mode="r")[...])
+    except (FileNotFoundError, KeyError, zarr.errors.BaseZarrError) as exc:
+        raise StoreError(f"{path}: no stored label flips ({type(exc).__name__})") from None
+
+
+def store_size(path: str | os.PathLike) -> int:
+    """Bytes on disk under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def train(
+    config: LabelNoiseConfig,
+    out: str | os.PathLike | None,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+) -> RunSummary:
+    """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
+
+    Parameters
+    ----------
+    config : LabelNoiseConfig
+    out : path of the new run store, or None to train without recording.
+    overwrite : replace an existing store.
+    progress : show a progress bar.
+    attrs : extra root attributes (e.g. the preset name).
+    chunk_bytes : target bytes per stored chunk.
+    checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
+    resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    DivergenceError
+        When the clean loss becomes NaN/inf; the store keeps the steps before it and is marked ``diverged``.
+    StoreError
+        ``resume`` on a store that is complete, has no checkpoint, or holds other data or flips.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from dyn.setups.huang2025_label_noise import LabelNoiseConfig
+    >>> out = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> summary = train(LabelNoiseConfig(d=40, n=8, n_test=20, m=4, steps=5, population_draws=0), out)
+    >>> summary.status, summary.steps
+    ('complete', 5)
+    >>> sorted(dyn.open(out).children)
+    ['flips', 'neg', 'pos']
+    """
+    t0 = time.perf_counter()
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool)
+                                         or checkpoint_every <= 0):
+        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    if not isinstance(config, LabelNoiseConfig):
+        raise ConfigError(f"config must be a LabelNoiseConfig, got {type(config).__name__}")
+    setup = LabelNoiseSetup(config)
+    flips = setup.flips.numpy()
+    start = _load_checkpoint(out, config, setup, flips) if resume else 0
+    every, test_every = config.record_every, config.test_every
+    rec = None
+    if out is not None:
+        rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed, overwrite=overwrite,
+                       log_at="current", chunk_bytes=chunk_bytes, resume_from=start if resume else None,
+                       attrs={"setup": SETUP_NAME, "algorithm": config.algorithm,
+                              "flip_probability": config.flip_probability, "sites_j": {"pos": 1, "neg": -1},
+                              **(attrs or {})})
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc=config.algorithm, unit="step", leave=False)
+    final_loss, final_test = float("nan"), None
+    try:
+        with rec if rec is not None else contextlib.nullcontext():
+            if rec is not None and not resume:
+                write_flips(rec.path, flips, config.flip_probability)
+            ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
+            last_ckpt = time.perf_counter()
+            for t in range(start, config.steps + 1):
+                last = t == config.steps
+                state = setup.forward(t)
+                if rec is not None and (t == 0 or last or t % every == 0):
+                    if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
+                        rec.record(t, inner={k: v.detach() for k, v in state.inner.items()})
+                    rec.log(step=t, **setup.scalars(state))  # first: a non-finite loss stops here
+                    if t % test_every == 0 or last:
+                        rec.log(step=t, **setup.evaluate())
+                if last:
+                    final_loss = float(logistic_loss(state.margins.detach()))
+                    final_test = setup.evaluate().get("test_error")
+                    break
+                setup.step(state)
+                if (rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps
+                        and (checkpoint_every or time.perf_counter() - last_ckpt >= DEFAULT_CHECKPOINT_SECONDS)):
+                    rec.flush(checkpoint=setup.state(), next_step=t + 1)
+                    last_ckpt = time.perf_counter()
+                if bar is not None:
+                    bar.update(1)
+    except DivergenceError as exc:
+        raise DivergenceError(f"{exc}; store {rec.path} is marked diverged", exc.step) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    path = rec.path if rec is not None else None
+    return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
+                      seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0,
+                      final_test_error=final_test)
+
+
+def _load_checkpoint(out: str | os.PathLike | None, config: LabelNoiseConfig, setup: LabelNoiseSetup,
+                     flips: np.ndarray) -> int:
+    """Restore ``setup`` from the store's last checkpoint; return the step to continue from.
+
+    A local version of :func:`dyn.train`'s resume for this setup: the checkpoint holds the weights; data and flips
+    are re-drawn from the seed and must equal the stored ones.
+    """
+    if out is None:
+        raise ConfigError("resume needs the store to continue")
+    attrs = dict(open_run(out).attrs)
+    if attrs.get("setup") != SETUP_NAME:
+        raise StoreError(f"{out} was not recorded by the {SETUP_NAME} setup (setup={attrs.get('setup')!r})")
+    if attrs.get("status") == "complete":
+        raise StoreError(f"{out} is already complete; nothing to resume")
+    step = attrs.get("checkpoint_step")
+    if not isinstance(step, int):
+        raise StoreError(f"{out} has no checkpoint to resume from (it stopped before the first one)")
+    if LabelNoiseConfig.from_dict(attrs["config"]) != config:
+        raise ConfigError(f"resume: the config differs from the one stored in {out}")
+    group = zarr.open_group(str(Path(out) / "_checkpoint" / f"step_{step}"), mode="r")
+    setup.load_state({name: arr[...] for name, arr in group.arrays()})
+    noise = zarr.open_array(str(Path(out) / SITES[0] / "noise_vectors"), mode="r")[...]
+    if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
+        raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
+    if not np.array_equal(read_flips(out), flips):
+        raise StoreError(f"resume: the flips drawn from seed {config.seed} differ from those stored in {out}")
+    return step
