@@ -35,3 +35,32 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def replay():
+    """Re-run the huang2024 trainer's optimisation independently: every W(t) per encoder and every loss.
+
+    The brute-force reference recorded inner products and exact coefficients are compared against."""
+    import numpy as np
+
+    from dyn.setups.huang2024.train import Huang2024Setup
+
+    def run(cfg):
+        setup = Huang2024Setup(cfg)
+        opt = torch.optim.SGD(setup.parameters(), lr=cfg.eta)
+        weights = {k: [] for k in setup.encoders}
+        losses = []
+        for t in range(cfg.steps + 1):
+            for k, enc in setup.encoders.items():
+                weights[k].append(enc.weight.detach().clone().numpy().astype(np.float64))
+            out = setup.loss(setup.anchors() if t < cfg.steps else None)
+            losses.append(float(out.loss.detach()))
+            if t == cfg.steps:
+                break
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+        return setup, weights, np.array(losses)
+
+    return run

@@ -58,14 +58,13 @@ def test_lazy_dask_decomposition_equals_eager(tiny, tmp_path):
     np.testing.assert_allclose(lazy["rho"].values, eager["rho"].values, rtol=1e-9, atol=1e-12)
 
 
-def test_weights_at_every_step_match_replay(tiny, tmp_path):
-    from tests.test_record import _replay
+def test_weights_at_every_step_match_replay(tiny, tmp_path, replay):
 
     cfg = tiny(steps=6)
     path = tmp_path / "r.zarr"
     dyn.train(cfg, path)
     ds = dyn.open(path)["h"].to_dataset()
-    _, weights, _ = _replay(cfg)
+    _, weights, _ = replay(cfg)
     for t in (0, 3, 6):
         np.testing.assert_allclose(weights_at(ds, t), weights["h"][t], atol=1e-6)
 

@@ -13,31 +13,12 @@ import dyn
 from dyn.setups.huang2024.train import Huang2024Setup
 
 
-def _replay(cfg):
-    """Re-run the trainer's optimisation independently, returning every W(t) per encoder and every loss."""
-    setup = Huang2024Setup(cfg)
-    opt = torch.optim.SGD(setup.parameters(), lr=cfg.eta)
-    weights = {k: [] for k in setup.encoders}
-    losses = []
-    for t in range(cfg.steps + 1):
-        for k, enc in setup.encoders.items():
-            weights[k].append(enc.weight.detach().clone().numpy().astype(np.float64))
-        out = setup.loss(setup.anchors() if t < cfg.steps else None)
-        losses.append(float(out.loss.detach()))
-        if t == cfg.steps:
-            break
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    return setup, weights, np.array(losses)
-
-
 @pytest.mark.parametrize("modality", ["single", "multi"])
-def test_trainer_records_exact_inner_products_every_step(tiny, tmp_path, modality):
+def test_trainer_records_exact_inner_products_every_step(tiny, tmp_path, modality, replay):
     cfg = tiny(modality=modality, steps=12, dtype="float32")
     dyn.train(cfg, tmp_path / "run.zarr", chunk_bytes=2000)  # tiny chunks: many chunk boundaries
     tree = xr.open_datatree(tmp_path / "run.zarr", engine="zarr")
-    setup, weights, losses = _replay(cfg)
+    setup, weights, losses = replay(cfg)
     assert tree["step"].values.tolist() == list(range(13))
     for site_name, site in setup.sites.items():
         w = np.stack(weights[site_name])  # (T+1, m, d)
