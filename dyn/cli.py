@@ -140,6 +140,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if complete == len(results) else 1
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from .viz.live import watch
+
+    return watch(args.stores, interval=args.interval, once=args.once, as_json=args.json, port=args.serve,
+                 quantile=args.quantile)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .analysis.verify import verify
 
@@ -228,6 +235,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("store", metavar="STORE", help="run store")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "watch",
+        help="follow running stores live: loss, signal/noise, regime so far, steps/s, ETA",
+        description="Follow one or more run stores while they are written (plain reads: no lock, no write, the "
+                    "training process is not slowed) and show, as steps land: loss, max and quantile of the exact "
+                    "coefficients gamma/rho (raw inner products until a decomposition is possible), the regime so "
+                    "far when a theory applies, steps/s and ETA. --serve also serves a live page on 127.0.0.1.",
+        epilog="example: dyn watch runs/single.zarr runs/multi.zarr --serve 8765",
+    )
+    p.add_argument("stores", nargs="+", metavar="STORE", help="run stores (may not exist yet)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between reads (default 2)")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--json", action="store_true", help="one JSON line per read instead of text")
+    p.add_argument("--serve", type=int, nargs="?", const=0, metavar="PORT",
+                   help="also serve a live page on http://127.0.0.1:PORT/ (JSON at /data.json; no PORT: a free one)")
+    p.add_argument("--quantile", type=float, default=0.9, help="quantile shown beside the maxima (default 0.9)")
+    p.set_defaults(func=_cmd_watch)
 
     p = sub.add_parser(
         "reproduce",
