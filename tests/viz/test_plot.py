@@ -53,3 +53,24 @@ def test_signal_vs_noise_has_one_legend_below(runs):
     fig = plot_signal_vs_noise(runs)
     assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
     assert [ax.get_xlabel() for ax in fig.axes] == ["step", "step"]
+
+
+def test_phase_diagram_draws_the_theory_thresholds_on_continuous_axes():
+    import itertools
+
+    import pandas as pd
+
+    from dyn.setups.huang2024.experiments import MULTI_SIGNAL_WINS_ABOVE, SINGLE_NOISE_WINS_BELOW, phase_diagram
+
+    rows = [dict(status="complete", n_snr2=n, c_mu=c, modality=m, seed=0, probe_acc=0.5,
+                 winner="signal learning" if c * n >= 4.51 else "noise memorization")
+            for n, c, m in itertools.product([0.25, 1.0, 3.0], [1.0, 2.0, 4.0], ["single", "multi"])]
+    fig = phase_diagram(pd.DataFrame(rows))
+    multi, _, single = fig.axes[:3]
+    assert multi.get_xscale() == "log" and single.get_xscale() == "log"
+    curve = next(l for l in multi.get_lines() if "4.51" in l.get_label())
+    x, y = curve.get_xdata(), curve.get_ydata()
+    assert np.allclose(x * y, MULTI_SIGNAL_WINS_ABOVE)  # the curve C_mu n SNR^2 = 4.51, not a segment in a cell
+    assert x.min() < 0.25 and x.max() > 3.0
+    line = next(l for l in single.get_lines() if "1.8" in l.get_label())
+    assert np.allclose(line.get_xdata(), SINGLE_NOISE_WINS_BELOW)
