@@ -20,8 +20,30 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
+    #: builds the epilog when help is printed (it may import registries; parsing never does, so --help is fast)
+    lazy_epilog = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _theories_epilog() -> str:
+    from .theory.base import available_theories
+
+    return "theories: " + "; ".join(f"{k}: {v}" for k, v in available_theories().items())
+
+
+def _export_epilog() -> str:
+    from .viz.export import FORMATS, REDUCTIONS
+
+    return (f"formats: {', '.join(FORMATS)} (grid-*: the (step, neuron, probe) grid for xarray; .zarr -> grid-zarr); "
+            f"reductions: {', '.join(REDUCTIONS)}. "
+            "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -194,18 +216,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last checkpoint (takes no other run options)")
     p.set_defaults(func=_cmd_run)
 
-    from .theory.base import available_theories
-    from .viz.export import FORMATS, REDUCTIONS
-
-    theories = available_theories()
     p = sub.add_parser(
         "analyze",
         help="compare runs with a theorem claim by claim; write a report with figures",
         description="Compute exact signal learning (gamma) and noise memorization (rho), check every claim of a "
                     "theorem against each run (holds / violated / not checkable), print the verdict tables and "
                     "write figures (PNG, SVG), CSV tables and a Markdown report.",
-        epilog="theories: " + "; ".join(f"{k}: {v}" for k, v in theories.items()),
     )
+    p.lazy_epilog = _theories_epilog
     p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
@@ -217,12 +235,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write tidy long-form coefficient curves (CSV, Parquet, NetCDF)",
         description="Write one row per (run, site, step, neuron, probe, quantity) with quantity in signal_inner, "
                     "noise_inner, gamma, rho; --reduce max|absmax|mean reduces over neurons (and samples).",
-        epilog="example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max",
     )
+    p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
-    p.add_argument("--format", choices=FORMATS, help="output format (default: from the --out suffix)")
+    p.add_argument("--format", help="output format, listed below (default: from the --out suffix)")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--reduce", choices=REDUCTIONS, default="none", help="reduce over neurons/samples (default none)")
+    p.add_argument("--reduce", default="none", help="reduce over neurons/samples, listed below (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_export)
 
