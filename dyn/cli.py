@@ -38,6 +38,21 @@ def _theories_epilog() -> str:
     return "theories: " + "; ".join(f"{k}: {v}" for k, v in available_theories().items())
 
 
+def _one_of(name: str):
+    """An argparse ``type`` checking a value against ``dyn.viz.export.<name>``, imported only when the option is
+    given (so parsing other commands, and --help, stays light)."""
+
+    def check(value: str) -> str:
+        from .viz import export
+
+        allowed = getattr(export, name)
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(allowed)})")
+        return value
+
+    return check
+
+
 def _export_epilog() -> str:
     from .viz.export import FORMATS, REDUCTIONS
 
@@ -119,7 +134,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .viz.export import export
 
-    path = export(args.run, args.out, format=args.format, reduce=args.reduce, overwrite=args.overwrite)
+    path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite)
     print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
@@ -238,9 +253,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
-    p.add_argument("--format", help="output format, listed below (default: from the --out suffix)")
+    p.add_argument("--format", type=_one_of("FORMATS"), help="output format, listed below (default: from the --out suffix)")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--reduce", default="none", help="reduce over neurons/samples, listed below (default none)")
+    p.add_argument("--reduce", type=_one_of("REDUCTIONS"),
+                   help="reduce over neurons/samples, listed below (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_export)
 

@@ -1,7 +1,10 @@
 """Exports of recorded curves: tidy long-form tables (CSV, Parquet, NetCDF) and the gridded recording (NetCDF, zarr).
 
-One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal_inner``, ``noise_inner``,
-``gamma``, ``rho``; ``probe`` is the signal name or the sample index. With ``reduce`` the neurons (and samples)
+One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal_inner``, ``noise_inner`` (and every
+other recorded probe set, e.g. ``noise_aug_inner``), ``gamma``, ``rho``; ``probe`` is the signal name or the sample
+index as text, and the typed columns ``signal`` (string) and ``sample`` (integer) hold the same, each missing (<NA>)
+on the other kind of row. Parquet files carry the provenance of the source store in their schema metadata (key
+``dyn``). With ``reduce`` the neurons (and samples)
 are reduced per step, giving compact curves whose ``neuron`` is missing (<NA>) and ``probe`` is the signal name
 or ``"all"``.
 
@@ -32,7 +35,7 @@ __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "e
 GRID_FORMATS = ("grid-netcdf", "grid-zarr")
 FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS)
 REDUCTIONS = ("none", "max", "absmax", "mean")
-COLUMNS = ["run", "site", "step", "neuron", "probe", "quantity", "value"]
+COLUMNS = ["run", "site", "step", "neuron", "probe", "signal", "sample", "quantity", "value"]
 
 
 def _reduce(da: xr.DataArray, dims: list[str], how: str) -> xr.DataArray:
@@ -52,12 +55,8 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
     for site in run.sites:
         ds = run.site(site)
         coeffs = run.coefficients(site)
-        sources = {
-            "signal_inner": ds["signal_inner"].astype(np.float64),
-            "noise_inner": ds["noise_inner"].astype(np.float64),
-            "gamma": coeffs["gamma"],
-            "rho": coeffs["rho"],
-        }
+        sources = {name: ds[name].astype(np.float64) for name in ds.data_vars if name.endswith("_inner")}
+        sources.update(gamma=coeffs["gamma"], rho=coeffs["rho"])  # every probe set, then the exact coefficients
         n = ds.sizes["step"]
         for start in range(0, n, step_block):
             part = slice(start, min(start + step_block, n))
@@ -75,6 +74,11 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
                     frame["neuron"] = pd.array([pd.NA] * len(frame), dtype="Int64")
                 frame["neuron"] = frame["neuron"].astype("Int64")
                 frame["probe"] = frame["probe"].astype(str)
+                # typed probe columns: the signal's name (string) or the sample's index (integer), never mixed
+                is_signal = probe_dim == "signal"
+                frame["signal"] = pd.array(frame["probe"] if is_signal else [pd.NA] * len(frame), dtype="string")
+                frame["sample"] = pd.array(frame["probe"].astype(int) if not is_signal and reduce == "none"
+                                           else [pd.NA] * len(frame), dtype="Int64")
                 frame["run"], frame["site"], frame["quantity"] = run.name, site, quantity
                 yield frame[COLUMNS]
 
@@ -89,7 +93,7 @@ def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", st
     >>> _ = dyn.train(dyn.Config(d=60, n=8, m=4, steps=5), path)
     >>> frame = tidy(path, reduce="max")
     >>> list(frame.columns), sorted(frame["quantity"].unique())
-    (['run', 'site', 'step', 'neuron', 'probe', 'quantity', 'value'], ['gamma', 'noise_inner', 'rho', 'signal_inner'])
+    (['run', 'site', 'step', 'neuron', 'probe', 'signal', 'sample', 'quantity', 'value'], ['gamma', 'noise_aug_inner', 'noise_inner', 'rho', 'signal_inner'])
     """
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
@@ -155,19 +159,21 @@ def export(
                 for frame in blocks:
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
+                        meta = {**(table.schema.metadata or {}), b"dyn": _json(provenance(run)).encode()}
+                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(meta))
+                    table = table.replace_schema_metadata(writer.schema.metadata)
                     writer.write_table(table)
             finally:
                 if writer is not None:
                     writer.close()
         else:
             frame = pd.concat(list(blocks), ignore_index=True)
-            ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in COLUMNS if c != "neuron"})
+            ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in COLUMNS if c not in ("neuron", "signal", "sample")})
             ds["neuron"] = ("row", frame["neuron"].fillna(-1).to_numpy(dtype=np.int64))
-            ds["neuron"].attrs["missing"] = -1
+            ds["neuron"].encoding["_FillValue"] = -1  # CF: missing neuron (reduced rows)
             ds = ds.assign_coords(row=np.arange(len(frame)))
             ds.attrs.update(description="dyn tidy export: one row per (run, site, step, neuron, probe, quantity)",
-                            reduce=reduce)
+                            reduce=reduce, Conventions="CF-1.10", **provenance(run))
             ds.to_netcdf(tmp, engine="netcdf4")
         os.replace(tmp, out)
     except OSError as exc:

@@ -57,3 +57,22 @@ def test_grid_export_by_suffix_and_refuses_to_overwrite(runs, tmp_path, capsys):
     with pytest.raises(ConfigError):
         export_grid(runs["multi"], out, format="grid-zarr")
     assert main(["export", str(runs["multi"]), "--out", str(out), "--format", "grid-zarr", "--overwrite"]) == 0
+
+
+def test_long_form_has_typed_probe_columns_every_probe_set_and_parquet_provenance(runs, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from dyn.viz.export import export, tidy
+
+    frame = tidy(runs["single"])
+    assert "noise_aug_inner" in set(frame["quantity"])
+    assert str(frame["signal"].dtype) == "string" and str(frame["sample"].dtype) == "Int64"
+    signal_rows = frame["quantity"].isin(["signal_inner", "gamma"])
+    assert frame.loc[signal_rows, "sample"].isna().all() and frame.loc[~signal_rows, "signal"].isna().all()
+    assert (frame.loc[~signal_rows, "sample"].astype(str) == frame.loc[~signal_rows, "probe"]).all()
+    out = export(runs["single"], tmp_path / "c.parquet")
+    meta = json.loads(pq.read_schema(out).metadata[b"dyn"])
+    assert meta["source_status"] == "complete" and json.loads(meta["config"])["steps"] == 30
+    back = pd.read_parquet(out)
+    assert str(back["sample"].dtype) == "Int64" and len(back) == len(frame)
