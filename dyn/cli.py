@@ -127,7 +127,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
     out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
-    print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
+    print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
     return 0
 
 
