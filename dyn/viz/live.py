@@ -294,7 +294,8 @@ def format_text(snap: dict[str, Any]) -> str:
         lines.append(f"  site {name}: {exact}{raw}")
     regime = snap.get("regime")
     if regime:
-        lines.append(f"  regime so far: {regime.get('observed_winner')} at step {regime.get('at_step')}"
+        so_far = "regime" if snap.get("status") in FINAL else "regime so far"
+        lines.append(f"  {so_far}: {regime.get('observed_winner')} at step {regime.get('at_step')}"
                      f" (predicted: {regime.get('predicted_winner')}; {regime.get('condition')})")
     elif snap.get("regime_note"):
         lines.append(f"  regime: {snap['regime_note']}")
@@ -314,7 +315,7 @@ def _write(out: IO[str], text: str) -> None:
 
 # -- the page --------------------------------------------------------------------------------------------
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dyn watch</title>
+<html lang="en"><head><meta charset="utf-8"><title>dyn watch</title><link rel="icon" href="data:,">
 <style>
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 .run{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;margin-bottom:1em}
@@ -406,6 +407,10 @@ def _handler(state: _State, page: bytes) -> type[BaseHTTPRequestHandler]:
                 body, kind = page, "text/html; charset=utf-8"
             elif path == "/data.json":
                 body, kind = state.get(), "application/json"
+            elif path == "/favicon.ico":
+                self.send_response(204)
+                self.end_headers()
+                return
             else:
                 self.send_error(404)
                 return
@@ -462,7 +467,7 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
     state = _State()
     server = serve(state, port=port, interval=interval) if port is not None else None
     redraw = not as_json and not once and hasattr(out, "isatty") and out.isatty()
-    polls = 0
+    polls, shown = 0, None
     try:
         if server is not None:
             _write(out, f"dyn watch: live page on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)\n")
@@ -475,7 +480,11 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
                                        allow_nan=False, ensure_ascii=False) + "\n")
             else:
                 text = "\n".join(format_text(s) for s in snaps)
-                _write(out, ("\x1b[H\x1b[J" + text + "\n") if redraw else (text + "\n\n" if not once else text + "\n"))
+                if redraw:
+                    _write(out, "\x1b[H\x1b[J" + text + "\n")
+                elif text != shown:  # a log or a pipe gets a block only when something changed
+                    _write(out, text + ("\n" if once else "\n\n"))
+                shown = text
             finished = all(s["status"] in FINAL for s in snaps)
             if once or (max_polls is not None and polls >= max_polls) or (finished and server is None):
                 return 0
