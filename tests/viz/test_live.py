@@ -130,3 +130,22 @@ def test_aligned_prefix_ignores_unset_and_unequal_steps():
     assert Follower._aligned([ds([0, 1, 2, -1]), ds([0, 1, 2, 3, 4])]) == 3   # root lags behind the site
     assert Follower._aligned([ds([0, 1, 2, 0, 0])]) == 3                     # preallocated, not yet written
     assert Follower._aligned([ds([0, 1]), ds([])]) == 0
+
+
+def test_notebook_helper_updates_one_output(tmp_path, monkeypatch):
+    import IPython.display
+
+    path = tmp_path / "nb.zarr"
+    dyn.train(dyn.Config(d=60, n=8, m=4, steps=4), path)
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj.data)
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=None: Handle())
+    from dyn.viz.live import watch_notebook
+
+    snaps = watch_notebook(path, interval=0.01)
+    assert snaps[0]["status"] == "complete" and len(shown) == 1  # a finished run: one update, then it returns
+    assert "<svg" in shown[0] and "step 4/4" in shown[0]
