@@ -139,5 +139,5 @@ def test_a_broken_report_is_caught(report, browser, tmp_path):
     text = (report / "report.html").read_text()
     broken = tmp_path / "broken.html"
     broken.write_text(text.replace("<script>", "<script>throw new Error('deliberately broken');", 1))
-    problems = _load(browser, broken)
+    problems = _load(browser, broken, timeout=10.0)  # nothing will draw: do not wait the full bound
     assert any("deliberately broken" in p for p in problems) and any("figures drawn: 0" in p for p in problems)
