@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean browser
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,13 @@ demo: setup
 	$(BIN)/dyn run --preset huang2024-figure1 --modality single --out runs/single.zarr --overwrite
 	$(BIN)/dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr --overwrite
 	$(BIN)/dyn analyze runs/single.zarr runs/multi.zarr --out runs/report --overwrite
+
+# Debian's headless Chromium and its WebDriver for the HTML report test (never downloaded by the test itself);
+# skipped when already installed. Needs root (CI runs as root) or sudo.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: installed"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -20,8 +20,45 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 2."""
 
+    #: builds the epilog when help is printed (it may import registries; parsing never does, so --help is fast)
+    lazy_epilog = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def format_help(self) -> str:
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _theories_epilog() -> str:
+    from .theory.base import available_theories
+
+    return "theories: " + "; ".join(f"{k}: {v}" for k, v in available_theories().items())
+
+
+def _one_of(name: str):
+    """An argparse ``type`` checking a value against ``dyn.viz.export.<name>``, imported only when the option is
+    given (so parsing other commands, and --help, stays light)."""
+
+    def check(value: str) -> str:
+        from .viz import export
+
+        allowed = getattr(export, name)
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(allowed)})")
+        return value
+
+    return check
+
+
+def _export_epilog() -> str:
+    from .viz.export import FORMATS, REDUCTIONS
+
+    return (f"formats: {', '.join(FORMATS)} (grid-*: the (step, neuron, probe) grid for xarray; .zarr -> grid-zarr); "
+            f"reductions: {', '.join(REDUCTIONS)}. "
+            "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -90,14 +127,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
     out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
-    print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
+    print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .viz.export import export
 
-    path = export(args.run, args.out, format=args.format, reduce=args.reduce, overwrite=args.overwrite)
+    path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite)
     print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
@@ -138,6 +175,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "
           f"({len(results) / seconds:.2f} runs/s); results.parquet and phase-diagram.png in {args.out}/")
     return 0 if complete == len(results) else 1
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from .viz.live import watch
+
+    return watch(args.stores, interval=args.interval, once=args.once, as_json=args.json, port=args.serve,
+                 quantile=args.quantile)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -187,18 +231,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its last checkpoint (takes no other run options)")
     p.set_defaults(func=_cmd_run)
 
-    from .theory.base import available_theories
-    from .viz.export import FORMATS, REDUCTIONS
-
-    theories = available_theories()
     p = sub.add_parser(
         "analyze",
         help="compare runs with a theorem claim by claim; write a report with figures",
         description="Compute exact signal learning (gamma) and noise memorization (rho), check every claim of a "
                     "theorem against each run (holds / violated / not checkable), print the verdict tables and "
                     "write figures (PNG, SVG), CSV tables and a Markdown report.",
-        epilog="theories: " + "; ".join(f"{k}: {v}" for k, v in theories.items()),
     )
+    p.lazy_epilog = _theories_epilog
     p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
@@ -210,12 +250,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write tidy long-form coefficient curves (CSV, Parquet, NetCDF)",
         description="Write one row per (run, site, step, neuron, probe, quantity) with quantity in signal_inner, "
                     "noise_inner, gamma, rho; --reduce max|absmax|mean reduces over neurons (and samples).",
-        epilog="example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max",
     )
+    p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
-    p.add_argument("--format", choices=FORMATS, help="output format (default: from the --out suffix)")
+    p.add_argument("--format", type=_one_of("FORMATS"), help="output format, listed below (default: from the --out suffix)")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--reduce", choices=REDUCTIONS, default="none", help="reduce over neurons/samples (default none)")
+    p.add_argument("--reduce", type=_one_of("REDUCTIONS"),
+                   help="reduce over neurons/samples, listed below (default none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_export)
 
@@ -228,6 +269,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("store", metavar="STORE", help="run store")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "watch",
+        help="follow running stores live: loss, signal/noise, regime so far, steps/s, ETA",
+        description="Follow one or more run stores while they are written (plain reads: no lock, no write, the "
+                    "training process is not slowed) and show, as steps land: loss, max and quantile of the exact "
+                    "coefficients gamma/rho (raw inner products until a decomposition is possible), the regime so "
+                    "far when a theory applies, steps/s and ETA. --serve also serves a live page on 127.0.0.1.",
+        epilog="example: dyn watch runs/single.zarr runs/multi.zarr --serve 8765",
+    )
+    p.add_argument("stores", nargs="+", metavar="STORE", help="run stores (may not exist yet)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between reads (default 2)")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--json", action="store_true", help="one JSON line per read instead of text")
+    p.add_argument("--serve", type=int, nargs="?", const=0, metavar="PORT",
+                   help="also serve a live page on http://127.0.0.1:PORT/ (JSON at /data.json; no PORT: a free one)")
+    p.add_argument("--quantile", type=float, default=0.9, help="quantile shown beside the maxima (default 0.9)")
+    p.set_defaults(func=_cmd_watch)
 
     p = sub.add_parser(
         "reproduce",

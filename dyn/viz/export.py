@@ -1,14 +1,24 @@
-"""Tidy long-form exports of recorded curves: CSV, Parquet, NetCDF.
+"""Exports of recorded curves: tidy long-form tables (CSV, Parquet, NetCDF) and the gridded recording (NetCDF, zarr).
 
-One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal_inner``, ``noise_inner``,
-``gamma``, ``rho``; ``probe`` is the signal name or the sample index. With ``reduce`` the neurons (and samples)
+One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal_inner``, ``noise_inner`` (and every
+other recorded probe set, e.g. ``noise_aug_inner``), ``gamma``, ``rho``; ``probe`` is the signal name or the sample
+index as text, and the typed columns ``signal`` (string) and ``sample`` (integer) hold the same, each missing (<NA>)
+on the other kind of row. Parquet files carry the provenance of the source store in their schema metadata (key
+``dyn``). With ``reduce`` the neurons (and samples)
 are reduced per step, giving compact curves whose ``neuron`` is missing (<NA>) and ``probe`` is the signal name
 or ``"all"``.
+
+The gridded exports (:func:`export_grid`, formats ``grid-netcdf`` and ``grid-zarr``) keep the recording on its grid
+for xarray users: per site ``signal_inner(step, neuron, signal)``, ``noise_inner(step, neuron, sample)`` and every
+other probe set, with the exact ``gamma`` and ``rho`` on the same dims; compressed, CF-style attributes, and the
+provenance of the source store. They are written chunk by chunk of steps (dask), so peak memory is bounded by a
+chunk, not by the store.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -20,11 +30,12 @@ from ..errors import ConfigError, StoreError
 from ..analysis.run import Run
 from ..store import reading
 
-__all__ = ["FORMATS", "REDUCTIONS", "tidy", "export"]
+__all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
-FORMATS = ("csv", "parquet", "netcdf")
+GRID_FORMATS = ("grid-netcdf", "grid-zarr")
+FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS)
 REDUCTIONS = ("none", "max", "absmax", "mean")
-COLUMNS = ["run", "site", "step", "neuron", "probe", "quantity", "value"]
+COLUMNS = ["run", "site", "step", "neuron", "probe", "signal", "sample", "quantity", "value"]
 
 
 def _reduce(da: xr.DataArray, dims: list[str], how: str) -> xr.DataArray:
@@ -44,12 +55,8 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
     for site in run.sites:
         ds = run.site(site)
         coeffs = run.coefficients(site)
-        sources = {
-            "signal_inner": ds["signal_inner"].astype(np.float64),
-            "noise_inner": ds["noise_inner"].astype(np.float64),
-            "gamma": coeffs["gamma"],
-            "rho": coeffs["rho"],
-        }
+        sources = {name: ds[name].astype(np.float64) for name in ds.data_vars if name.endswith("_inner")}
+        sources.update(gamma=coeffs["gamma"], rho=coeffs["rho"])  # every probe set, then the exact coefficients
         n = ds.sizes["step"]
         for start in range(0, n, step_block):
             part = slice(start, min(start + step_block, n))
@@ -67,6 +74,11 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
                     frame["neuron"] = pd.array([pd.NA] * len(frame), dtype="Int64")
                 frame["neuron"] = frame["neuron"].astype("Int64")
                 frame["probe"] = frame["probe"].astype(str)
+                # typed probe columns: the signal's name (string) or the sample's index (integer), never mixed
+                is_signal = probe_dim == "signal"
+                frame["signal"] = pd.array(frame["probe"] if is_signal else [pd.NA] * len(frame), dtype="string")
+                frame["sample"] = pd.array(frame["probe"].astype(int) if not is_signal and reduce == "none"
+                                           else [pd.NA] * len(frame), dtype="Int64")
                 frame["run"], frame["site"], frame["quantity"] = run.name, site, quantity
                 yield frame[COLUMNS]
 
@@ -81,7 +93,7 @@ def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", st
     >>> _ = dyn.train(dyn.Config(d=60, n=8, m=4, steps=5), path)
     >>> frame = tidy(path, reduce="max")
     >>> list(frame.columns), sorted(frame["quantity"].unique())
-    (['run', 'site', 'step', 'neuron', 'probe', 'quantity', 'value'], ['gamma', 'noise_inner', 'rho', 'signal_inner'])
+    (['run', 'site', 'step', 'neuron', 'probe', 'signal', 'sample', 'quantity', 'value'], ['gamma', 'noise_aug_inner', 'noise_inner', 'rho', 'signal_inner'])
     """
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
@@ -113,7 +125,8 @@ def export(
     """
     out = Path(out)
     if format is None:
-        format = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".nc": "netcdf"}.get(out.suffix.lower())
+        format = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".nc": "netcdf",
+                  ".zarr": "grid-zarr"}.get(out.suffix.lower())
         if format is None:
             raise ConfigError(f"cannot tell the format from {out.name!r}; pass format= one of {', '.join(FORMATS)}")
     if format not in FORMATS:
@@ -127,6 +140,8 @@ def export(
         raise StoreError(f"cannot write {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise StoreError(f"cannot write {out}: folder {parent} is not writable")
+    if format in GRID_FORMATS:
+        return export_grid(run, out, format=format, overwrite=overwrite)
     run = Run.coerce(run)
     tmp = out.with_name(f".{out.name}.partial")
     try:
@@ -144,19 +159,21 @@ def export(
                 for frame in blocks:
                     table = pa.Table.from_pandas(frame, preserve_index=False)
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
+                        meta = {**(table.schema.metadata or {}), b"dyn": _json(provenance(run)).encode()}
+                        writer = pq.ParquetWriter(tmp, table.schema.with_metadata(meta))
+                    table = table.replace_schema_metadata(writer.schema.metadata)
                     writer.write_table(table)
             finally:
                 if writer is not None:
                     writer.close()
         else:
             frame = pd.concat(list(blocks), ignore_index=True)
-            ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in COLUMNS if c != "neuron"})
+            ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in COLUMNS if c not in ("neuron", "signal", "sample")})
             ds["neuron"] = ("row", frame["neuron"].fillna(-1).to_numpy(dtype=np.int64))
-            ds["neuron"].attrs["missing"] = -1
+            ds["neuron"].encoding["_FillValue"] = -1  # CF: missing neuron (reduced rows)
             ds = ds.assign_coords(row=np.arange(len(frame)))
             ds.attrs.update(description="dyn tidy export: one row per (run, site, step, neuron, probe, quantity)",
-                            reduce=reduce)
+                            reduce=reduce, Conventions="CF-1.10", **provenance(run))
             ds.to_netcdf(tmp, engine="netcdf4")
         os.replace(tmp, out)
     except OSError as exc:
@@ -164,5 +181,177 @@ def export(
         raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+_ATTRS = {
+    "signal_inner": ("inner product of each neuron's weight with each signal vector, <w_r, mu_k>", "signal"),
+    "noise_inner": ("inner product of each neuron's weight with each training noise patch, <w_r, xi_i>", "sample"),
+    "gamma": ("signal learning gamma_{r,k}: exact coefficient along mu_k/|mu_k|^2 of w_r(step) - w_r(0)", "signal"),
+    "rho": ("noise memorization rho_{r,i}: exact coefficient along xi_i/|xi_i|^2 of w_r(step) - w_r(0)", "sample"),
+}
+
+
+def _lazy(run: str | os.PathLike | xr.DataTree | Run) -> Run:
+    """The run with its recording kept on disk (dask), whatever form it was given in."""
+    if isinstance(run, Run):
+        return Run(run.path, chunks={}) if run.path is not None else run
+    if isinstance(run, (str, os.PathLike)):
+        return Run(run, chunks={})
+    return Run.coerce(run)
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def provenance(run: Run) -> dict[str, str | int]:
+    """Attributes naming where an export comes from: source store and its status, config, seed, setup, the
+    library versions that recorded it and those that exported it (netCDF-safe: strings and integers)."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+
+    a = run.attrs
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    source = str(run.path.resolve()) if run.path is not None else "(in-memory tree)"
+    versions = {name: metadata.version(name) for name in ("dyn", "xarray", "numpy", "dask", "netCDF4", "zarr")
+                if _installed(name)}
+    out = {
+        "source_store": source,
+        "source_status": str(a.get("status")),
+        "source_last_step": int(a.get("last_step", -1)),
+        "source_created": str(a.get("created")),
+        "setup": str(a.get("setup")),
+        "seed": int(a["seed"]) if isinstance(a.get("seed"), int) else -1,
+        "config": _json(a.get("config") or {}),
+        "recorded_with": _json(a.get("libraries") or {}),
+        "exported_with": _json(versions),
+        "dyn_schema_version": int(a.get("dyn_schema_version", 0)),
+        "history": f"{now}: exported by dyn {versions.get('dyn', '?')} from {source} (status {a.get('status')})",
+    }
+    return out
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def grid(run: str | os.PathLike | xr.DataTree | Run) -> xr.DataTree:
+    """The recording and its exact coefficients on their (step, neuron, signal|sample) grid, lazily (dask).
+
+    Root: the per-step scalars (``loss``...) and the provenance attributes; one group per site with every
+    ``*_inner`` probe set, ``gamma``, ``rho`` (float32, like the recording) and ``label``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> _ = dyn.train(dyn.Config(d=60, n=8, m=4, steps=5), path)
+    >>> tree = grid(path)
+    >>> tree["h"]["rho"].dims, tree.attrs["Conventions"]
+    (('step', 'neuron', 'sample'), 'CF-1.10')
+    """
+    from ..analysis.coefficients import coefficients
+
+    run = _lazy(run)
+    root = run.tree.to_dataset()
+    root = root[[v for v in root.data_vars if root[v].dims == ("step",)]]
+    root["step"].attrs.update(long_name="optimizer step (0: initialisation)", units="1")
+    for v in root.data_vars:
+        root[v].attrs.setdefault("long_name", v)
+        root[v].attrs["units"] = "1"
+    root.attrs = {"Conventions": "CF-1.10", "title": f"dyn recording {run.name}: inner products and exact "
+                  "coefficients per step, neuron and probe", "source": "dyn run store", **provenance(run)}
+    nodes = {"/": root}
+    for site in run.sites:
+        ds = run.site(site)
+        with reading(run.path, f"site {site!r}"):
+            coeffs = coefficients(ds)
+        out = xr.Dataset()
+        for name in ds.data_vars:
+            if name.endswith("_inner"):
+                out[name] = ds[name]
+        out["gamma"] = coeffs["gamma"].astype(np.float32)
+        out["rho"] = coeffs["rho"].astype(np.float32)
+        if "label" in ds:
+            out["label"] = ds["label"]
+        for name in out.data_vars:
+            text, _ = _ATTRS.get(name, (f"{name.removesuffix('_inner')} probe set: inner products <w_r, probe>", ""))
+            out[name].attrs = {"long_name": text, "units": "1"}
+        out["gamma"].attrs["comment"] = out["rho"].attrs["comment"] = (
+            f"solved in float64 from the recorded inner products and the Gram matrix (condition "
+            f"{coeffs.attrs.get('gram_condition', float('nan')):.3g}); stored as float32 like the recording")
+        for dim in ("signal", "sample", "neuron"):
+            if dim in out.coords:
+                values = out[dim].values
+                out = out.assign_coords({dim: np.array([str(v) for v in values], dtype=object) if values.dtype.kind not in "iuf" else values})
+                out[dim].attrs.update(long_name={"signal": "signal vector name", "sample": "training sample index",
+                                                 "neuron": "neuron index (row of the weight)"}[dim])
+        out.attrs = {"site": site}
+        nodes[site] = out
+    return xr.DataTree.from_dict(nodes)
+
+
+def export_grid(
+    run: str | os.PathLike | xr.DataTree | Run,
+    out: str | os.PathLike,
+    *,
+    format: str = "grid-netcdf",
+    overwrite: bool = False,
+    complevel: int = 4,
+) -> Path:
+    """Write :func:`grid` to ``out``: NetCDF-4 (zlib, shuffle; one group per site) or zarr, chunk by chunk.
+
+    The file is written under a temporary name and moved into place when complete.
+
+    Raises
+    ------
+    ConfigError
+        Unknown format; the output exists without ``overwrite``.
+    StoreError
+        The output cannot be written.
+    """
+    import shutil
+
+    if format not in GRID_FORMATS:
+        raise ConfigError(f"unknown gridded format {format!r} (choose from {', '.join(GRID_FORMATS)})")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
+    tree = grid(run)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        if format == "grid-netcdf":
+            encoding = {}
+            for node in tree.subtree:
+                enc = {}
+                for name, da in node.ds.data_vars.items():
+                    chunks = tuple(c[0] for c in da.chunks) if da.chunks else None
+                    enc[name] = {"zlib": True, "complevel": complevel, "shuffle": True,
+                                 **({"chunksizes": chunks} if chunks and da.ndim else {})}
+                encoding[node.path] = enc
+            tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        else:
+            with warnings.catch_warnings():  # zarr notes that consolidated metadata is not in the v3 spec yet
+                warnings.simplefilter("ignore")
+                tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
     return out

@@ -78,10 +78,17 @@ def per_neuron(run: _RunLike, site: str | None, quantity: str, *, absolute: bool
     return out
 
 
+def _site_list(run: Run, site: str | Sequence[str] | None) -> list[str]:
+    """``None``: every site of the run (both encoders of a two-site run); else the named one(s)."""
+    if site is None:
+        return list(run.sites)
+    return [site] if isinstance(site, str) else list(site)
+
+
 def plot_coefficients(
     run: _RunLike,
     *,
-    site: str | None = None,
+    site: str | Sequence[str] | None = None,
     quantities: Sequence[str] | None = None,
     reduce: str = "max",
     band: tuple[float, float] = (0.1, 0.9),
@@ -89,20 +96,24 @@ def plot_coefficients(
     theory: str | Theory | bool | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Curves over steps: the max (or mean) over neurons with a quantile band, one panel per quantity.
+    """Curves over steps: the max (or mean) over neurons with a quantile band; one row per site, one column per
+    quantity.
 
-    In log scale with ``theory`` given, the theory's predicted stage-1 growth is overlaid and T₁ is marked.
+    With a theory, its predicted stage-1 growth is overlaid (clipped to the range of the data, so it never
+    squashes the curves) and its T₁ markers are drawn with distinct styles and labelled. One legend for the
+    figure, below the panels.
 
     Parameters
     ----------
     run : the run.
-    site : site group (default: the run's first site).
+    site : site group(s) (default: every site of the run).
     quantities : from :data:`QUANTITIES` or the theory's quantities (default: the theory's
         ``plot_quantities``, else ``("gamma", "rho")``).
     reduce : ``"max"`` or ``"mean"`` over neurons for the line.
     band : quantiles over neurons shaded around the line (``None`` for no band).
     logy : log-scale y axis (where the line is positive).
     theory : the theory whose quantities and overlays to use: None picks the run's (if any), False none.
+    title : the figure title (default: the run's name).
 
     Returns
     -------
@@ -114,43 +125,56 @@ def plot_coefficients(
     >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
     >>> _ = dyn.train(dyn.load_preset("huang2024-tiny"), path)
     >>> fig = plot_coefficients(path, quantities=("A", "Psi"))
-    >>> len(fig.axes)
-    2
+    >>> len(fig.axes), fig.axes[0].get_title().split(":")[0]
+    (2, 'site h')
     """
     run = Run.coerce(run)
-    site = _site(run, site)
+    sites = _site_list(run, site)
     if reduce not in ("max", "mean"):
         raise ConfigError(f"reduce must be 'max' or 'mean', got {reduce!r}")
     th = _theory(run, theory)
     if quantities is None:
         quantities = tuple(th.plot_quantities) if th is not None and th.plot_quantities else ("gamma", "rho")
-    fig = Figure(figsize=(5.2 * len(quantities), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(quantities), squeeze=False)[0]
+    fig = Figure(figsize=(5.2 * len(quantities), 3.3 * len(sites) + 0.9), layout="constrained")
+    axes = fig.subplots(len(sites), len(quantities), squeeze=False)
     palette = sns.color_palette("colorblind")
-    for ax, q in zip(axes, quantities):
-        curves = per_neuron(run, site, q, theory=th if th is not None else False)
-        label = curves.attrs["long_name"]
-        steps = curves["step"].values
-        line = curves.max("neuron") if reduce == "max" else curves.mean("neuron")
-        ax.plot(steps, line.values, color=palette[0], lw=2, label=f"{reduce} over neurons")
-        if band is not None:
-            lo, hi = curves.quantile(band[0], "neuron").values, curves.quantile(band[1], "neuron").values
-            ax.fill_between(steps, lo, hi, color=palette[0], alpha=0.2,
-                            label=f"neurons {band[0]:.0%}–{band[1]:.0%}")
-        if th is not None:
-            over = th.overlays(run, site, q)
-            for i, (label, t, v) in enumerate(over["lines"]):
-                ax.plot(t, v, ls="--", color=palette[1 + i], label=label)
-            for i, (label, t1) in enumerate(over["markers"]):
-                ax.axvline(t1, ls=":", color=palette[3 + i], label=label)
-        if logy and np.nanmin(line.values) > 0:
-            ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.set_title(f"{site}: {label}")
-        ax.legend(fontsize=7)
-        sns.despine(ax=ax)
-    fig.suptitle(title or run.name)
+    marker_styles = [(":", palette[3]), ("-.", palette[4]), ((0, (5, 2, 1, 2)), palette[5])]
+    handles: dict[str, object] = {}
+    for row, name in zip(axes, sites):
+        for ax, q in zip(row, quantities):
+            curves = per_neuron(run, name, q, theory=th if th is not None else False)
+            label = curves.attrs["long_name"]
+            steps = curves["step"].values
+            line = curves.max("neuron") if reduce == "max" else curves.mean("neuron")
+            ax.plot(steps, line.values, color=palette[0], lw=2, label=f"{reduce} over neurons")
+            lo_data, hi_data = np.nanmin(line.values), np.nanmax(line.values)
+            if band is not None:
+                lo, hi = curves.quantile(band[0], "neuron").values, curves.quantile(band[1], "neuron").values
+                ax.fill_between(steps, lo, hi, color=palette[0], alpha=0.2,
+                                label=f"neurons, {band[0]:.0%}–{band[1]:.0%} quantiles")
+                lo_data = min(lo_data, np.nanmin(lo))
+            log = logy and lo_data > 0
+            over = th.overlays(run, name, q) if th is not None else {"lines": [], "markers": []}
+            for i, (what, t, v) in enumerate(over["lines"]):
+                v = np.asarray(v, dtype=float)
+                inside = v <= hi_data * (1.5 if log else 1.1)  # the prediction stops where it leaves the data
+                ax.plot(np.asarray(t)[inside], v[inside], ls="--", color=palette[1 + i], label=what)
+            for i, (what, t1) in enumerate(over["markers"]):
+                ls, colour = marker_styles[i % len(marker_styles)]
+                ax.axvline(t1, ls=ls, color=colour, lw=1.5, label=f"{what} = {t1:.4g}")
+                ax.annotate(f"{what}", (t1, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10 - 10 * i),
+                            textcoords="offset points", fontsize=7, color=colour)
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_ylabel(label)
+            ax.set_title(f"site {name}: {label}")
+            sns.despine(ax=ax)
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
+               ncol=min(len(handles), 3), fontsize=8, frameon=False)
+    fig.suptitle(title or f"{run.name}: {reduce} over neurons per step")
     return fig
 
 
@@ -194,34 +218,65 @@ def plot_signal_vs_noise(
         for panel, da in (("signal learning", sig), ("noise memorization", noise)):
             frames.append(pd.DataFrame({"step": da["step"].values, "value": da.values, "run": label, "panel": panel}))
     data = pd.concat(frames, ignore_index=True)
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    names = {"exact": ("max_r |γ_r|", "max_{r,i} ρ_{r,i}"), "proxy": ("max_r |⟨w_r, μ⟩|", "max_{r,i} ⟨w_r, ξ_i⟩")}
+    names = {"exact": (r"$\max_r\,|\gamma_r|$", r"$\max_{r,i}\,\rho_{r,i}$"),
+             "proxy": (r"$\max_r\,|\langle w_r, \mu\rangle|$", r"$\max_{r,i}\,\langle w_r, \xi_i\rangle$")}
+    where = "site " + site if site else "first site of each run"
     for ax, panel, ylabel in zip(axes, ("signal learning", "noise memorization"), names[coefficients_kind]):
-        sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue="run", ax=ax, palette="colorblind")
+        sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue="run", ax=ax, palette="colorblind",
+                     legend=panel == "signal learning")
         ax.set_title(panel)
+        ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
         sns.despine(ax=ax)
+    legend = axes[0].get_legend()
+    if legend is not None:  # one legend for both panels, below them, never over a curve
+        handles, labels = axes[0].get_legend_handles_labels()
+        legend.remove()
+        fig.legend(handles, labels, loc="outside lower center", ncol=max(len(labels), 1), frameon=False)
+    fig.suptitle(f"signal learning vs noise memorization ({'exact γ, ρ' if coefficients_kind == 'exact' else 'raw inner products'}; {where})")
     return fig
+
+
+def _signed_reduction(run: Run, site: str, quantity: str, theory: Theory | None) -> tuple[xr.DataArray, str]:
+    """``(step, neuron)`` with the sign kept: the value of largest magnitude over signals (γ, ⟨w, μ⟩), the
+    maximum over samples (ρ, ⟨w, ξ⟩, and any other probe dimension); and the words for that reduction."""
+    da, label = _values(run, site, quantity, theory)
+    probe = next(d for d in da.dims if d not in ("step", "neuron"))
+    if probe == "signal":
+        pick = abs(da).argmax(probe)
+        out, how = da.isel({probe: pick}), "signed value of largest |·| over signals k"
+    else:
+        out, how = da.max(probe), f"max over {probe}s"
+    out.attrs["long_name"] = label
+    return out.transpose("step", "neuron"), how
 
 
 def plot_heatmap(
     run: _RunLike,
     *,
-    site: str | None = None,
+    site: str | Sequence[str] | None = None,
     quantity: str = "gamma",
-    max_columns: int = 200,
+    max_columns: int = 400,
+    linear_width: float = 1e-3,
 ) -> Figure:
-    """Neuron × step heatmap of a quantity (reduced over probes by max |·| for signals, max for samples).
+    """Neuron × step heatmap of a quantity, one row per site, on a symmetric log colour scale.
+
+    The colour scale keeps the sign (diverging colours, symmetric log: linear within ``linear_width`` times the
+    largest magnitude) and, for γ and ρ, is the same for both quantities and every site of the run, so the two
+    heatmaps of a run can be compared colour for colour. The reduction over probes is stated on the colour bar;
+    steps are a numeric axis (ticks at round numbers).
 
     Parameters
     ----------
     run : the run.
-    site : site group (default: the run's first site).
+    site : site group(s) (default: every site of the run).
     quantity : from :data:`QUANTITIES` or the run's theory's quantities.
     max_columns : steps are subsampled evenly to at most this many columns.
+    linear_width : the linear part of the colour scale, as a fraction of the largest magnitude.
 
     Examples
     --------
@@ -229,19 +284,39 @@ def plot_heatmap(
     >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
     >>> _ = dyn.train(dyn.load_preset("huang2024-tiny"), path)
     >>> fig = plot_heatmap(path, quantity="rho")
-    >>> fig.axes[0].get_ylabel()
-    'neuron'
+    >>> fig.axes[0].get_ylabel(), fig.axes[0].get_xlabel()
+    ('neuron', 'step')
     """
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.ticker import MaxNLocator
+
     run = Run.coerce(run)
-    site = _site(run, site)
-    curves = per_neuron(run, site, quantity)
-    n = curves.sizes["step"]
-    idx = np.unique(np.linspace(0, n - 1, min(n, max_columns)).round().astype(int))
-    frame = curves.isel(step=idx).transpose("neuron", "step").to_pandas()
-    fig = Figure(figsize=(9, 4), layout="constrained")
-    ax = fig.add_subplot()
-    label = curves.attrs["long_name"]
-    sns.heatmap(frame, ax=ax, cmap="viridis", cbar_kws={"label": label},
-                xticklabels=max(len(idx) // 10, 1), yticklabels=max(curves.sizes["neuron"] // 10, 1))
-    ax.set_title(f"{run.name} / {site}: {label} per neuron")
+    sites = _site_list(run, site)
+    th = _theory(run, None)
+    data = {name: _signed_reduction(run, name, quantity, th) for name in sites}
+    shared = ("gamma", "rho") if quantity in ("gamma", "rho") else (quantity,)
+    vmax = max(float(np.nanmax(np.abs(_signed_reduction(run, name, q, th)[0].values)))
+               for name in run.sites for q in shared)
+    vmax = vmax if vmax > 0 else 1.0
+    norm = SymLogNorm(linthresh=vmax * linear_width, vmin=-vmax, vmax=vmax, base=10)
+    fig = Figure(figsize=(9, 2.6 * len(sites) + 0.8), layout="constrained")
+    axes = fig.subplots(len(sites), 1, squeeze=False)[:, 0]
+    mesh = None
+    for ax, name in zip(axes, sites):
+        values, how = data[name]
+        n = values.sizes["step"]
+        idx = np.unique(np.linspace(0, n - 1, min(n, max_columns)).round().astype(int))
+        steps = values["step"].values[idx].astype(float)
+        edges = np.concatenate([steps[:1] - 0.5, (steps[1:] + steps[:-1]) / 2, steps[-1:] + 0.5])
+        rows = np.arange(values.sizes["neuron"] + 1) - 0.5
+        mesh = ax.pcolormesh(edges, rows, values.values[idx].T, cmap="RdBu_r", norm=norm, shading="flat")
+        ax.set_ylabel("neuron")
+        ax.set_xlabel("step")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.invert_yaxis()
+        ax.set_title(f"site {name}: {values.attrs['long_name']} per neuron ({how})")
+    label = data[sites[0]][0].attrs["long_name"]
+    scale = "shared by γ and ρ of all sites" if len(shared) > 1 else "symmetric log"
+    fig.colorbar(mesh, ax=list(axes), label=f"{label} (symmetric log scale, {scale})")
+    fig.suptitle(f"{run.name}: {label}")
     return fig

@@ -113,4 +113,7 @@ def write_report(
             save_figure(plot.plot_signal_vs_noise(dict(zip(names, runs))), tmp, "signal-vs-noise")
             report += ["## Signal learning vs noise memorization", "", "![signal vs noise](signal-vs-noise.png)", ""]
         (tmp / "report.md").write_text("\n".join(report))
+        from .html import write_html_report  # the interactive, self-contained page beside report.md
+
+        write_html_report(runs, tmp / "report.html", names=names, theories=theories)
     return out

@@ -84,20 +84,45 @@ def run_curves(run: Run, *, label: dict[str, Any]) -> pd.DataFrame:
     return out
 
 
+#: per metric: panel title and y label (Greek and "step" as in the rest of dyn's figures)
+_PANEL_AXES = {
+    "loss": ("training loss", "loss (log scale)"),
+    "probe_acc": ("OOD test accuracy (linear probe)", "accuracy"),
+    "signal_inner_max": ("signal learning", r"$\max_r\,|\langle w_r, \mu\rangle|$"),
+    "noise_inner_max": ("noise memorization", r"$\max_{r,i}\,\langle w_r, \xi_i\rangle$"),
+    "gamma_max": ("signal learning (exact)", r"$\max_r\,|\gamma_r|$"),
+    "rho_max": ("noise memorization (exact)", r"$\max_{r,i}\,\rho_{r,i}$"),
+}
+
+
 def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
+    """Figure 1's four panels in a 2×2 grid: log loss, accuracy with the chance line, signal, noise; y labels on
+    every panel, one legend below the grid."""
     import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(metrics))
+    palette = dict(zip(["single", "multi"], sns.color_palette("colorblind", 2)))
+    fig = Figure(figsize=(10, 7.4), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
     for ax, metric in zip(axes, metrics):
         data = curves[curves["metric"] == metric]
         sns.lineplot(data=data, x="step", y="value", hue="modality", hue_order=["single", "multi"],
-                     errorbar="sd", ax=ax, palette="colorblind")
-        ax.set_title(METRICS[metric])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("")
+                     errorbar="sd", ax=ax, palette=palette, legend=False)
+        panel_title, ylabel = _PANEL_AXES.get(metric, (METRICS.get(metric, metric), metric))
+        ax.set_title(panel_title)
+        ax.set_xlabel("step (one full-batch GD step per epoch)")
+        ax.set_ylabel(ylabel)
+        if metric == "loss" and (data["value"] > 0).all():
+            ax.set_yscale("log")
+        if metric == "probe_acc":
+            ax.axhline(0.5, color="gray", ls=":", lw=1.2)
+            ax.set_ylim(0.0, 1.02)
         sns.despine(ax=ax)
+    handles = [Line2D([], [], color=palette[m], lw=2, label=f"{m}-modal (mean ± 1σ over seeds)")
+               for m in ("single", "multi")]
+    handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="chance accuracy 0.5"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle(title)
     return fig
 
@@ -381,54 +406,81 @@ def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, de
     return table
 
 
+#: the theory's regime thresholds (Huang et al. 2024): single-modal noise memorization wins for n·SNR² ≤ 1.8
+#: (Lemma 5.2); multi-modal signal learning wins for C_μ·n·SNR² ≥ 4.51 (Lemma 5.4)
+SINGLE_NOISE_WINS_BELOW = 1.8
+MULTI_SIGNAL_WINS_ABOVE = 4.51
+
+
+def _grid_ticks(ax, values) -> None:
+    """A log x axis ticked at the grid's own values (plain numbers, no crowded minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_xscale("log")
+    ticks = sorted(set(float(v) for v in values))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+
+
 def phase_diagram(results: pd.DataFrame):
-    """Two panels: the winner at T₁ (fraction of seeds where signal learning wins) over n·SNR² × C_μ for
-    multi-modal runs and over n·SNR² for single-modal runs, with the theory's lines n·SNR² = 1.8 and
-    C_μ·n·SNR² = 4.51; and the final OOD probe accuracy."""
+    """The phase diagram of a sweep on continuous axes, with the theory's threshold curves.
+
+    Left: multi-modal runs, each grid point a disc coloured by the fraction of seeds where signal learning wins at
+    T₁, over n·SNR² (log) × C_μ, with the curve C_μ·n·SNR² = 4.51 and its side where the theorem predicts signal
+    learning shaded. Middle: the same points coloured by the final OOD probe accuracy. Right: single-modal runs
+    over n·SNR² with the line n·SNR² = 1.8 and the side where the theorem predicts noise memorization shaded.
+    """
     import seaborn as sns
     from matplotlib.figure import Figure
 
     ok = results[results["status"] == "complete"].copy()
     ok["signal_wins"] = (ok["winner"] == "signal learning").astype(float)
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    fig = Figure(figsize=(14, 4.4), layout="constrained")
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     multi = ok[ok["modality"] == "multi"]
-    for ax, value, label in ((axes[0], "signal_wins", "multi-modal: P(signal wins at T1)"),
-                             (axes[1], "probe_acc", "multi-modal: final OOD accuracy")):
+    for ax, value, label, vmin in ((axes[0], "signal_wins", "multi-modal: fraction of seeds where signal wins at T₁", 0.0),
+                                   (axes[1], "probe_acc", "multi-modal: final OOD accuracy", 0.5)):
         if multi.empty:
             ax.set_visible(False)
             continue
-        table = multi.pivot_table(index="c_mu", columns="n_snr2", values=value, aggfunc="mean")
-        sns.heatmap(table.sort_index(ascending=False), ax=ax, vmin=0 if value == "signal_wins" else 0.5, vmax=1,
-                    cmap="viridis", annot=True, fmt=".2f", cbar=False)
-        xs = np.array(table.columns, dtype=float)
-        ys = np.array(table.sort_index(ascending=False).index, dtype=float)
-
-        def to_x(v):  # heatmap cells are unit-spaced: interpolate the value onto cell positions
-            return np.interp(v, xs, np.arange(len(xs)) + 0.5)
-
-        def to_y(v):
-            return np.interp(-v, -ys, np.arange(len(ys)) + 0.5)
-
-        c_line = np.linspace(ys.min(), ys.max(), 50)
-        n_line = 4.51 / c_line
-        keep = (n_line >= xs.min()) & (n_line <= xs.max())
-        ax.plot(to_x(n_line[keep]), to_y(c_line[keep]), color="white", lw=2, ls="--", label="C_mu n SNR^2 = 4.51")
-        ax.set_title(label)
-        ax.set_xlabel("n SNR^2")
-        ax.set_ylabel("C_mu")
-        ax.legend(loc="lower left", fontsize=7)
+        agg = multi.groupby(["n_snr2", "c_mu"])[value].mean().reset_index()
+        x_lo, x_hi = agg["n_snr2"].min() / 1.3, agg["n_snr2"].max() * 1.3
+        y_lo, y_hi = agg["c_mu"].min() - 0.5, agg["c_mu"].max() + 0.5
+        x = np.geomspace(x_lo, x_hi, 200)
+        y = MULTI_SIGNAL_WINS_ABOVE / x
+        ax.fill_between(x, np.clip(y, y_lo, y_hi), y_hi, color="tab:green", alpha=0.08, lw=0)
+        ax.plot(x, y, color="black", ls="--", lw=1.5, label=f"C_μ·n·SNR² = {MULTI_SIGNAL_WINS_ABOVE} (Lemma 5.4)")
+        points = ax.scatter(agg["n_snr2"], agg["c_mu"], c=agg[value], cmap="viridis", vmin=vmin, vmax=1, s=160,
+                            edgecolors="black", linewidths=0.5, zorder=3)
+        for row in agg.itertuples(index=False):
+            ax.annotate(f"{getattr(row, value):.2f}", (row.n_snr2, row.c_mu), xytext=(0, 11),
+                        textcoords="offset points", ha="center", fontsize=7)
+        _grid_ticks(ax, agg["n_snr2"])
+        ax.set_xlim(x_lo, x_hi)
+        ax.set_ylim(y_lo, y_hi)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("n·SNR² (log scale)")
+        ax.set_ylabel("C_μ = ‖μ̃‖ / ‖μ‖")
+        ax.legend(loc="lower left", fontsize=7, title="shaded: signal learning predicted", title_fontsize=7)
+        fig.colorbar(points, ax=ax, shrink=0.85)
     single = ok[ok["modality"] == "single"]
     ax = axes[2]
-    if not single.empty:
+    if single.empty:
+        ax.set_visible(False)
+    else:
         agg = single.groupby("n_snr2")[["signal_wins", "probe_acc"]].mean().reset_index()
-        ax.plot(agg["n_snr2"], agg["signal_wins"], "o-", label="P(signal wins at T1)")
+        ax.axvspan(agg["n_snr2"].min() / 1.3, SINGLE_NOISE_WINS_BELOW, color="tab:red", alpha=0.08, lw=0,
+                   label="noise memorization predicted")
+        ax.plot(agg["n_snr2"], agg["signal_wins"], "o-", label="fraction of seeds where signal wins at T₁")
         ax.plot(agg["n_snr2"], agg["probe_acc"], "s-", label="final OOD accuracy")
-        ax.axvline(1.8, color="gray", ls="--", label="n SNR^2 = 1.8")
+        ax.axvline(SINGLE_NOISE_WINS_BELOW, color="black", ls="--", label=f"n·SNR² = {SINGLE_NOISE_WINS_BELOW} (Lemma 5.2)")
+        _grid_ticks(ax, agg["n_snr2"])
+        ax.set_xlim(agg["n_snr2"].min() / 1.3, agg["n_snr2"].max() * 1.3)
         ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("n SNR^2")
-        ax.set_title("single-modal")
-        ax.legend(fontsize=7)
+        ax.set_xlabel("n·SNR² (log scale)")
+        ax.set_title("single-modal", fontsize=10)
+        ax.legend(fontsize=7, loc="center right")
         sns.despine(ax=ax)
     return fig
 

@@ -1,0 +1,78 @@
+"""Gridded exports (NetCDF, zarr): the recording and exact coefficients on their grid, compressed, with provenance."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dyn
+from dyn.analysis.run import Run
+from dyn.cli import main
+from dyn.errors import ConfigError
+from dyn.viz.export import export_grid
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grid")
+    out = {}
+    for modality in ("single", "multi"):
+        out[modality] = folder / f"{modality}.zarr"
+        dyn.train(dyn.load_preset("huang2024-tiny", modality=modality, steps=30), out[modality])
+    return out
+
+
+@pytest.mark.parametrize("fmt, suffix, engine", [("grid-netcdf", ".nc", "netcdf4"), ("grid-zarr", ".zarr", "zarr")])
+def test_grid_export_matches_the_store(runs, tmp_path, fmt, suffix, engine):
+    for modality, path in runs.items():
+        out = export_grid(path, tmp_path / f"{modality}{suffix}", format=fmt)
+        tree = xr.open_datatree(out, engine=engine)
+        run = Run(path)
+        assert sorted(tree.children) == sorted(run.sites)
+        for site in run.sites:
+            node = tree[site]
+            assert node["rho"].dims == ("step", "neuron", "sample") and node["gamma"].dims == ("step", "neuron", "signal")
+            np.testing.assert_array_equal(node["noise_inner"].values, run.site(site)["noise_inner"].values)
+            np.testing.assert_allclose(node["rho"].values, run.coefficients(site)["rho"].values, rtol=1e-6, atol=1e-6)
+            assert node["rho"].attrs["units"] == "1" and "noise memorization" in node["rho"].attrs["long_name"]
+            if engine == "netcdf4":
+                assert node["rho"].encoding.get("zlib") and node["rho"].encoding.get("shuffle")
+        if modality == "single":
+            assert "noise_aug_inner" in tree["h"].data_vars  # every probe set, not only the two main ones
+        attrs = tree.attrs
+        assert attrs["Conventions"] == "CF-1.10" and attrs["source_status"] == "complete"
+        assert attrs["source_store"] == str(path.resolve()) and json.loads(attrs["config"])["steps"] == 30
+        assert "dyn" in json.loads(attrs["exported_with"]) and "missing" not in tree["h"]["rho"].attrs
+        assert tree["step"].attrs["long_name"].startswith("optimizer step")
+        tree.close()
+
+
+def test_grid_export_by_suffix_and_refuses_to_overwrite(runs, tmp_path, capsys):
+    out = tmp_path / "curves.zarr"
+    assert main(["export", str(runs["multi"]), "--out", str(out)]) == 0
+    assert xr.open_datatree(out, engine="zarr")["g"]["gamma"].sizes["step"] == 31
+    with pytest.raises(ConfigError):
+        export_grid(runs["multi"], out, format="grid-zarr")
+    assert main(["export", str(runs["multi"]), "--out", str(out), "--format", "grid-zarr", "--overwrite"]) == 0
+
+
+def test_long_form_has_typed_probe_columns_every_probe_set_and_parquet_provenance(runs, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from dyn.viz.export import export, tidy
+
+    frame = tidy(runs["single"])
+    assert "noise_aug_inner" in set(frame["quantity"])
+    assert str(frame["signal"].dtype) == "string" and str(frame["sample"].dtype) == "Int64"
+    signal_rows = frame["quantity"].isin(["signal_inner", "gamma"])
+    assert frame.loc[signal_rows, "sample"].isna().all() and frame.loc[~signal_rows, "signal"].isna().all()
+    assert (frame.loc[~signal_rows, "sample"].astype(str) == frame.loc[~signal_rows, "probe"]).all()
+    out = export(runs["single"], tmp_path / "c.parquet")
+    meta = json.loads(pq.read_schema(out).metadata[b"dyn"])
+    assert meta["source_status"] == "complete" and json.loads(meta["config"])["steps"] == 30
+    back = pd.read_parquet(out)
+    assert str(back["sample"].dtype) == "Int64" and len(back) == len(frame)

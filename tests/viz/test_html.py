@@ -1,0 +1,143 @@
+"""The interactive HTML report in a real headless Chromium: no console errors, figures drawn, tables = CSV.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them; the browser is never downloaded).
+Skipped only where they are absent and ``CI`` is not set; in CI a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dyn
+from dyn.viz.report import write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+if not (CHROMIUM and DRIVER) and not IN_CI:
+    pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver; .ci/run does this)",
+                allow_module_level=True)
+
+if IN_CI:
+    from selenium import webdriver
+else:
+    webdriver = pytest.importorskip("selenium.webdriver")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("html")
+    runs = []
+    for modality in ("single", "multi"):
+        path = folder / f"{modality}.zarr"
+        dyn.train(dyn.load_preset("huang2024-tiny", modality=modality, steps=40), path)
+        runs.append(path)
+    out = write_report(runs, folder / "report", echo=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM and DRIVER, "CI must have chromium and chromium-driver installed (see .ci/run)"
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _load(driver, path: Path, *, timeout: float = 60.0) -> list[str]:
+    """Open ``path`` and return the problems found: console errors, figures not drawn, blank figures."""
+    driver.get(path.resolve().as_uri())
+    problems = []
+    expected = driver.execute_script("return document.querySelectorAll('div.fig .plotly-graph-div').length")
+    end = time.monotonic() + timeout
+    drawn = 0
+    while time.monotonic() < end:
+        drawn = driver.execute_script("return document.querySelectorAll('.plotly-graph-div .main-svg').length")
+        if expected and drawn >= expected:
+            break
+        time.sleep(0.25)
+    for entry in driver.get_log("browser"):
+        if entry["level"] in ("SEVERE", "ERROR"):
+            problems.append(f"console: {entry['message']}")
+    if not expected or drawn < expected:
+        problems.append(f"figures drawn: {drawn} of {expected}")
+    else:
+        from PIL import Image
+
+        for el in driver.find_elements("css selector", "div.fig .plotly-graph-div")[:3]:
+            driver.execute_script("arguments[0].scrollIntoView()", el)
+            pixels = np.asarray(Image.open(io.BytesIO(el.screenshot_as_png)).convert("L"), dtype=float)
+            if (pixels < 200).mean() < 0.01:  # axes, labels and curves darken well over 1% of a drawn figure
+                problems.append(f"figure {el.get_attribute('id')} is blank")
+    return problems
+
+
+def test_report_loads_without_errors_and_draws_every_figure(report, browser):
+    page = report / "report.html"
+    text = page.read_text()
+    assert "<script src" not in text and "<link " not in text  # nothing fetched: opens offline
+    assert _load(browser, page) == []
+    n = browser.execute_script("return document.querySelectorAll('.plotly-graph-div').length")
+    assert n == 2 + 2 * 1 + 2 * 2  # loss, signal vs noise; single run: h (γ, ρ); multi run: h and g (γ, ρ)
+    ids = browser.execute_script("return Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => d.id)")
+    gd = next(i for i in ids if i.startswith("fig-1-1-"))  # the second site (g) of the second run is drawn
+    traces = browser.execute_script(f"return document.getElementById('{gd}').data.map(t => t.name)")
+    assert sum(t.startswith("neuron ") for t in traces) == 8 and "max over neurons" in traces  # per-neuron traces
+
+
+def test_log_linear_toggle_switches_the_axis(report, browser):
+    assert _load(browser, report / "report.html") == []
+    get = "return document.getElementById('fig-loss').layout.yaxis.type"
+    assert browser.execute_script(get) == "log"
+    browser.find_element("id", "fig-loss-toggle").click()
+    assert browser.execute_script(get) == "linear"
+    browser.find_element("id", "fig-loss-toggle").click()
+    assert browser.execute_script(get) == "log"
+
+
+def test_tables_hold_the_numbers_of_the_csv(report, browser):
+    assert _load(browser, report / "report.html") == []
+    for name in ("single", "multi"):
+        csv = pd.read_csv(report / f"{name}-verdicts.csv", keep_default_na=False)
+        rows = browser.execute_script(
+            "return Array.from(document.querySelectorAll(`table.claim-table[data-run='" + name + "'] tr`)).slice(1)"
+            ".map(tr => Array.from(tr.cells).map(td => td.textContent))")
+        assert len(rows) == len(csv)
+        for row, expected in zip(rows, csv.itertuples(index=False)):
+            assert row[:6] == [str(expected.claim), str(expected.stage), str(expected.statement),
+                               str(expected.predicted), str(expected.observed), str(expected.verdict)]
+    summary = browser.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#summary tr')).slice(1)"
+        ".map(tr => [tr.cells[0].textContent, Array.from(tr.cells).slice(1).map(td => td.textContent)]))")
+    assert summary["recorded steps"] == ["41", "41"]
+    for i, name in enumerate(("single", "multi")):
+        counts = pd.read_csv(report / f"{name}-verdicts.csv")["verdict"].value_counts()
+        assert summary["claims holds"][i] == str(counts.get("holds", 0))
+
+
+def test_a_broken_report_is_caught(report, browser, tmp_path):
+    text = (report / "report.html").read_text()
+    broken = tmp_path / "broken.html"
+    broken.write_text(text.replace("<script>", "<script>throw new Error('deliberately broken');", 1))
+    problems = _load(browser, broken, timeout=10.0)  # nothing will draw: do not wait the full bound
+    assert any("deliberately broken" in p for p in problems) and any("figures drawn: 0" in p for p in problems)
