@@ -49,6 +49,8 @@ def site_arrays(
     weight: np.ndarray | None,
     store_probes: bool,
     step_dims: Mapping[str, str],
+    coords: Mapping[str, tuple[str, np.ndarray]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a site group holds besides the per-step data, from host arrays.
 
@@ -62,6 +64,9 @@ def site_arrays(
     weight : initial weights ``(neuron, feature)`` or None (not stored).
     store_probes : store the probe vectors themselves.
     step_dims : per-step variable ``name -> its probe dimension``.
+    coords : extra coordinates ``name -> (dim, values)``: a dimension's own coordinate when ``name == dim`` (a
+        per-step variable's extra dimension), else stored as ``name(dim)`` (e.g. conv patch positions).
+    attrs : extra attributes of the site group.
 
     Returns
     -------
@@ -69,6 +74,7 @@ def site_arrays(
         ``coords``, ``static`` (name -> (dims, values)), ``step_vars`` (name -> ("neuron", dim)) and ``attrs``.
     """
     d = signals.shape[1]
+    more = dict(coords or {})
     coords: dict[str, np.ndarray] = {
         "neuron": np.arange(neurons),
         "signal": np.array(signal_names),
@@ -77,6 +83,9 @@ def site_arrays(
     }
     for dim, vecs in extra.values():
         coords.setdefault(dim, np.arange(vecs.shape[0]))
+    for name, (dim, values) in more.items():
+        if name == dim:
+            coords[dim] = np.asarray(values)
     basis_names = [f"signal:{k}" for k in signal_names] + [f"sample:{i}" for i in range(noise.shape[0])]
     coords["basis"] = np.array(basis_names)
     coords["basis_dual"] = np.array(basis_names)
@@ -91,11 +100,14 @@ def site_arrays(
             static[f"{ename}_vectors"] = ((dim, "feature"), vecs)
     if weight is not None:
         static["weight_init"] = (("neuron", "feature"), weight)
+    for name, (dim, values) in more.items():
+        if name != dim:
+            static[name] = ((dim,), np.asarray(values))
     return {
         "coords": coords,
         "static": static,
         "step_vars": {var: ("neuron", dim) for var, dim in step_dims.items()},
-        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names)},
+        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names), **dict(attrs or {})},
     }
 
 

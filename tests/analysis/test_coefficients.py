@@ -59,7 +59,7 @@ def test_lazy_dask_decomposition_equals_eager(tiny, tmp_path):
 
 
 def test_weights_at_every_step_match_replay(tiny, tmp_path):
-    from tests.test_record import _replay
+    from tests.record.test_record import _replay
 
     cfg = tiny(steps=6)
     path = tmp_path / "r.zarr"
