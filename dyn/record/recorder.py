@@ -29,7 +29,8 @@ from ..errors import ConfigError, DivergenceError, DynError, StoreError
 from ..store import StoreWriter, read_static, site_arrays
 from . import schedules
 from .schedules import Schedule
-from .site import CHANGE_DIM, Site
+from ..store.schema import CHANGE_DIM
+from .site import Site
 
 __all__ = ["Recorder", "DEFAULT_CHUNK_BYTES"]
 

@@ -14,12 +14,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..store.schema import RESERVED_DIMS
+from ..store.schema import CHANGE_DIM, CHANGE_VAR, RESERVED_DIMS
 
-__all__ = ["Site", "CHANGE_VAR", "CHANGE_DIM"]
-
-#: Per-step variable holding ``‖w_r(t) − w_r(0)‖²`` when a site tracks its change, and its (length-1) dimension.
-CHANGE_VAR, CHANGE_DIM = "weight_change_sq", "stat"
+__all__ = ["Site"]
 
 
 def _matrix_view(weight: torch.Tensor) -> torch.Tensor:
@@ -125,7 +122,7 @@ class Site:
                 raise ConfigError(f"extra probe {name!r} has shape {tuple(t.shape)}, expected (rows, {d})")
             if dim == "sample" and t.shape[0] != noise.shape[0]:
                 raise ConfigError(f"extra probe {name!r} has {t.shape[0]} rows, expected {noise.shape[0]} (one per sample)")
-            if name in ("signal", "noise") or dim in (*RESERVED_DIMS, CHANGE_DIM):
+            if name in ("signal", "noise") or dim in RESERVED_DIMS:
                 raise ConfigError(f"extra probe {name!r} on dim {dim!r}: name or dimension is reserved")
             extra[str(name)] = (str(dim), t)
         if self.labels is not None:

@@ -11,6 +11,7 @@ Layout (every dimension has a coordinate of the same name)::
       signal_inner(step, neuron, signal)   float32   ⟨w_r(t), μ_k⟩
       noise_inner(step, neuron, sample)    float32   ⟨w_r(t), ξ_i⟩
       <extra>_inner(step, neuron, <dim>)   float32   user probe sets
+      weight_change_sq(step, neuron, stat) float32   ‖w_r(t) − w_r(0)‖² (sites with track_change=True)
       label(sample)                        labels of the noise patches (when given)
       gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
       signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
@@ -28,14 +29,17 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "site_arrays", "validate_tree"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "CHANGE_VAR", "CHANGE_DIM", "site_arrays",
+           "validate_tree"]
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged", "interrupted")
 #: Per-step variables every site has, with their dimensions.
 STEP_VARS = {"signal_inner": ("step", "neuron", "signal"), "noise_inner": ("step", "neuron", "sample")}
+#: Per-step ``‖w_r(t) − w_r(0)‖²`` of a site recorded with ``track_change=True``, and its length-1 dimension.
+CHANGE_VAR, CHANGE_DIM = "weight_change_sq", "stat"
 #: Dimension names a user's extra probe set may not use.
-RESERVED_DIMS = ("step", "neuron", "signal", "feature", "basis", "basis_dual")
+RESERVED_DIMS = ("step", "neuron", "signal", "feature", "basis", "basis_dual", CHANGE_DIM)
 
 
 def site_arrays(
