@@ -9,6 +9,7 @@
 - :func:`layer_inputs` — the inputs of named layers from one forward pass, for layers deeper than the first.
   These probes are **frozen**: taken once at the start of training, while the layers below keep learning.
 - :func:`site_for` / :func:`sites_for` — all of the above in one call per layer.
+- :func:`sites_from_store` — the same sites again from a store's saved probes, to resume recording.
 
 Every helper is plain torch and returns tensors on the inputs' device.
 """
@@ -18,13 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
+from ..store import read_attrs, read_static
 from .site import Site
 
 __all__ = ["Patches", "class_means", "residual_noise", "random_baseline", "conv_patches", "layer_inputs",
-           "site_for", "sites_for"]
+           "site_for", "sites_for", "sites_from_store"]
 
 _CONV = (torch.nn.Conv1d, torch.nn.Conv2d)
 
@@ -179,7 +186,9 @@ def conv_patches(conv: torch.nn.Module, x: torch.Tensor, *, per_image: int | Non
 
 
 def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[str, torch.Tensor]:
-    """The inputs of the named sub-modules when ``model(x)`` runs once (no gradients), detached copies.
+    """The inputs of the named sub-modules when ``model(x)`` runs once (no gradients, eval mode), detached copies.
+
+    ``x`` may be a mapping of keyword arguments (``model(**x)``, e.g. a Hugging Face batch).
 
     Used as probes of a deeper layer these are **frozen**: the activations at the weights of this moment (call it
     before training), not the moving activations of later steps.
@@ -202,7 +211,7 @@ def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[s
     try:
         model.eval()
         with torch.no_grad():
-            model(x)
+            model(**x) if isinstance(x, Mapping) else model(x)
     finally:
         model.train(was_training)
         for h in hooks:
@@ -222,7 +231,8 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
     ----------
     layer : torch.nn.Linear, Conv1d or Conv2d
     x : tensor
-        The layer's inputs (the data for a first layer; :func:`layer_inputs` for a deeper one).
+        The layer's inputs (the data for a first layer; :func:`layer_inputs` for a deeper one). For a ``Linear``
+        layer applied to sequences, ``(samples, tokens, features)``, every token is a probe with its sample's label.
     y : (samples,) labels of ``x``.
     noise : {"residual", "raw"}
         Noise probes: each input minus its class mean (default), or the inputs themselves.
@@ -260,6 +270,9 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
         patches = conv_patches(layer, x, per_image=per_image, seed=seed)
         vectors, labels = patches.vectors, y[patches.image]
         coords = patches.coords()
+    elif x.dim() > 2 and x.shape[-1] == layer.in_features:
+        tokens = x.shape[1:-1].numel()
+        vectors, labels = x.reshape(-1, x.shape[-1]).detach(), y.repeat_interleave(tokens)
     else:
         vectors, labels = x.reshape(x.shape[0], -1).detach(), y
     vectors = vectors.to(layer.weight.dtype)
@@ -295,9 +308,14 @@ def sites_for(model: torch.nn.Module, layers: Sequence[str] | Mapping[str, str],
     ({'l0': (8, 4), 'l2': (3, 8)}, True)
     """
     names = dict(layers) if isinstance(layers, Mapping) else {_site_name(n): n for n in layers}
+    if isinstance(x, Mapping):  # keyword inputs (a Hugging Face batch): every layer's input is an activation
+        inputs = layer_inputs(model, list(names.values()), x)
+        modules = dict(model.named_modules())
+        return {site: site_for(modules[mod], inputs[mod], y, frozen=True, attrs={"module": mod}, **kwargs)
+                for site, mod in names.items()}
     inputs = layer_inputs(model, list(names.values()), x)
     modules = dict(model.named_modules())
-    return {site: site_for(modules[mod], inputs[mod], y, frozen=inputs[mod] is not x and not _same(inputs[mod], x),
+    return {site: site_for(modules[mod], inputs[mod], y, frozen=not _same(inputs[mod], x), attrs={"module": mod},
                            **kwargs)
             for site, mod in names.items()}
 
@@ -309,3 +327,63 @@ def _site_name(module: str) -> str:
 
 def _same(a: torch.Tensor, b: Any) -> bool:
     return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b.detach()))
+
+
+def sites_from_store(path: str | os.PathLike, model: torch.nn.Module, layers: Mapping[str, str] | None = None,
+                     ) -> dict[str, Site]:
+    """Rebuild the sites of a store from its saved probes, on the live parameters of ``model`` (to resume).
+
+    Frozen probes of deeper layers were taken at the start of the run; rebuilding them from the current model
+    would change them, so a resumed recording reads them back from the store instead.
+
+    Parameters
+    ----------
+    path : the run store (recorded with ``store_probes=True``).
+    model : the model whose weights the sites watch.
+    layers : site name → module name; by default the store's ``module`` attribute of each site.
+
+    Raises
+    ------
+    StoreError
+        The store does not hold a site's probes or module name.
+    """
+    attrs = read_attrs(path)
+    modules = dict(model.named_modules())
+    out = {}
+    for name in attrs["sites"]:
+        group = _site_attrs(path, name)
+        module = (layers or {}).get(name) or group.get("module")
+        if module not in modules:
+            raise StoreError(f"site {name!r}: module {module!r} is not in the model")
+        try:
+            signals = read_static(path, name, "signal_vectors")
+            noise = read_static(path, name, "noise_vectors")
+        except StoreError:
+            raise StoreError(f"site {name!r} of {path} stores no probe vectors: cannot rebuild it") from None
+        names = [str(v) for v in read_static(path, name, "signal")]
+        extra = {}
+        for var, dim in group.get("extra_dims", {}).items():
+            extra[var] = (dim, torch.as_tensor(read_static(path, name, f"{var}_vectors")))
+        labels = _optional(path, name, "label")
+        coords = {c: (dim, _optional(path, name, c)) for c, dim in group.get("coord_dims", {}).items()}
+        weight = modules[module].weight
+        keep = {k: group[k] for k in ("probes", "weight_shape", "module") if k in group}
+        out[name] = Site(weight, signals={k: torch.as_tensor(v) for k, v in zip(names, signals)},
+                         noise=torch.as_tensor(noise), labels=labels, extra=extra, coords=coords,
+                         track_change=bool(group.get("track_change", False)), attrs=keep)
+    return out
+
+
+def _site_attrs(path: Any, site: str) -> dict[str, Any]:
+    meta = Path(path) / site / "zarr.json"
+    try:
+        return dict(json.loads(meta.read_text()).get("attributes") or {})
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read the attributes of site {site!r} in {path}: {exc}") from None
+
+
+def _optional(path: Any, site: str, name: str) -> np.ndarray | None:
+    try:
+        return read_static(path, site, name)
+    except StoreError:
+        return None

@@ -492,16 +492,26 @@ class Recorder:
                     for k, (dims, v) in checkpoint.items()}
             self._put(lambda: self._writer.write_checkpoint(next_step, host))
 
-    def _flush_all_but_last(self) -> None:
+    def flush_all_but_latest(self) -> None:
+        """Write every buffered step except the latest, whose logged values may still arrive.
+
+        For framework callbacks that flush at a checkpoint of step ``k`` and log each step's loss explicitly
+        (``log(step=...)``) one step later: the store then holds every step before ``k``, and resuming from the
+        checkpoint re-records ``k`` from the restored weights.
+        """
+        self._check_alive()
+        self._flush_all_but_last(hold=1)
+
+    def _flush_all_but_last(self, hold: int | None = None) -> None:
         """Write every buffered step except the latest ones whose logged values may still arrive (the current
         step, and with ``log_at="previous"`` the one before it)."""
-        hold = 2 if self.log_at == "previous" else 1
-        chunk = self._current
-        if chunk is None or len(chunk.steps) <= hold:
-            return
+        hold = (2 if self.log_at == "previous" else 1) if hold is None else hold
         if self._pending is not None:
             self._submit(self._pending)
             self._pending = None
+        chunk = self._current
+        if chunk is None or len(chunk.steps) <= hold:
+            return
         first = len(chunk.steps) - hold
         keep = _Chunk(self.chunk_steps, self._probes)
         keep.steps.extend(chunk.steps[first:])

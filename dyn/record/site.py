@@ -148,7 +148,10 @@ class Site:
                 raise ConfigError(f"coordinate {name!r}: name is reserved")
             coords[str(name)] = (str(dim), values)
         self.signals, self.noise, self.extra, self.coords = sig, noise, extra, coords
-        self.attrs = dict(self.attrs)
+        # how the site was built, so it can be rebuilt from the store (dyn.record.probes.sites_from_store)
+        self.attrs = {**dict(self.attrs), "track_change": bool(self.track_change),
+                      "extra_dims": {k: dim for k, (dim, _) in extra.items()},
+                      "coord_dims": {k: dim for k, (dim, _) in coords.items()}}
         if len(self.weight_shape) > 2:
             self.attrs.setdefault("weight_shape", list(self.weight_shape))
 

@@ -4,11 +4,15 @@ One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal
 ``gamma``, ``rho``; ``probe`` is the signal name or the sample index. With ``reduce`` the neurons (and samples)
 are reduced per step, giving compact curves whose ``neuron`` is missing (<NA>) and ``probe`` is the signal name
 or ``"all"``.
+
+The raw inner products never depend on the γ/ρ solve: ``quantities=("signal_inner", "noise_inner")`` reads the
+recording only, and with the default quantities a site whose solve fails is exported without γ/ρ (with a warning).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, DynError, StoreError
 from ..analysis.run import Run
 from ..store import reading
 
@@ -24,6 +28,7 @@ __all__ = ["FORMATS", "REDUCTIONS", "tidy", "export"]
 
 FORMATS = ("csv", "parquet", "netcdf")
 REDUCTIONS = ("none", "max", "absmax", "mean")
+QUANTITIES = ("signal_inner", "noise_inner", "gamma", "rho")
 COLUMNS = ["run", "site", "step", "neuron", "probe", "quantity", "value"]
 
 
@@ -35,21 +40,43 @@ def _reduce(da: xr.DataArray, dims: list[str], how: str) -> xr.DataArray:
     return da.mean(dims)
 
 
-def _blocks(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
+def _quantities(quantities: tuple[str, ...] | None) -> tuple[tuple[str, ...], bool]:
+    """The quantities to export and whether they were asked for explicitly."""
+    if quantities is None:
+        return QUANTITIES, False
+    quantities = tuple(quantities)
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown or not quantities:
+        raise ConfigError(f"unknown quantity {unknown[0] if unknown else None!r} (choose from {', '.join(QUANTITIES)})")
+    return quantities, True
+
+
+def _blocks(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None = None) -> Iterator[pd.DataFrame]:
     with reading(run.path, "the recorded curves"):
-        yield from _blocks_unchecked(run, reduce, step_block)
+        yield from _blocks_unchecked(run, reduce, step_block, *_quantities(quantities))
 
 
-def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
+def _sources(run: Run, site: str, quantities: tuple[str, ...], explicit: bool) -> dict[str, xr.DataArray]:
+    ds = run.site(site)
+    sources = {q: ds[q].astype(np.float64) for q in ("signal_inner", "noise_inner") if q in quantities}
+    wanted = [q for q in ("gamma", "rho") if q in quantities]
+    if wanted:
+        try:
+            coeffs = run.coefficients(site)
+        except DynError as exc:
+            if explicit:
+                raise
+            warnings.warn(f"site {site!r}: exporting the raw inner products only, gamma/rho failed: {exc}", stacklevel=4)
+        else:
+            sources.update({q: coeffs[q] for q in wanted})
+    return sources
+
+
+def _blocks_unchecked(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...],
+                      explicit: bool) -> Iterator[pd.DataFrame]:
     for site in run.sites:
         ds = run.site(site)
-        coeffs = run.coefficients(site)
-        sources = {
-            "signal_inner": ds["signal_inner"].astype(np.float64),
-            "noise_inner": ds["noise_inner"].astype(np.float64),
-            "gamma": coeffs["gamma"],
-            "rho": coeffs["rho"],
-        }
+        sources = _sources(run, site, quantities, explicit)
         n = ds.sizes["step"]
         for start in range(0, n, step_block):
             part = slice(start, min(start + step_block, n))
@@ -71,8 +98,11 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
                 yield frame[COLUMNS]
 
 
-def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", step_block: int = 10_000) -> pd.DataFrame:
+def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", step_block: int = 10_000,
+         quantities: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The whole long-form table in memory (use :func:`export` to stream big runs to disk).
+
+    ``quantities`` picks from :data:`QUANTITIES` (default all; the raw inner products alone never run the solve).
 
     Examples
     --------
@@ -86,7 +116,7 @@ def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", st
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     run = Run.coerce(run)
-    return pd.concat(list(_blocks(run, reduce, step_block)), ignore_index=True)
+    return pd.concat(list(_blocks(run, reduce, step_block, quantities)), ignore_index=True)
 
 
 def export(
@@ -97,6 +127,7 @@ def export(
     reduce: str = "none",
     overwrite: bool = False,
     step_block: int = 2_000,
+    quantities: tuple[str, ...] | None = None,
 ) -> Path:
     """Write the long-form table to ``out`` as CSV, Parquet or NetCDF (format from the suffix if not given).
 
@@ -104,10 +135,12 @@ def export(
     a temporary name and moved into place only when complete, so a failed export never leaves a partial file or
     touches an existing one.
 
+    ``quantities`` as in :func:`tidy`.
+
     Raises
     ------
     ConfigError
-        Unknown format or reduction; the output exists without ``overwrite``.
+        Unknown format, reduction or quantity; the output exists without ``overwrite``.
     StoreError
         The output folder cannot be written.
     """
@@ -120,6 +153,7 @@ def export(
         raise ConfigError(f"unknown export format {format!r} (choose from {', '.join(FORMATS)})")
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
+    _quantities(quantities)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
     parent = out.parent if str(out.parent) else Path(".")
@@ -130,7 +164,7 @@ def export(
     run = Run.coerce(run)
     tmp = out.with_name(f".{out.name}.partial")
     try:
-        blocks = _blocks(run, reduce, step_block)
+        blocks = _blocks(run, reduce, step_block, quantities)
         if format == "csv":
             with open(tmp, "w", newline="") as f:
                 for i, frame in enumerate(blocks):
