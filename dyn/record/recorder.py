@@ -27,9 +27,9 @@ import torch
 
 from ..errors import ConfigError, DivergenceError, DynError, StoreError
 from ..store import StoreWriter, read_static, site_arrays
+from ..store.schema import CHANGE_DIM
 from . import schedules
 from .schedules import Schedule
-from ..store.schema import CHANGE_DIM
 from .site import Site
 
 __all__ = ["Recorder", "DEFAULT_CHUNK_BYTES"]
