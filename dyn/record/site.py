@@ -98,7 +98,8 @@ class Site:
     def __post_init__(self) -> None:
         if not isinstance(self.weight, torch.Tensor) or self.weight.dim() < 2:
             shape = tuple(self.weight.shape) if isinstance(self.weight, torch.Tensor) else type(self.weight).__name__
-            raise ConfigError(f"site weight must be a tensor (neurons, features) or (filters, channels, *kernel), got {shape}")
+            raise ConfigError(f"site weight must be a 2-D tensor (neurons, features) or a conv weight "
+                              f"(filters, channels, *kernel), got {shape}")
         self.parameter = self.weight
         self.weight_shape = tuple(self.weight.shape)
         self.weight = _matrix_view(self.weight)
