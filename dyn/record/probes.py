@@ -186,7 +186,7 @@ def conv_patches(conv: torch.nn.Module, x: torch.Tensor, *, per_image: int | Non
 
 
 def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[str, torch.Tensor]:
-    """The inputs of the named sub-modules when ``model(x)`` runs once (no gradients, eval mode), detached copies.
+    """The inputs of the named sub-modules when ``model(x)`` runs once (eval mode), detached copies.
 
     ``x`` may be a mapping of keyword arguments (``model(**x)``, e.g. a Hugging Face batch).
 
@@ -201,16 +201,28 @@ def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[s
     (torch.Size([5, 3]), True)
     """
     modules = dict(model.named_modules())
+    return _layer_inputs(model, names, x)[0]
+
+
+def _layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> tuple[dict[str, torch.Tensor], dict[str, bool]]:
+    """Inputs of the named modules, and whether each was computed from trainable parameters (then it is frozen)."""
+    modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
     if missing:
         raise ConfigError(f"model has no module {missing[0]!r} (some names: {', '.join(list(modules)[1:8])})")
     seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[n].register_forward_pre_hook(lambda mod, args, n=n: seen.setdefault(n, args[0].detach().clone()))
-             for n in names]
+    moving: dict[str, bool] = {}
+
+    def grab(name: str, args: tuple) -> None:
+        if name not in seen:
+            seen[name] = args[0].detach().clone()
+            moving[name] = bool(args[0].requires_grad)
+
+    hooks = [modules[n].register_forward_pre_hook(lambda mod, args, n=n: grab(n, args)) for n in names]
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.enable_grad():  # only to see which inputs depend on trainable parameters; no backward
             model(**x) if isinstance(x, Mapping) else model(x)
     finally:
         model.train(was_training)
@@ -219,7 +231,7 @@ def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[s
     not_run = [n for n in names if n not in seen]
     if not_run:
         raise ConfigError(f"module {not_run[0]!r} did not run in the forward pass")
-    return seen
+    return seen, moving
 
 
 def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "residual", baseline: bool = True,
@@ -308,15 +320,9 @@ def sites_for(model: torch.nn.Module, layers: Sequence[str] | Mapping[str, str],
     ({'l0': (8, 4), 'l2': (3, 8)}, True)
     """
     names = dict(layers) if isinstance(layers, Mapping) else {_site_name(n): n for n in layers}
-    if isinstance(x, Mapping):  # keyword inputs (a Hugging Face batch): every layer's input is an activation
-        inputs = layer_inputs(model, list(names.values()), x)
-        modules = dict(model.named_modules())
-        return {site: site_for(modules[mod], inputs[mod], y, frozen=True, attrs={"module": mod}, **kwargs)
-                for site, mod in names.items()}
-    inputs = layer_inputs(model, list(names.values()), x)
+    inputs, frozen = _layer_inputs(model, list(names.values()), x)
     modules = dict(model.named_modules())
-    return {site: site_for(modules[mod], inputs[mod], y, frozen=not _same(inputs[mod], x), attrs={"module": mod},
-                           **kwargs)
+    return {site: site_for(modules[mod], inputs[mod], y, frozen=frozen[mod], attrs={"module": mod}, **kwargs)
             for site, mod in names.items()}
 
 
@@ -324,9 +330,6 @@ def _site_name(module: str) -> str:
     name = module.replace(".", "_")
     return name if name.isidentifier() else f"l{name}"
 
-
-def _same(a: torch.Tensor, b: Any) -> bool:
-    return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b.detach()))
 
 
 def sites_from_store(path: str | os.PathLike, model: torch.nn.Module, layers: Mapping[str, str] | None = None,

@@ -130,3 +130,11 @@ def test_compiled_model_records_its_parameters(tmp_path):
 def test_site_attrs_are_json(tmp_path):
     site = probes.site_for(torch.nn.Linear(6, 2), torch.randn(8, 6), torch.arange(8) % 2)
     json.dumps(site.attrs)
+
+
+def test_only_inputs_computed_from_trainable_parameters_are_frozen():
+    model = cnn(4)  # Unflatten (a reshape), Conv2d, ReLU, Flatten, Linear
+    x, y = digits(10)
+    sites = probes.sites_for(model, ["1", "4"], x, y)
+    assert "frozen" not in sites["l1"].attrs["probes"]  # the conv sees the data, only reshaped
+    assert "frozen" in sites["l4"].attrs["probes"]
