@@ -200,7 +200,6 @@ def layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> dict[s
     >>> acts["2"].shape, bool((acts["2"] >= 0).all())
     (torch.Size([5, 3]), True)
     """
-    modules = dict(model.named_modules())
     return _layer_inputs(model, names, x)[0]
 
 
