@@ -1,12 +1,14 @@
-"""Recording: sites, schedules, the :class:`Recorder` and its device buffers.
+"""Recording: sites, probe helpers (:mod:`.probes`), schedules, the :class:`Recorder` and its device buffers;
+framework callbacks in :mod:`.integrations` (Lightning, Hugging Face).
 
 Works on any PyTorch loop; imports only :mod:`dyn.store` (and torch). Knows nothing about any paper.
 """
 
 from __future__ import annotations
 
+from . import probes
 from .recorder import DEFAULT_CHUNK_BYTES, Recorder
 from .schedules import Schedule, every
 from .site import Site
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "probes"]

@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from bisect import bisect_left
 from typing import Any, Callable, Mapping
 
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DivergenceError, DynError, StoreError
-from ..store import StoreWriter, site_arrays
+from ..store import StoreWriter, read_static, site_arrays
+from ..store.schema import CHANGE_DIM
 from . import schedules
 from .schedules import Schedule
 from .site import Site
@@ -40,6 +42,16 @@ DEFAULT_CHUNK_BYTES = 8 << 20
 MAX_SCALARS = 64
 
 
+def _warn_unless_live(sites: Mapping[str, Site], optimizer: torch.optim.Optimizer) -> None:
+    """Warn about site weights that share no memory with any parameter the optimizer updates (stale copies)."""
+    live = {p.untyped_storage().data_ptr() for group in optimizer.param_groups for p in group["params"]}
+    for name, site in sites.items():
+        if isinstance(site, Site) and site.weight.untyped_storage().data_ptr() not in live:
+            warnings.warn(f"site {name!r}: its weight shares no memory with the optimizer's parameters, so it will not "
+                          "change (a copy, or a layer this optimizer does not train); pass the live parameter",
+                          stacklevel=3)
+
+
 class _Chunk:
     """Device-side buffers for up to ``capacity`` recorded steps."""
 
@@ -47,7 +59,7 @@ class _Chunk:
         self.capacity = capacity
         self.steps: list[int] = []
         self.inner = {
-            name: torch.empty((capacity, site.weight.shape[0], probes.shape[1]), dtype=probes.dtype, device=probes.device)
+            name: torch.empty((capacity, site.weight.shape[0], site.n_columns), dtype=probes.dtype, device=probes.device)
             for name, (site, probes) in sites.items()
         }
         self.device = next(iter(sites.values()))[1].device
@@ -80,6 +92,8 @@ class Recorder:
         What to record; names become the store's groups (e.g. ``{"h": ..., "g": ...}``).
     optimizer : torch.optim.Optimizer, optional
         Record after each of its steps (a post-step hook; the loop is not touched). Without it, call :meth:`step`.
+        A site weight that shares no memory with the optimizer's parameters (a copy) is warned about: it would
+        record constants.
     every : int or callable, optional
         Record every k-th step, or at steps where ``every(step)`` is true. Step 0 and the last step always are.
     config : mapping, optional
@@ -158,6 +172,8 @@ class Recorder:
                 raise ConfigError(f"site {name!r} must be a dyn.Site, got {type(site).__name__}")
             if not str(name).isidentifier():
                 raise ConfigError(f"site name {name!r} must be an identifier (it becomes a store group)")
+        if optimizer is not None:
+            _warn_unless_live(sites, optimizer)
         devices = {site.weight.device for site in sites.values()}
         if len(devices) > 1:
             raise ConfigError(f"all site weights must be on one device, got {sorted(map(str, devices))}")
@@ -182,7 +198,7 @@ class Recorder:
         self._resume_from = resume_from
         self._writer = StoreWriter(path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
         self.path = self._writer.path
-        per_step = max(site.weight.shape[0] * site.n_probes * 4 for site in self.sites.values())
+        per_step = max(site.weight.shape[0] * site.n_columns * 4 for site in self.sites.values())
         self.chunk_steps = int(min(max(chunk_bytes // per_step, 1), 4096))
         self._t = 0
         self._last_recorded = -1
@@ -195,6 +211,7 @@ class Recorder:
         self._diverged: DivergenceError | None = None
         self._hook = None
         self._unrecorded: tuple[int, Any] = (-1, None)
+        self._warned_early_log = False
         self._scalar_cols: dict[str, int] = {}
         self._column_cache: dict[tuple[str, ...], tuple[slice | torch.Tensor, list[int]]] = {}
         self._open = False
@@ -227,6 +244,7 @@ class Recorder:
             return self
         self._probes = {name: (site, site.probe_matrix()) for name, site in self.sites.items()}
         self._device = next(iter(self.sites.values())).weight.device
+        self._w0 = {name: self._initial_weight(name, site) for name, site in self.sites.items() if site.track_change}
         attrs = {
             "sites": list(self.sites),
             "config": self.config,
@@ -258,6 +276,15 @@ class Recorder:
             self._hook = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
         return self
 
+    def _initial_weight(self, name: str, site: Site) -> torch.Tensor:
+        """W(0) on the device, for ``‖w_r(t) − w_r(0)‖²``: the current weight, or the stored one when resuming."""
+        if self._resume_from is None:
+            return site.weight.detach().clone()
+        if not site.store_weights:
+            raise ConfigError(f"site {name!r} tracks its change but stores no initial weights: cannot resume it")
+        w0 = read_static(self.path, name, "weight_init")
+        return torch.as_tensor(w0).to(device=site.weight.device, dtype=site.weight.dtype)
+
     @staticmethod
     def _site_statics(site: Site) -> dict[str, Any]:
         def host(t: torch.Tensor) -> np.ndarray:
@@ -284,7 +311,9 @@ class Recorder:
         layout = site_arrays(neurons=site.weight.shape[0], signal_names=list(site.signals), signals=st["signals"], noise=st["noise"],
                              labels=st["labels"], extra=st["extra"], weight=st["weight"],
                              store_probes=site.store_probes,
-                             step_dims={var: dim for var, (dim, _) in site.layout().items()})
+                             step_dims={var: dim for var, (dim, _) in site.layout().items()},
+                             coords={**site.coords, **({CHANGE_DIM: (CHANGE_DIM, ["sum_sq"])} if site.track_change else {})},
+                             attrs=site.attrs)
         self._writer.add_site(name, coords=layout["coords"], step_vars=layout["step_vars"], static=layout["static"],
                               attrs=layout["attrs"])
 
@@ -327,11 +356,15 @@ class Recorder:
         row = len(chunk.steps)
         with torch.no_grad():
             for name, (site, probes) in self._probes.items():
+                out = chunk.inner[name][row]
+                p = probes.shape[1]
                 given = None if inner is None else inner.get(name)
                 if given is None:
-                    torch.mm(site.weight.detach(), probes, out=chunk.inner[name][row])
+                    torch.mm(site.weight, probes, out=out[:, :p])
                 else:
-                    chunk.inner[name][row].copy_(given)
+                    out[:, :p].copy_(given)
+                if site.track_change:
+                    out[:, p] = torch.sub(site.weight, self._w0[name]).square_().sum(1)
         chunk.steps.append(step)
         self._last_recorded = step
         self._since_flush += 1
@@ -353,6 +386,10 @@ class Recorder:
         """
         self._check_alive()
         if step is None:
+            if self.log_at == "previous" and self._t == 0 and values and not self._warned_early_log:
+                self._warned_early_log = True
+                warnings.warn("log: called before the first optimizer step; values go to the step before the latest "
+                              "one, so call rec.log after opt.step() (or pass step=)", stacklevel=2)
             step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
         if not values:
             return
@@ -382,6 +419,10 @@ class Recorder:
         for chunk in (self._current, self._pending):
             row = None if chunk is None else chunk.row(step)
             if row is not None:
+                if chunk.logged[row, col_list].any():
+                    again = [n for n, c in zip(names, col_list) if chunk.logged[row, c]]
+                    warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
+                                  "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
                 chunk.set_scalars(row, cols, col_list, stacked)
                 return
         if step == self._t:
@@ -451,16 +492,26 @@ class Recorder:
                     for k, (dims, v) in checkpoint.items()}
             self._put(lambda: self._writer.write_checkpoint(next_step, host))
 
-    def _flush_all_but_last(self) -> None:
+    def flush_all_but_latest(self) -> None:
+        """Write every buffered step except the latest, whose logged values may still arrive.
+
+        For framework callbacks that flush at a checkpoint of step ``k`` and log each step's loss explicitly
+        (``log(step=...)``) one step later: the store then holds every step before ``k``, and resuming from the
+        checkpoint re-records ``k`` from the restored weights.
+        """
+        self._check_alive()
+        self._flush_all_but_last(hold=1)
+
+    def _flush_all_but_last(self, hold: int | None = None) -> None:
         """Write every buffered step except the latest ones whose logged values may still arrive (the current
         step, and with ``log_at="previous"`` the one before it)."""
-        hold = 2 if self.log_at == "previous" else 1
-        chunk = self._current
-        if chunk is None or len(chunk.steps) <= hold:
-            return
+        hold = (2 if self.log_at == "previous" else 1) if hold is None else hold
         if self._pending is not None:
             self._submit(self._pending)
             self._pending = None
+        chunk = self._current
+        if chunk is None or len(chunk.steps) <= hold:
+            return
         first = len(chunk.steps) - hold
         keep = _Chunk(self.chunk_steps, self._probes)
         keep.steps.extend(chunk.steps[first:])

@@ -1,4 +1,9 @@
-"""A site: one weight matrix whose rows are neurons, and the probe vectors recorded against it."""
+"""A site: one weight matrix whose rows are neurons, and the probe vectors recorded against it.
+
+A convolution's weight ``(filters, channels, *kernel)`` is a site directly: it is read through a view
+``(filters, channels·prod(kernel))`` (each filter a neuron) and its probes are input patches in the same order
+(:func:`dyn.record.probes.conv_patches`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,24 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..store.schema import RESERVED_DIMS
+from ..store.schema import CHANGE_DIM, CHANGE_VAR, RESERVED_DIMS
 
 __all__ = ["Site"]
+
+
+def _matrix_view(weight: torch.Tensor) -> torch.Tensor:
+    """The live ``(neurons, features)`` view of a 2-D or higher weight; refuses anything that would be a copy."""
+    if weight.grad_fn is not None and not weight._is_view():  # a view (conv.weight.view(8, 9)) stays live
+        raise ConfigError(f"site weight is computed from a parameter ({type(weight.grad_fn).__name__}), a copy that "
+                          "never changes: pass the parameter itself (e.g. model.fc.weight)")
+    w = weight.detach()
+    if w.dim() == 2:
+        return w
+    flat = w.flatten(1)
+    if flat.untyped_storage().data_ptr() != w.untyped_storage().data_ptr():
+        raise ConfigError(f"site weight of shape {tuple(w.shape)} cannot be read as (neurons, features) without a "
+                          "copy (channels_last memory format?): make it contiguous first")
+    return flat
 
 
 def _as_tensor(name: str, value: Any) -> torch.Tensor:
@@ -29,8 +49,9 @@ class Site:
 
     Parameters
     ----------
-    weight : torch.Tensor, shape (neurons, features)
-        The live parameter (e.g. ``nn.Linear.weight`` or an encoder's filter matrix). Read, never modified.
+    weight : torch.Tensor, shape (neurons, features) or (filters, channels, *kernel)
+        The live parameter (e.g. ``nn.Linear.weight``, ``nn.Conv2d.weight``). Read, never modified; a tensor
+        computed from a parameter (``m.weight * 1.0``) is refused, since it is a copy that never changes.
     signals : mapping of name to (features,) tensor
         The signal vectors μ_k; recorded as ``signal_inner(step, neuron, signal)``.
     noise : (samples, features) tensor
@@ -44,6 +65,13 @@ class Site:
         Store the probe vectors (needed to reconstruct weights; the Gram matrix is always stored).
     store_weights : bool
         Store the initial and final weights (``weight_init``, ``weight_final``).
+    track_change : bool
+        Also record ``weight_change_sq(step, neuron, stat) = ‖w_r(t) − w_r(0)‖²``, so the share of each neuron's
+        change inside the probes' span (:func:`dyn.analysis.coefficients.coefficients`) is known at every step.
+    coords : mapping of name to (dim, values), optional
+        Extra coordinates stored with the site, e.g. the image and position of each conv patch along ``sample``.
+    attrs : mapping, optional
+        JSON-serialisable attributes of the site group (e.g. how its probes were made).
 
     Examples
     --------
@@ -51,6 +79,9 @@ class Site:
     >>> site = Site(lin.weight, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5), labels=[1, -1, 1, -1])
     >>> site.n_probes
     5
+    >>> conv = torch.nn.Conv2d(1, 8, 3)
+    >>> Site(conv.weight, signals={"mu": torch.ones(9)}, noise=torch.randn(4, 9)).weight.shape
+    torch.Size([8, 9])
     """
 
     weight: torch.Tensor
@@ -60,11 +91,18 @@ class Site:
     extra: Mapping[str, Any] = field(default_factory=dict)
     store_probes: bool = True
     store_weights: bool = True
+    track_change: bool = False
+    coords: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight, torch.Tensor) or self.weight.dim() != 2:
+        if not isinstance(self.weight, torch.Tensor) or self.weight.dim() < 2:
             shape = tuple(self.weight.shape) if isinstance(self.weight, torch.Tensor) else type(self.weight).__name__
-            raise ConfigError(f"site weight must be a 2-D tensor (neurons, features), got {shape}")
+            raise ConfigError(f"site weight must be a 2-D tensor (neurons, features) or a conv weight "
+                              f"(filters, channels, *kernel), got {shape}")
+        self.parameter = self.weight
+        self.weight_shape = tuple(self.weight.shape)
+        self.weight = _matrix_view(self.weight)
         d = self.weight.shape[1]
         if not self.signals:
             raise ConfigError("site needs at least one signal vector")
@@ -97,11 +135,35 @@ class Site:
                         *(("extra probe " + repr(k), v) for k, (_, v) in extra.items())]:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ConfigError(f"{name} contains NaN or inf")
-        self.signals, self.noise, self.extra = sig, noise, extra
+        sizes = {"sample": noise.shape[0], **{dim: t.shape[0] for dim, t in extra.values()}}
+        coords = {}
+        for name, spec in self.coords.items():
+            if not isinstance(spec, tuple) or len(spec) != 2:
+                raise ConfigError(f"coordinate {name!r} must be (dim, values)")
+            dim, values = spec
+            values = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values)
+            if dim not in sizes or values.shape != (sizes[dim],):
+                raise ConfigError(f"coordinate {name!r} has shape {values.shape} on dim {dim!r}; expected one value "
+                                  f"per entry of a probe dimension ({', '.join(f'{k}={v}' for k, v in sizes.items())})")
+            if name in sizes or name in RESERVED_DIMS or name.endswith(("_inner", "_vectors")):
+                raise ConfigError(f"coordinate {name!r}: name is reserved")
+            coords[str(name)] = (str(dim), values)
+        self.signals, self.noise, self.extra, self.coords = sig, noise, extra, coords
+        # how the site was built, so it can be rebuilt from the store (dyn.record.probes.sites_from_store)
+        self.attrs = {**dict(self.attrs), "track_change": bool(self.track_change),
+                      "extra_dims": {k: dim for k, (dim, _) in extra.items()},
+                      "coord_dims": {k: dim for k, (dim, _) in coords.items()}}
+        if len(self.weight_shape) > 2:
+            self.attrs.setdefault("weight_shape", list(self.weight_shape))
 
     @property
     def n_probes(self) -> int:
         return len(self.signals) + self.noise.shape[0] + sum(t.shape[0] for _, t in self.extra.values())
+
+    @property
+    def n_columns(self) -> int:
+        """Recorded values per neuron and step: the probes, plus one when the change is tracked."""
+        return self.n_probes + int(self.track_change)
 
     def probe_matrix(self) -> torch.Tensor:
         """All probes as columns, ``(features, probes)``, on the weight's device and dtype, in recording order."""
@@ -116,4 +178,6 @@ class Site:
         for name, (dim, t) in self.extra.items():
             out[f"{name}_inner"] = (dim, slice(start, start + t.shape[0]))
             start += t.shape[0]
+        if self.track_change:
+            out[CHANGE_VAR] = (CHANGE_DIM, slice(start, start + 1))
         return out

@@ -11,6 +11,7 @@ Layout (every dimension has a coordinate of the same name)::
       signal_inner(step, neuron, signal)   float32   ⟨w_r(t), μ_k⟩
       noise_inner(step, neuron, sample)    float32   ⟨w_r(t), ξ_i⟩
       <extra>_inner(step, neuron, <dim>)   float32   user probe sets
+      weight_change_sq(step, neuron, stat) float32   ‖w_r(t) − w_r(0)‖² (sites with track_change=True)
       label(sample)                        labels of the noise patches (when given)
       gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
       signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
@@ -28,14 +29,17 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "site_arrays", "validate_tree"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "CHANGE_VAR", "CHANGE_DIM", "site_arrays",
+           "validate_tree"]
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "diverged", "interrupted")
 #: Per-step variables every site has, with their dimensions.
 STEP_VARS = {"signal_inner": ("step", "neuron", "signal"), "noise_inner": ("step", "neuron", "sample")}
+#: Per-step ``‖w_r(t) − w_r(0)‖²`` of a site recorded with ``track_change=True``, and its length-1 dimension.
+CHANGE_VAR, CHANGE_DIM = "weight_change_sq", "stat"
 #: Dimension names a user's extra probe set may not use.
-RESERVED_DIMS = ("step", "neuron", "signal", "feature", "basis", "basis_dual")
+RESERVED_DIMS = ("step", "neuron", "signal", "feature", "basis", "basis_dual", CHANGE_DIM)
 
 
 def site_arrays(
@@ -49,6 +53,8 @@ def site_arrays(
     weight: np.ndarray | None,
     store_probes: bool,
     step_dims: Mapping[str, str],
+    coords: Mapping[str, tuple[str, np.ndarray]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a site group holds besides the per-step data, from host arrays.
 
@@ -62,6 +68,9 @@ def site_arrays(
     weight : initial weights ``(neuron, feature)`` or None (not stored).
     store_probes : store the probe vectors themselves.
     step_dims : per-step variable ``name -> its probe dimension``.
+    coords : extra coordinates ``name -> (dim, values)``: a dimension's own coordinate when ``name == dim`` (a
+        per-step variable's extra dimension), else stored as ``name(dim)`` (e.g. conv patch positions).
+    attrs : extra attributes of the site group.
 
     Returns
     -------
@@ -69,6 +78,7 @@ def site_arrays(
         ``coords``, ``static`` (name -> (dims, values)), ``step_vars`` (name -> ("neuron", dim)) and ``attrs``.
     """
     d = signals.shape[1]
+    more = dict(coords or {})
     coords: dict[str, np.ndarray] = {
         "neuron": np.arange(neurons),
         "signal": np.array(signal_names),
@@ -77,6 +87,9 @@ def site_arrays(
     }
     for dim, vecs in extra.values():
         coords.setdefault(dim, np.arange(vecs.shape[0]))
+    for name, (dim, values) in more.items():
+        if name == dim:
+            coords[dim] = np.asarray(values)
     basis_names = [f"signal:{k}" for k in signal_names] + [f"sample:{i}" for i in range(noise.shape[0])]
     coords["basis"] = np.array(basis_names)
     coords["basis_dual"] = np.array(basis_names)
@@ -91,11 +104,14 @@ def site_arrays(
             static[f"{ename}_vectors"] = ((dim, "feature"), vecs)
     if weight is not None:
         static["weight_init"] = (("neuron", "feature"), weight)
+    for name, (dim, values) in more.items():
+        if name != dim:
+            static[name] = ((dim,), np.asarray(values))
     return {
         "coords": coords,
         "static": static,
         "step_vars": {var: ("neuron", dim) for var, dim in step_dims.items()},
-        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names)},
+        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names), **dict(attrs or {})},
     }
 
 

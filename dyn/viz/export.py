@@ -13,6 +13,9 @@ for xarray users: per site ``signal_inner(step, neuron, signal)``, ``noise_inner
 other probe set, with the exact ``gamma`` and ``rho`` on the same dims; compressed, CF-style attributes, and the
 provenance of the source store. They are written chunk by chunk of steps (dask), so peak memory is bounded by a
 chunk, not by the store.
+
+The raw inner products never depend on the γ/ρ solve: ``quantities=("signal_inner", "noise_inner")`` reads the
+recording only, and with the default quantities a site whose solve fails is exported without γ/ρ (with a warning).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, DynError, StoreError
 from ..analysis.run import Run
 from ..store import reading
 
@@ -35,6 +38,8 @@ __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "e
 GRID_FORMATS = ("grid-netcdf", "grid-zarr")
 FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS)
 REDUCTIONS = ("none", "max", "absmax", "mean")
+#: the exact coefficients; every recorded probe set (``<name>_inner``) can be exported too
+COEFFICIENTS = ("gamma", "rho")
 COLUMNS = ["run", "site", "step", "neuron", "probe", "signal", "sample", "quantity", "value"]
 
 
@@ -46,17 +51,50 @@ def _reduce(da: xr.DataArray, dims: list[str], how: str) -> xr.DataArray:
     return da.mean(dims)
 
 
-def _blocks(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
+def _quantities(quantities: tuple[str, ...] | None) -> tuple[tuple[str, ...] | None, bool]:
+    """The quantities asked for (None: every probe set and γ/ρ) and whether they were asked for explicitly."""
+    if quantities is None:
+        return None, False
+    quantities = tuple(quantities)
+    unknown = [q for q in quantities if q not in COEFFICIENTS and not str(q).endswith("_inner")]
+    if unknown or not quantities:
+        raise ConfigError(f"unknown quantity {unknown[0] if unknown else None!r} "
+                          f"(choose from {', '.join(COEFFICIENTS)} or a recorded probe set <name>_inner)")
+    return quantities, True
+
+
+def _blocks(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None = None) -> Iterator[pd.DataFrame]:
     with reading(run.path, "the recorded curves"):
-        yield from _blocks_unchecked(run, reduce, step_block)
+        yield from _blocks_unchecked(run, reduce, step_block, *_quantities(quantities))
 
 
-def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.DataFrame]:
+def _sources(run: Run, site: str, quantities: tuple[str, ...] | None, explicit: bool) -> dict[str, xr.DataArray]:
+    """Every probe set of the site (``*_inner``), then the exact coefficients, restricted to ``quantities``."""
+    ds = run.site(site)
+    wanted = lambda q: quantities is None or q in quantities  # noqa: E731
+    sources = {name: ds[name].astype(np.float64) for name in ds.data_vars if name.endswith("_inner") and wanted(name)}
+    if explicit:
+        missing = [q for q in quantities if q.endswith("_inner") and q not in ds.data_vars]
+        if missing:
+            raise ConfigError(f"site {site!r} has no probe set {missing[0]!r}")
+    coefficients = [q for q in COEFFICIENTS if wanted(q)]
+    if coefficients:
+        try:
+            coeffs = run.coefficients(site)
+        except DynError as exc:
+            if explicit:
+                raise
+            warnings.warn(f"site {site!r}: exporting the raw inner products only, gamma/rho failed: {exc}", stacklevel=4)
+        else:
+            sources.update({q: coeffs[q] for q in coefficients})
+    return sources
+
+
+def _blocks_unchecked(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None,
+                      explicit: bool) -> Iterator[pd.DataFrame]:
     for site in run.sites:
         ds = run.site(site)
-        coeffs = run.coefficients(site)
-        sources = {name: ds[name].astype(np.float64) for name in ds.data_vars if name.endswith("_inner")}
-        sources.update(gamma=coeffs["gamma"], rho=coeffs["rho"])  # every probe set, then the exact coefficients
+        sources = _sources(run, site, quantities, explicit)
         n = ds.sizes["step"]
         for start in range(0, n, step_block):
             part = slice(start, min(start + step_block, n))
@@ -83,8 +121,12 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int) -> Iterator[pd.Dat
                 yield frame[COLUMNS]
 
 
-def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", step_block: int = 10_000) -> pd.DataFrame:
+def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", step_block: int = 10_000,
+         quantities: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The whole long-form table in memory (use :func:`export` to stream big runs to disk).
+
+    ``quantities`` picks probe sets (``signal_inner``, ``noise_inner``, ...) and coefficients (``gamma``, ``rho``);
+    default all. The raw inner products alone never run the solve.
 
     Examples
     --------
@@ -98,7 +140,7 @@ def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", st
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     run = Run.coerce(run)
-    return pd.concat(list(_blocks(run, reduce, step_block)), ignore_index=True)
+    return pd.concat(list(_blocks(run, reduce, step_block, quantities)), ignore_index=True)
 
 
 def export(
@@ -109,12 +151,13 @@ def export(
     reduce: str = "none",
     overwrite: bool = False,
     step_block: int = 2_000,
+    quantities: tuple[str, ...] | None = None,
 ) -> Path:
     """Write the long-form table to ``out`` as CSV, Parquet or NetCDF (format from the suffix if not given).
 
     CSV and Parquet are streamed block by block of steps; NetCDF is assembled in memory. The file is written to
     a temporary name and moved into place only when complete, so a failed export never leaves a partial file or
-    touches an existing one.
+    touches an existing one. ``quantities`` as in :func:`tidy`.
 
     Raises
     ------
@@ -133,6 +176,7 @@ def export(
         raise ConfigError(f"unknown export format {format!r} (choose from {', '.join(FORMATS)})")
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
+    _quantities(quantities)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
     parent = out.parent if str(out.parent) else Path(".")
@@ -145,7 +189,7 @@ def export(
     run = Run.coerce(run)
     tmp = out.with_name(f".{out.name}.partial")
     try:
-        blocks = _blocks(run, reduce, step_block)
+        blocks = _blocks(run, reduce, step_block, quantities)
         if format == "csv":
             with open(tmp, "w", newline="") as f:
                 for i, frame in enumerate(blocks):

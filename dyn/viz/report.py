@@ -14,6 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..analysis.run import Run
+from ..errors import ConfigError
 from ..store.outputs import save_figure, staged_folder
 from ..theory.base import Theory
 from ..theory.compare import compare, resolve_theory
@@ -78,14 +79,18 @@ def write_report(
     name and moved into place when complete. ``echo`` receives the terminal output, line by line.
     """
     runs = [Run.coerce(r) for r in runs]
-    theories = [resolve_theory(run, theory) for run in runs]
+    theories = [_theory_or_none(run, theory) for run in runs]
     names = _unique_names(runs)
     out = Path(out)
     with staged_folder(out, overwrite=overwrite) as tmp:
-        titles = sorted({th.name for th in theories})
+        titles = sorted({th.name if th is not None else "theory-free summary" for th in theories})
         report = [f"# dyn analysis: {', '.join(titles)}", ""]
-        report += [f"- **{th.name}**: {th.description}" for th in {th.name: th for th in theories}.values()] + [""]
+        report += [f"- **{th.name}**: {th.description}"
+                   for th in {th.name: th for th in theories if th is not None}.values()] + [""]
         for name, run, th in zip(names, runs, theories):
+            if th is None:
+                report += _summary_section(name, run, tmp, echo)
+                continue
             table = compare(run, th)
             reg = table.attrs["regime"]
             counts = table["verdict"].value_counts().to_dict()
@@ -117,3 +122,35 @@ def write_report(
 
         write_html_report(runs, tmp / "report.html", names=names, theories=theories)
     return out
+
+
+# -- runs no theory judges (a user's own model) ------------------------------------------------------------------
+def _theory_or_none(run: Run, theory: str | Theory | None) -> Theory | None:
+    """The named theory, the run's registered one, or None when none is named and none is registered."""
+    if theory is not None:
+        return resolve_theory(run, theory)
+    try:
+        return resolve_theory(run, None)
+    except ConfigError:
+        return None
+
+
+def _summary_section(name: str, run: Run, tmp: Path, echo) -> list[str]:
+    """Report lines, CSV and figures of :func:`dyn.analysis.summary.summary` for a run no theory judges."""
+    from ..analysis.summary import summary
+
+    table = summary(run)
+    shown = table.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    echo(f"== {name} ({run.path})")
+    echo("no registered theory judges this run: theory-free summary")
+    echo(shown.to_string(index=False))
+    echo("")
+    table.to_csv(tmp / f"{name}-summary.csv", index=False)
+    lines = [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, {len(run.steps)} recorded "
+             "steps. No registered theory judges this run (pass `--theory NAME` to use one); the theory-free "
+             "summary follows (`dyn.summary`).", "", markdown_table(shown, columns=list(table.columns)), ""]
+    for site in run.sites:
+        save_figure(plot.plot_coefficients(run, site=site, theory=False, title=f"{name}: {site}"), tmp,
+                    f"{name}-{site}-coefficients")
+        lines += [f"![{name} {site} coefficients]({name}-{site}-coefficients.png)", ""]
+    return lines

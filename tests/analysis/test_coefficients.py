@@ -85,12 +85,16 @@ def test_proof_quantities_definitions(tiny, tmp_path):
 
 
 def test_dependent_basis_is_reported(tmp_path):
+    """A dependent basis is refused by the exact solve and projected by default (tests/analysis/test_projection.py)."""
     w = torch.nn.Parameter(torch.randn(3, 4))
     site = dyn.Site(w, signals={"mu": torch.ones(4)}, noise=torch.randn(6, 4))  # 7 probes in 4 dimensions
     with dyn.Recorder(tmp_path / "d.zarr", sites={"h": site}) as rec:
         rec.step()
+    ds = dyn.open(tmp_path / "d.zarr")["h"].to_dataset()
     with pytest.raises(dyn.StoreError, match="linearly dependent"):
-        coefficients(dyn.open(tmp_path / "d.zarr")["h"].to_dataset())
+        coefficients(ds, method="exact")
+    c = coefficients(ds)
+    assert c.attrs["method"] == "projection" and c.attrs["rank"] == 4
 
 
 def test_accessors(tiny, tmp_path):
