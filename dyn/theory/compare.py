@@ -14,14 +14,25 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.run import Run
+from ..errors import ConfigError
 from .base import Theory, get_theory, theory_for
 
-__all__ = ["compare", "regime", "resolve_theory"]
+__all__ = ["compare", "regime", "resolve_theory", "theory_or_none"]
 
 
 def resolve_theory(run: Run, theory: str | Theory | None) -> Theory:
     """``theory`` by name or instance, or (None) the registered theory of the run's setup."""
     return theory_for(run) if theory is None else get_theory(theory)
+
+
+def theory_or_none(run: Run, theory: str | Theory | None) -> Theory | None:
+    """The named theory, else the run's registered one, else None (a run no theory judges, e.g. a user's model)."""
+    if theory is not None:
+        return get_theory(theory)
+    try:
+        return theory_for(run)
+    except ConfigError:
+        return None
 
 
 def compare(run: str | os.PathLike | xr.DataTree | Run, theory: str | Theory | None = None) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..analysis.run import Run
 from ..theory.base import Theory
-from ..theory.compare import compare, resolve_theory
+from ..theory.compare import compare, theory_or_none
 
 __all__ = ["write_html_report", "MAX_NEURONS", "MAX_POINTS"]
 
@@ -244,6 +244,13 @@ reason in the observed column.</dd>
 """
 
 
+def _no_claims() -> pd.DataFrame:
+    """The claim table of a run no theory judges: no rows."""
+    table = pd.DataFrame(columns=["claim", "stage", "statement", "predicted", "observed", "verdict"])
+    table.attrs.update(theory=None, regime={})
+    return table
+
+
 def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.PathLike, *,
                       names: Sequence[str] | None = None,
                       theories: Sequence[str | Theory | None] | str | Theory | None = None,
@@ -280,12 +287,13 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
     names = list(names) if names is not None else [r.name for r in runs]
     if theories is None or isinstance(theories, (str, Theory)):
         theories = [theories] * len(runs)
-    resolved = [resolve_theory(run, th) for run, th in zip(runs, theories)]
-    tables = list(tables) if tables is not None else [compare(run, th) for run, th in zip(runs, resolved)]
+    resolved = [theory_or_none(run, th) for run, th in zip(runs, theories)]
+    if tables is None:
+        tables = [compare(run, th) if th is not None else _no_claims() for run, th in zip(runs, resolved)]
 
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f'<p class="small">written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by dyn; '
-                f"theories: {html.escape(', '.join(sorted({th.name for th in resolved})))}. Every figure zooms "
+                f"theories: {html.escape(', '.join(sorted({th.name for th in resolved if th is not None})) or 'none')}. Every figure zooms "
                 "(drag; double-click resets) and has a log/linear toggle; hover a line to see its neuron.</p>",
                 "<h2>Runs side by side</h2>", _summary_table(runs, names, tables),
                 "<h2>Claims</h2>", _claims_side_by_side(names, tables), "<h3>Definitions</h3>", _DEFINITIONS]
@@ -301,7 +309,10 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
             for quantity, word in (("gamma", "signal learning γ"), ("rho", "noise memorization ρ")):
                 fig, note = _coefficient_figure(run, site, quantity, th, f"{name}, site {site}: {word}")
                 sections.append(_figure_div(fig, f"fig-{k}-{j}-{quantity}", log=True, note=note))
-        sections += [f"<h3>Claims of {html.escape(th.name)} on {html.escape(name)}</h3>", _claim_table(name, table)]
+        if th is not None:
+            sections += [f"<h3>Claims of {html.escape(th.name)} on {html.escape(name)}</h3>", _claim_table(name, table)]
+        else:
+            sections.append("<p>No registered theory judges this run (see the theory-free summary in report.md).</p>")
     page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
             f"<script>{get_plotlyjs()}</script><script>{_TOGGLE_JS}</script></head><body>"

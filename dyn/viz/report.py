@@ -14,10 +14,9 @@ from typing import Sequence
 import pandas as pd
 
 from ..analysis.run import Run
-from ..errors import ConfigError
 from ..store.outputs import save_figure, staged_folder
 from ..theory.base import Theory
-from ..theory.compare import compare, resolve_theory
+from ..theory.compare import compare, theory_or_none
 from . import plot
 
 __all__ = ["format_table", "markdown_table", "write_report"]
@@ -79,7 +78,7 @@ def write_report(
     name and moved into place when complete. ``echo`` receives the terminal output, line by line.
     """
     runs = [Run.coerce(r) for r in runs]
-    theories = [_theory_or_none(run, theory) for run in runs]
+    theories = [theory_or_none(run, theory) for run in runs]
     names = _unique_names(runs)
     out = Path(out)
     with staged_folder(out, overwrite=overwrite) as tmp:
@@ -125,16 +124,6 @@ def write_report(
 
 
 # -- runs no theory judges (a user's own model) ------------------------------------------------------------------
-def _theory_or_none(run: Run, theory: str | Theory | None) -> Theory | None:
-    """The named theory, the run's registered one, or None when none is named and none is registered."""
-    if theory is not None:
-        return resolve_theory(run, theory)
-    try:
-        return resolve_theory(run, None)
-    except ConfigError:
-        return None
-
-
 def _summary_section(name: str, run: Run, tmp: Path, echo) -> list[str]:
     """Report lines, CSV and figures of :func:`dyn.analysis.summary.summary` for a run no theory judges."""
     from ..analysis.summary import summary
