@@ -30,7 +30,7 @@ from ...errors import NotCheckable
 from ..base import Claim, Outcome
 from . import constants as C
 from .params import ASSUMPTIONS, Params, conditions
-from .quantities import (coefficient_maxima, index_at, mean_negatives, moved, noise_curve, proof, signal_curve,
+from .quantities import (coefficient_maxima, coefficients_of, index_at, mean_negatives, moved, noise_curve, proof, signal_curve,
                          stage1_end)
 
 __all__ = ["ClaimSpec", "CLAIMS", "claim", "claims_for", "condition_claims"]
@@ -410,8 +410,8 @@ def _stage2_start(run: Any, p: Params) -> int:
 def log_bound(run: Any, p: Params) -> Outcome:
     _stage2_start(run, p)
     bound = math.log(C.LOG_BOUND_FACTOR * p.M * max(p.last_step, 1))
-    worst = max(max(float(np.abs(run.coefficients(s)["gamma"].values).max()),
-                    float(np.abs(run.coefficients(s)["rho"].values).max())) for s in run.sites)
+    worst = max(max(float(np.abs(coefficients_of(run, s)["gamma"].values).max()),
+                    float(np.abs(coefficients_of(run, s)["rho"].values).max())) for s in run.sites)
     return Outcome(f"max |gamma|, |rho| = {_fmt(worst)}", worst <= bound, {"max": worst, "bound": bound})
 
 
@@ -437,7 +437,10 @@ def averaged_loss(run: Any, p: Params) -> Outcome:
     dist2 = 0.0
     for site in run.sites:
         ds = run.site(site)
-        w = weights_at(ds, int(run.steps[i1]), run.coefficients(site))
+        missing = [v for v in ("weight_init", "signal_vectors", "noise_vectors") if v not in ds]
+        if missing:
+            raise NotCheckable(f"W* needs the stored weights and probe vectors; site {site} lacks {', '.join(missing)}")
+        w = weights_at(ds, int(run.steps[i1]), coefficients_of(run, site))
         w_star = ds["weight_init"].values.astype(np.float64)
         if p.multi:
             mu = ds["signal_vectors"].values[0].astype(np.float64)
@@ -484,10 +487,10 @@ def scale_gap(run: Any, p: Params) -> Outcome:
     if p.multi:
         _need_moved(run, "h", "gamma")
         bound = p.noise_init
-        worst = max(float(np.abs(run.coefficients(s)["rho"].values[i1:]).max()) for s in ("h", "g"))
+        worst = max(float(np.abs(coefficients_of(run, s)["rho"].values[i1:]).max()) for s in ("h", "g"))
         return Outcome(f"max |rho|, |rho~| after T1 = {_fmt(worst)}", worst <= bound, {"max": worst, "bound": bound})
     _need_moved(run, "h", "rho")
-    g = run.coefficients("h")["gamma"].values
+    g = coefficients_of(run, "h")["gamma"].values
     beta = float(np.abs(g[i1]).max())
     worst = float(np.abs(g[i1:]).max())
     return Outcome(f"max |gamma| after T1 = {_fmt(worst)} vs 3 beta = {_fmt(C.SCALE_GAP_SINGLE * beta)}",
@@ -527,7 +530,7 @@ def downstream(run: Any, p: Params) -> Outcome:
 def _tol(run: Any, site: str) -> float:
     """Rounding allowance of an exact identity: the solve's float32 error bound, times 16 for the float32
     arithmetic of training itself (a real violation moves a coefficient by a gradient step, orders larger)."""
-    return 16 * run.coefficients(site).attrs["solve_error_bound"] + 1e-12
+    return 16 * coefficients_of(run, site).attrs["solve_error_bound"] + 1e-12
 
 
 @claim("invariant.signal_sign", "invariant",
@@ -543,7 +546,7 @@ def signal_sign(run: Any, p: Params) -> Outcome:
         raise NotCheckable("no neuron has the same initial signal sign in both encoders")
     signs = run.site("h")["signal_inner"].values[:, :, 0]
     same = ((signs > 0) == u0[None])[:, keep]
-    g = run.coefficients("h")["gamma"].values[:, :, 0][:, keep]
+    g = coefficients_of(run, "h")["gamma"].values[:, :, 0][:, keep]
     dg = np.diff(g, axis=0) * np.where(u0[keep], 1.0, -1.0)[None]
     mono = dg >= -_tol(run, "h")
     return Outcome(f"sign kept in {same.mean():.1%} of (step, neuron); gamma monotone in {mono.mean():.1%}",
@@ -564,7 +567,7 @@ def noise_gating(run: Any, p: Params) -> Outcome:
     _need_moved(run, "h", "rho")
     worst, fracs, tols = 0.0, [], []
     for site in run.sites:
-        rho = run.coefficients(site)["rho"].values
+        rho = coefficients_of(run, site)["rho"].values
         gate = run.site(site)["noise_inner"].values[:-1] <= 0
         change = np.abs(np.diff(rho, axis=0))[gate]
         tol = _tol(run, site)
@@ -583,7 +586,7 @@ def noise_exact_zero(run: Any, p: Params) -> Outcome:
     neg = ~pq["I_plus0"].values
     if not neg.any():
         raise NotCheckable("no (neuron, sample) pair starts in I-(0)")
-    rho = np.abs(run.coefficients("h")["rho"].values)[:, neg]
+    rho = np.abs(coefficients_of(run, "h")["rho"].values)[:, neg]
     bad = rho > _tol(run, "h")
     flipped = pq["I_plus"].values[:, neg]
     return Outcome(f"rho != 0 for {bad[-1].mean():.1%} of pairs in I-(0) by the end; {flipped[-1].mean():.1%} changed sign",
@@ -596,7 +599,7 @@ def _case(k: int) -> Callable[[Any, Params], Outcome]:
     def check(run: Any, p: Params) -> Outcome:
         _need_moved(run, "h", "rho")
         ih, ig = proof(run, "h")["I_plus0"].values, proof(run, "g")["I_plus0"].values
-        rho, rhot = run.coefficients("h")["rho"].values, run.coefficients("g")["rho"].values
+        rho, rhot = coefficients_of(run, "h")["rho"].values, coefficients_of(run, "g")["rho"].values
         th, tg = _tol(run, "h"), _tol(run, "g")
         if k == 1:
             sel = ~ih & ~ig

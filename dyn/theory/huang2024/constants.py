@@ -86,6 +86,8 @@ ERROR_SMALL = 0.1
 # -- what dyn needs to call something observed ---------------------------------------------------------------------------------
 #: Confidence level of every interval a verdict uses.
 LEVEL = 0.95
+#: Largest normalised Gram condition for which float32 recordings determine γ/ρ to about 1e-3 relative.
+MAX_BASIS_CONDITION = 1e4
 #: A coefficient counts as moved when it exceeds this many times the solve's float32 error bound.
 MOVED_FACTOR = 100.0
 

@@ -16,11 +16,12 @@ import xarray as xr
 
 from ...analysis.coefficients import coefficients
 from ...analysis.phases import Stage1Fit, fit_stage1
-from ...errors import PhaseError
+from ...errors import NotCheckable, PhaseError
 from . import constants as C
 
 __all__ = ["proof_quantities", "proof", "mean_negatives", "negatives_range", "signal_curve", "noise_curve",
-           "coefficient_maxima", "Stage1End", "stage1_end", "moved", "cached", "index_at"]
+           "coefficient_maxima", "Stage1End", "stage1_end", "moved", "cached", "index_at",
+           "basis_condition", "coefficients_of"]
 
 
 def cached(run: Any, key: Any, compute):
@@ -57,10 +58,42 @@ def proof_quantities(site: xr.Dataset, coeffs: xr.Dataset | None = None) -> xr.D
     )
 
 
+def basis_condition(run: Any, site: str) -> float:
+    """Condition number of the site's Gram matrix normalised to unit diagonal (the solve ``c = D K⁻¹ ΔP`` is
+    scale-free, so the scale of the probes does not count); ``inf`` when the basis is dependent."""
+    def compute() -> float:
+        gram = np.asarray(run.site(site)["gram"].values, dtype=np.float64)
+        scale = np.sqrt(np.clip(np.diag(gram), 1e-300, None))
+        eig = np.linalg.eigvalsh(gram / scale[:, None] / scale[None, :])
+        return float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+
+    return cached(run, ("huang2024.condition", site), compute)
+
+
+def coefficients_of(run: Any, site: str) -> xr.Dataset:
+    """The run's exact γ/ρ of ``site``, refused (NotCheckable) when they are not determined.
+
+    The exact decomposition needs a well-conditioned basis: with float32 recordings a coefficient's relative error
+    is about ``condition × 6e-8``, so a basis whose normalised Gram condition exceeds
+    :data:`~.constants.MAX_BASIS_CONDITION` (e.g. signals that are class means of the noise rows) gives numbers
+    that mean nothing. A decomposition marked ``exact = False`` (a projection onto a rank-deficient basis) cannot
+    test the theorem's exact statements either.
+    """
+    cond = basis_condition(run, site)
+    if not cond <= C.MAX_BASIS_CONDITION:
+        raise NotCheckable(f"gamma/rho are not determined: the probe basis of site {site} is numerically dependent "
+                           f"(normalised Gram condition {cond:.3g} > {C.MAX_BASIS_CONDITION:.0e})")
+    c = run.coefficients(site)
+    if c.attrs.get("exact") is False:
+        raise NotCheckable(f"gamma/rho of site {site} are a projection (rank-deficient basis), not the exact "
+                           "decomposition the theorem is written in")
+    return c
+
+
 def proof(run: Any, site: str) -> xr.Dataset:
     """:func:`proof_quantities` of a run's site, computed once per run."""
     return cached(run, ("huang2024.proof", site),
-                  lambda: proof_quantities(run.site(site), run.coefficients(site)).compute())
+                  lambda: proof_quantities(run.site(site), coefficients_of(run, site)).compute())
 
 
 def _negative_counts(run: Any) -> np.ndarray:
@@ -102,7 +135,7 @@ def noise_curve(run: Any) -> np.ndarray:
 def coefficient_maxima(run: Any, site: str = "h") -> tuple[np.ndarray, np.ndarray]:
     """max_r |γ_r(t)| and max_{r,i} ρ_{r,i}(t) per step: the quantities the regime is decided on."""
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        c = run.coefficients(site)
+        c = coefficients_of(run, site)
         return np.abs(c["gamma"].values).max(axis=(1, 2)), c["rho"].values.max(axis=(1, 2))
 
     return cached(run, ("huang2024.maxima", site), compute)
@@ -114,7 +147,7 @@ def moved(run: Any, site: str, what: str = "rho") -> tuple[bool, float, float]:
     A check of an invariant on a run where nothing moved cannot fail; it is not evidence.
     """
     def compute() -> tuple[bool, float, float]:
-        c = run.coefficients(site)
+        c = coefficients_of(run, site)
         tol = C.MOVED_FACTOR * float(c.attrs["solve_error_bound"]) + 1e-12
         biggest = float(np.abs(c[what].values).max())
         return biggest > tol, biggest, tol

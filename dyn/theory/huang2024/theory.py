@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import NotCheckable
 from ..base import Claim, Theory, register
 from .claims import claims_for
 from .params import Params, conditions, hypotheses_status
@@ -89,7 +90,12 @@ class Huang2024(Theory):
         else:
             predicted = "noise memorization"
             condition = f"n SNR^2 = {_fmt(p.n_snr2)} (<= 1.8)"
-        g, r = coefficient_maxima(run)
+        try:
+            g, r = coefficient_maxima(run)
+        except NotCheckable as exc:
+            return {"modality": p.modality, "condition": condition, "predicted_winner": predicted,
+                    "observed_winner": None, "note": str(exc), "assumptions_met": not [k for k, v in met.items() if v is False],
+                    "agrees": None}
         i = index_at(run, p.T1)
         reached = i is not None
         i = len(run.steps) - 1 if i is None else i
@@ -115,6 +121,8 @@ class Huang2024(Theory):
         """Modality, n·SNR², C_μ, Assumption 4.1, the leader at T₁, the coefficients at the end, the probe."""
         p = Params.from_run(run)
         reg = self.regime(run)
+        if reg.get("observed_winner") is None:
+            return {"modality": p.modality, "n SNR^2": round(p.n_snr2, 4), "note": reg.get("note", "")}
         g, r = coefficient_maxima(run)
         out: dict[str, Any] = {
             "modality": p.modality,
