@@ -118,7 +118,9 @@ CASES = [
                          ids=[f"{c[0]}-{c[1]}-{c[3].replace(' ', '_')}-{i}" for i, c in enumerate(CASES)])
 def test_claim_on_a_run_with_a_known_answer(synthetic, name, modality, options, expected, why):
     table = dyn.compare(synthetic(modality, **options))
-    outside = "config" in options
+    # dyn's nu is parallel to mu (the paper's experiment), outside §3.3's test distribution: the downstream claim is
+    # always a prediction outside its assumptions here
+    outside = "config" in options or name == "theorem.downstream"
     assert_verdicts(table, {name: (expected, not outside)})
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ...setups.huang2024.config import Config
 from . import constants as C
 
-__all__ = ["Params", "Condition", "conditions", "hypotheses_status", "ASSUMPTIONS"]
+__all__ = ["Params", "Condition", "conditions", "hypotheses_status", "ASSUMPTIONS", "TEST_SIGNAL"]
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,12 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-#: The names of the Assumption 4.1 conditions (the claims' hypotheses), both modalities.
+#: The names of the Assumption 4.1 conditions (the claims' hypotheses), both modalities; the downstream claim also
+#: needs :data:`TEST_SIGNAL`.
 ASSUMPTIONS = ("assumption.high_dimension", "assumption.learning_rate", "assumption.init_scale",
                "assumption.width_and_samples", "assumption.augmentation", "assumption.snr", "assumption.c_mu",
                "assumption.algorithm")
+TEST_SIGNAL = "assumption.test_signal"
 
 
 def conditions(p: Params) -> list[Condition]:
@@ -247,6 +249,14 @@ def conditions(p: Params) -> list[Condition]:
                          "full-batch gradient descent, augmentation noise drawn once per sample",
                          "optimizer = gd, redraw_eps = false",
                          f"optimizer = {cfg.optimizer}, redraw_eps = {str(cfg.redraw_eps).lower()}", algo_ok, {}, True))
+
+    # §3.3: the OOD test signal overlaps mu only weakly; only the downstream claim needs it
+    overlap = p.config.nu_norm * p.mu if p.config.nu_axis == p.config.mu_axis else 0.0
+    overlap_max = p.mu**2 / math.sqrt(d)
+    out.append(Condition("assumption.test_signal", "§3.3 (test distribution; see typo list §12.7)",
+                         "<nu, mu> = O(|mu|^2 d^(-1/2)), read as <nu, mu> <= |mu|^2/sqrt(d)",
+                         f"<nu, mu> <= {_fmt(overlap_max)}", f"<nu, mu> = {_fmt(overlap)}", overlap <= overlap_max,
+                         {"overlap": overlap, "bound": overlap_max}, True))
 
     # constants of the proofs (reported, not gating)
     n_min = (C.N_MIN_MULTI if p.multi else C.N_MIN_SINGLE) * L["L4"]
