@@ -18,12 +18,12 @@ def tiny(modality: str = "single", n_snr2: float | None = None, c_mu: float | No
 
 #: name -> (config, evaluate_every)
 PANEL = {
-    "untrained": (tiny(eta=1e-9), 20),
+    "untrained": (tiny(eta=1e-9), None),
     "one-step": (tiny(steps=1), None),
     "single-below": (tiny(), 20),
     "single-above": (tiny(n_snr2=8.0), 20),
     "multi-above": (tiny("multi", n_snr2=2.0, c_mu=4.0), 20),
-    "multi-below": (tiny("multi", c_mu=1.0, steps=120), 40),
-    "theorem-single": (dyn.load_preset("huang2024-theorem", steps=140), 70),
-    "theorem-multi": (dyn.load_preset("huang2024-theorem", modality="multi", steps=80), 40),
+    "multi-below": (tiny("multi", n_snr2=1.0, c_mu=1.5), 20),
+    "theorem-single": (dyn.load_preset("huang2024-theorem", steps=140), 140),
+    "theorem-multi": (dyn.load_preset("huang2024-theorem", modality="multi", steps=80), 80),
 }
