@@ -86,10 +86,18 @@ def test_imports_respect_the_layers(path):
         other = _layer(target)
         if other is None or other == layer:
             continue
+        if layer == "theory" and paper is not None and target.startswith(f"dyn.setups.{paper}.config"):
+            continue  # a theorem reads its own setup's typed config (a module without torch, checked below)
         assert other in ALLOWED[layer], f"{module} ({layer}) imports {target} ({other})"
         other_paper = _paper(target)
         if other_paper is not None:
             assert other_paper == paper, f"{module} imports {target}: only {other_paper}'s own modules may"
+
+
+@pytest.mark.parametrize("path", sorted(PKG.glob("setups/*/config.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_setup_configs_that_theories_read_import_no_torch(path):
+    assert not [t for t in _imports(path) if t == "torch" or t.startswith("torch.")]
+    assert not [t for t in _imports(path) if t.startswith("dyn.") and _layer(t) not in (None, "setups")]
 
 
 def _code_words(path: Path) -> set[str]:

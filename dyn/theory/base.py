@@ -33,9 +33,10 @@ __all__ = ["VERDICTS", "CONDITION_STAGES", "Verdict", "Claim", "Theory", "NotChe
            "get_theory", "available_theories", "theory_for", "summarize"]
 
 VERDICTS = ("holds", "violated", "not checkable")
-#: Stages whose rows are conditions (the theorem's hypotheses, a proof's constants), not claims: they are not counted
-#: as claims in :func:`summarize` and have no ``hypotheses_met`` of their own.
-CONDITION_STAGES = ("assumption", "proof constant")
+#: Stages whose rows are conditions, not claims: ``"assumption"`` (the theorem's hypotheses) and ``"condition"``
+#: (other sufficient conditions a theory reports, e.g. explicit constants of its derivations). They are not counted as
+#: claims in :func:`summarize` and have no ``hypotheses_met`` of their own.
+CONDITION_STAGES = ("assumption", "condition")
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Claim:
     Attributes
     ----------
     name : dotted identifier, e.g. ``"stage1.signal_bound"``.
-    stage : ``"assumption"``, ``"proof constant"``, ``"regime"``, ``"stage 1"``, ``"T1"``, ``"stage 2"``,
+    stage : ``"assumption"``, ``"condition"``, ``"regime"``, ``"stage 1"``, ``"T1"``, ``"stage 2"``,
         ``"invariant"``, ...; the first two are conditions, not claims (:data:`CONDITION_STAGES`).
     statement : the claim in words, with its source (lemma/equation).
     predicted : the prediction for this run's config, in words and numbers.

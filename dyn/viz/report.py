@@ -30,7 +30,7 @@ __all__ = ["format_table", "markdown_table", "summary_lines", "side_by_side", "w
 
 #: What a verdict means, printed once at the top of a report (the README's analysis section says more).
 MEANING = ("A verdict compares one run with one statement of the theorem. *holds*: the run is consistent with the "
-           "statement on the steps it covers, which is evidence, not proof. *violated*: the run contradicts it. "
+           "statement on the steps it covers, which is evidence, not a demonstration. *violated*: the run contradicts it. "
            "*not checkable*: the run cannot decide (too short, nothing moved, an interval that straddles the "
            "prediction, or a bound that cannot fail on this run); the reason is given. A claim whose hypotheses hold "
            "for the run is a **test of the theorem**; one checked outside the theorem's assumptions is the theorem's "

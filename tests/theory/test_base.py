@@ -53,7 +53,7 @@ def test_hypotheses_met_from_the_theory_the_run_and_numbers():
 def test_summary_separates_tests_from_predictions_outside_the_assumptions():
     verdicts = [
         Verdict("assumption.d", "assumption", "", "", "", "violated"),
-        Verdict("proof.n", "proof constant", "", "", "", "violated"),
+        Verdict("proof.n", "condition", "", "", "", "violated"),
         Verdict("a", "stage 1", "", "", "", "holds", hypotheses_met=True),
         Verdict("b", "stage 1", "", "", "", "violated", hypotheses_met=False, unmet=("assumption.d",)),
         Verdict("c", "T1", "", "", "", "not checkable", hypotheses_met=False),

@@ -151,6 +151,6 @@ def test_a_dependent_probe_basis_is_refused_not_judged(synthetic):
     """Regression (issue 9, defect 6): signals that are class means of the noise rows make the Gram matrix singular;
     the exact solve then returned |gamma|, |rho| ~ 1e8 and verdicts were drawn from them."""
     table = dyn.compare(synthetic("single", dependent_basis=True))
-    claims = table[~table["stage"].isin(["assumption", "proof constant"])]
+    claims = table[~table["stage"].isin(["assumption", "condition"])]
     assert set(claims["verdict"]) == {"not checkable"}
     assert claims["reason"].str.contains("numerically dependent").sum() >= len(claims) - 2

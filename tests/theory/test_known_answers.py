@@ -150,7 +150,7 @@ def test_known_answer(panel, name):
     # the ReLU gate is an identity of the update (no hypotheses); the downstream claim also needs §3.3's test signal
     met = {"invariant.noise_gating": True, "theorem.downstream": False}
     expected = {claim: (verdict, met.get(claim, inside)) for claim, verdict in EXPECTED[name].items()}
-    claims = set(table.loc[~table["stage"].isin(["assumption", "proof constant"]), "claim"])
+    claims = set(table.loc[~table["stage"].isin(["assumption", "condition"]), "claim"])
     assert claims == set(expected), "every claim has an expected verdict"
     assert_verdicts(table, expected)
     if inside:

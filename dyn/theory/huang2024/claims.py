@@ -88,7 +88,7 @@ def condition_claims(p: Params) -> list[Claim]:
     out = []
     for c in conditions(p):
         outcome = Outcome(c.observed, c.met, dict(c.numbers))
-        out.append(Claim(c.name, "assumption" if c.gating else "proof constant", f"{c.statement} ({c.source})",
+        out.append(Claim(c.name, "assumption" if c.gating else "condition", f"{c.statement} ({c.source})",
                          c.required, lambda run, o=outcome: o))
     return out
 

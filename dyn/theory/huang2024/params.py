@@ -258,7 +258,7 @@ def conditions(p: Params) -> list[Condition]:
                          f"<nu, mu> <= {_fmt(overlap_max)}", f"<nu, mu> = {_fmt(overlap)}", overlap <= overlap_max,
                          {"overlap": overlap, "bound": overlap_max}, True))
 
-    # constants of the proofs (reported, not gating)
+    # constants of the proofs (reported as "condition" rows, not gating)
     n_min = (C.N_MIN_MULTI if p.multi else C.N_MIN_SINGLE) * L["L4"]
     out.append(Condition("proof.sample_size", "Lemma D.8" if p.multi else "Lemma C.4",
                          f"n >= {C.N_MIN_MULTI if p.multi else C.N_MIN_SINGLE} log(4/delta)", f"n >= {_fmt(n_min)}",
