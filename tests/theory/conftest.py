@@ -33,7 +33,7 @@ def _k_for(level: float, start: float, rate: float, t_exit: float, t1: float) ->
 def synthetic_run(modality: str = "single", *, steps: int = 200, t_exit: float | None = None,
                   signal_rate: float | None = None, noise_rate: float | None = None, k_signal: float = 0.3,
                   k_noise: float | None = None, stage2_linear: bool = False, coupling: bool = True, band_at_start: bool = True, leave_band: bool = True, gate_leak: float = 0.0,
-                  zero_leak: float = 0.0, sign_flip: bool = False, desync: bool = False, probe_acc: float | None = None,
+                  zero_leak: float = 0.0, sign_flip: bool = False, desync: bool = False, sync_at: int = 10, probe_acc: float | None = None,
                   config=None, frozen: bool = False, level: float | None = None, dependent_basis: bool = False):
     """A run whose every number is set here; see the module docstring. ``frozen``: nothing moves (untrained);
     ``level``: the dominant coefficient's total (Ψ single-modal, A multi-modal) at T1."""
@@ -86,8 +86,8 @@ def synthetic_run(modality: str = "single", *, steps: int = 200, t_exit: float |
             sig0_g[0] = -sig0_g[0]
         mismatch = 1 + 0.5 * (np.exp(-t / 10) if coupling else 1 - np.exp(-t / 10))  # A~ -> C_mu A (eq. 42) or not
         sig_g = sig0_g[None, :] * gs[:, None] * mismatch[:, None]
-        if not desync:  # neuron 3 starts mixed-sign (U- and U~+) and synchronises at step 10
-            sig_g[:, 3] = np.where(t < 10, abs(sig_g[:, 3]), sig_g[:, 3])
+        if not desync:  # neuron 3 starts mixed-sign (U- and U~+) and synchronises at step sync_at
+            sig_g[:, 3] = np.where(t < sync_at, abs(sig_g[:, 3]), sig_g[:, 3])
         else:
             sig_g[:, 0] = sig0_g[0] * gs  # stays negative while h's neuron 0 grows positive
         active_g = (np.arange(m)[:, None] // 2 + np.arange(n)[None, :]) % 2 == 0
