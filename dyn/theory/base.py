@@ -199,8 +199,9 @@ def summarize(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``tests`` and ``outside``: verdict → count over claims (conditions excluded); ``conditions``: ``met``,
-        ``not met``, ``unknown`` counts and ``unmet`` (names of the conditions that fail).
+        ``tests`` and ``outside``: verdict → count over claims (conditions excluded); ``conditions`` (stage
+        ``"assumption"``) and ``other conditions`` (stage ``"condition"``): ``met``, ``not met``, ``unknown``
+        counts and ``unmet`` (names of those that fail).
 
     Examples
     --------
@@ -210,14 +211,17 @@ def summarize(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     >>> s["tests"]["holds"], s["outside"]["holds"], s["conditions"]["unmet"]
     (1, 1, ['a'])
     """
+    def empty() -> dict[str, Any]:
+        return {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
+
     out: dict[str, Any] = {"tests": dict.fromkeys(VERDICTS, 0), "outside": dict.fromkeys(VERDICTS, 0),
-                           "conditions": {"met": 0, "not met": 0, "unknown": 0, "unmet": []}}
+                           "conditions": empty(), "other conditions": empty()}
     for v in verdicts:
         if v.is_condition:
-            key = {"holds": "met", "violated": "not met"}.get(v.verdict, "unknown")
-            out["conditions"][key] += 1
+            bucket = out["conditions" if v.stage == "assumption" else "other conditions"]
+            bucket[{"holds": "met", "violated": "not met"}.get(v.verdict, "unknown")] += 1
             if v.verdict == "violated":
-                out["conditions"]["unmet"].append(v.claim)
+                bucket["unmet"].append(v.claim)
         else:
             out["tests" if v.hypotheses_met is not False else "outside"][v.verdict] += 1
     return out

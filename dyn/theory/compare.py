@@ -89,7 +89,7 @@ def compare(run: str | os.PathLike | xr.DataTree | Run, theory: str | Theory | N
     >>> set(table["verdict"]) <= {"holds", "violated", "not checkable"}
     True
     >>> sorted(table.attrs["summary"])
-    ['conditions', 'outside', 'tests']
+    ['conditions', 'other conditions', 'outside', 'tests']
     """
     run = Run.coerce(run)
     th = resolve_theory(run, theory)

@@ -61,7 +61,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     >>> print("\\n".join(summary_lines(t)))
     tests of the theorem (hypotheses met): 0 holds, 0 violated, 0 not checkable
     predictions outside its assumptions: 1 holds, 0 violated, 0 not checkable
-    conditions: 0 of 1 met (not met: assumption.d)
+    assumptions: 0 of 1 met (not met: assumption.d)
     """
     s = table.attrs.get("summary")
     if s is None:
@@ -69,12 +69,15 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
 
         s = summarize([Verdict(r.claim, r.stage, "", "", "", r.verdict, hypotheses_met=None
                                if pd.isna(r.hypotheses_met) else bool(r.hypotheses_met)) for r in table.itertuples()])
-    cond = s["conditions"]
-    total = cond["met"] + cond["not met"] + cond["unknown"]
-    unmet = f" (not met: {', '.join(cond['unmet'])})" if cond["unmet"] else ""
-    return [f"tests of the theorem (hypotheses met): {_counts(s['tests'])}",
-            f"predictions outside its assumptions: {_counts(s['outside'])}",
-            f"conditions: {cond['met']} of {total} met{unmet}"]
+    lines = [f"tests of the theorem (hypotheses met): {_counts(s['tests'])}",
+             f"predictions outside its assumptions: {_counts(s['outside'])}"]
+    for key, label in (("conditions", "assumptions"), ("other conditions", "other conditions (not required)")):
+        cond = s.get(key) or {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
+        total = cond["met"] + cond["not met"] + cond["unknown"]
+        if total or key == "conditions":
+            unmet = f" (not met: {', '.join(cond['unmet'])})" if cond["unmet"] else ""
+            lines.append(f"{label}: {cond['met']} of {total} met{unmet}")
+    return lines
 
 
 def format_table(table: pd.DataFrame, *, width: int = 110) -> str:

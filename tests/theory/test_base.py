@@ -61,7 +61,8 @@ def test_summary_separates_tests_from_predictions_outside_the_assumptions():
     s = summarize(verdicts)
     assert s["tests"] == {"holds": 1, "violated": 0, "not checkable": 0}
     assert s["outside"] == {"holds": 0, "violated": 1, "not checkable": 1}
-    assert s["conditions"]["not met"] == 2 and s["conditions"]["unmet"] == ["assumption.d", "proof.n"]
+    assert s["conditions"]["not met"] == 1 and s["conditions"]["unmet"] == ["assumption.d"]
+    assert s["other conditions"]["unmet"] == ["proof.n"]
 
 
 def test_compare_table_has_plain_columns_and_numbers_apart(synthetic):
@@ -75,7 +76,7 @@ def test_compare_table_has_plain_columns_and_numbers_apart(synthetic):
     assert list(long.columns) == ["claim", "quantity", "value", "text"]
     row = long[(long.claim == "regime.winner") & (long.quantity == "max_rho")]
     assert row["value"].item() > 1
-    assert sorted(table.attrs["summary"]) == ["conditions", "outside", "tests"]
+    assert sorted(table.attrs["summary"]) == ["conditions", "other conditions", "outside", "tests"]
 
 
 def test_derived_quantities_are_computed_once_per_run(synthetic, monkeypatch):
