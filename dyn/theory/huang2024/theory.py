@@ -11,7 +11,7 @@ import numpy as np
 from ...errors import NotCheckable
 from ..base import Claim, Theory, register
 from .claims import claims_for
-from .params import Params, conditions, hypotheses_status
+from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions, hypotheses_status
 from .quantities import coefficient_maxima, index_at, noise_curve, proof, signal_curve, stage1_end
 
 __all__ = ["Huang2024"]
@@ -84,7 +84,7 @@ class Huang2024(Theory):
     def regime(self, run: Any) -> dict[str, Any]:
         """Who leads at the formula's T₁ (or the last step, when the run ends first) and what was predicted."""
         p = Params.from_run(run)
-        met = {c.name: c.met for c in conditions(p) if c.gating}
+        met = {c.name: c.met for c in conditions(p) if c.name in ASSUMPTIONS}
         if p.multi:
             predicted = "signal learning"
             condition = f"n SNR^2 = {_fmt(p.n_snr2)} (>= 1.7), C_mu = {_fmt(p.c_mu)} (>= 2.66)"
@@ -131,6 +131,7 @@ class Huang2024(Theory):
             "C_mu": round(p.c_mu, 4) if p.multi else "n/a",
             "Assumption 4.1": "met" if reg["assumptions_met"] else
             "not met: " + ", ".join(u.removeprefix("assumption.") for u in reg["assumptions_unmet"]),
+            "test signal (§3.3)": "met" if hypotheses_status(p)[TEST_SIGNAL] else "not met (nu parallel to mu)",
             "T1 (formula)": round(p.T1, 1) if math.isfinite(p.T1) else "inf",
             "leader at T1": (reg["observed_winner"] if reg["reached_T1"] else "run ends before T1")
                             + f" (predicted: {reg['predicted_winner']})",
