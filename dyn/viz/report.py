@@ -128,9 +128,12 @@ def side_by_side(heads: dict[str, dict[str, Any]], tables: dict[str, pd.DataFram
 
 
 def _markdown_frame(frame: pd.DataFrame) -> str:
-    lines = ["| | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * len(frame.columns)]
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| | " + " | ".join(cell(c) for c in frame.columns) + " |", "|---|" + "---|" * len(frame.columns)]
     for label, row in frame.iterrows():
-        lines.append(f"| {label} | " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+        lines.append(f"| {cell(label)} | " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,8 @@ def test_analyze_writes_report_tables_and_figures(runs, tmp_path, capsys):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").exists()
         assert f"({name}.png)" in report
     assert report.index("## The runs side by side") < report.index("## single")
+    overview = report.split("## The runs side by side")[1].split("\n\n")[1].splitlines()
+    assert len(overview) > 10 and {len(re.split(r"(?<!\\)\|", line)) for line in overview} == {5}  # escaped cells
     for symbol in ("**A**", "**Psi**", "**beta**", "**I+(0)**", "**W***"):
         assert report.count(symbol) == 1  # defined once
     table = pd.read_csv(out / "single-verdicts.csv")
