@@ -96,6 +96,12 @@ def test_imports_respect_the_layers(path):
             assert other_paper == paper, f"{module} imports {target}: only {other_paper}'s own modules may"
 
 
+@pytest.mark.parametrize("path", sorted(PKG.glob("setups/*/config.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_setup_configs_that_theories_read_import_no_torch(path):
+    assert not [t for t in _imports(path) if t == "torch" or t.startswith("torch.")]
+    assert not [t for t in _imports(path) if t.startswith("dyn.") and _layer(t) not in (None, "setups")]
+
+
 def _code_words(path: Path) -> set[str]:
     """Identifiers, attribute names and non-docstring string constants of a module (comments are dropped)."""
     tree = ast.parse(path.read_text())

@@ -1,41 +1,86 @@
 """Empirical phase detection on recorded curves: the end of stage 1 (T₁), stage-1 log-slopes, stage-2 growth.
 
-Stage 1 of the theory is exponential growth (a straight line in log scale); stage 2 grows at most
-logarithmically. :func:`fit_stage1` fits a continuous two-segment line to ``log(curve)`` (a hinge at T₁, chosen by
-least squares over all admissible breakpoints) and reports both slopes with confidence intervals. It raises
-:class:`PhaseError` when the curve shows no significant slowdown, rather than inventing a T₁.
-:func:`t1_from_band` finds T₁ as the first step where a loss derivative leaves the stage-1 band.
+Stage 1 of the theory is exponential growth (a straight line in log scale); stage 2 grows at most logarithmically.
+:func:`fit_stage1` fits ``log(curve)`` by a line up to a breakpoint T₁ joined continuously to a stage-2 law
+``b·log(1 + c(t − T₁))/c`` (``c`` on a grid; ``c = 0`` is a straight line, so exponential → slower exponential is
+covered too). A phase change is reported only when
+
+- the curve moves: stage 1 multiplies it by at least ``min_growth`` (a curve that changes by 1e-9 has no phases);
+- the log-slope drops by ``min_drop`` on average after T₁;
+- the two-phase model beats every single-law curve — exponential, linear, power law (√t, ...), logarithmic — by
+  ``min_bic`` in BIC computed with the effective sample size of autocorrelated residuals, and one straight line
+  by an F test at ``alpha``. A linear, √t or log t curve therefore has no T₁.
+
+Otherwise :class:`PhaseError` is raised rather than a T₁ invented. Confidence intervals for T₁ and both slopes come
+from an AR(1) sieve bootstrap of the residuals (the residuals of recorded curves are autocorrelated; resampling
+them as if independent gives intervals that are far too narrow), refitting the breakpoint each time.
+
+:func:`t1_from_band` finds the first step where a loss derivative leaves the stage-1 band.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.optimize
+import scipy.signal
 import scipy.stats
 import xarray as xr
 
 from ..errors import PhaseError
 
-__all__ = ["PhaseError", "Stage1Fit", "fit_stage1", "t1_from_band", "stage2_growth", "fit_per_neuron", "log_slope"]
+__all__ = ["PhaseError", "Stage1Fit", "fit_stage1", "t1_from_band", "stage2_growth", "fit_per_neuron", "log_slope",
+           "ar1_coefficient"]
+
+#: Time scales ``c`` of the stage-2 laws tried by :func:`fit_stage1` (``c = 0``: a straight line in log scale).
+STAGE2_RATES = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+#: Relative sizes ``k`` of logarithmic growth ``y(T₁)(1 + k log(1 + c τ))`` in stage 2 (``k = 0``: ``log(1 + c τ)``
+#: in log scale, i.e. power-law growth).
+STAGE2_LOG_SIZES = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def _stage2_shapes() -> list[tuple[float, float]]:
+    return [(0.0, 0.0)] + [(c, k) for c in STAGE2_RATES if c > 0 for k in STAGE2_LOG_SIZES]
+
+
+def _stage2_column(tau: np.ndarray, c: float, k: float) -> np.ndarray:
+    """Stage-2 shape in log scale, normalised to slope 1 at τ = 0 (so its coefficient is the slope just after T₁)."""
+    if c == 0:
+        return tau
+    if k == 0:
+        return np.log1p(c * tau) / c
+    return np.log1p(k * np.log1p(c * tau)) / (k * c)
 
 
 @dataclass(frozen=True)
 class Stage1Fit:
-    """A two-segment fit of ``log(curve)`` against step.
+    """A two-phase fit of ``log(curve)`` against step.
 
     Attributes
     ----------
     t1 : float
         The breakpoint (end of stage 1), in steps.
+    t1_ci : (float, float)
+        Bootstrap confidence interval of T₁ (``level``).
     slope1, slope2 : float
-        Log-slopes (per step) before and after T₁.
+        Log-slope (per step) before T₁, and the average log-slope from T₁ to the last point.
     slope1_ci, slope2_ci : (float, float)
         Bootstrap confidence intervals (``level``) that include the uncertainty of the breakpoint.
     f_stat, p_value : float
-        Test of the two-segment fit against one straight line (approximate: the breakpoint is selected).
+        Test of the two-phase fit against one straight line, with the effective sample size (approximate: the
+        breakpoint is selected).
     level : float
     n_points : int
+    growth : float
+        Log-growth of the fitted curve during stage 1 (``slope1 · (t1 − t0)``).
+    curvature : float
+        The stage-2 curvature ``c`` chosen (0: log-linear stage 2).
+    ar1 : float
+        Lag-1 autocorrelation of the residuals used by the bootstrap.
+    bic_margin : float
+        BIC of the best single-law curve minus BIC of the two-phase fit.
     """
 
     t1: float
@@ -47,30 +92,118 @@ class Stage1Fit:
     p_value: float
     level: float
     n_points: int
+    t1_ci: tuple[float, float] = (math.nan, math.nan)
+    growth: float = math.nan
+    curvature: float = 0.0
+    ar1: float = 0.0
+    bic_margin: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _hinge_fits(t: np.ndarray, y: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares hinge fits ``a + s1 t + δ max(t − t_k, 0)`` for every candidate k and every column of ``y``.
+def ar1_coefficient(resid: np.ndarray, fitted_params: int = 0) -> float:
+    """Lag-1 autocorrelation of residuals, bias-corrected and clipped to [0, 0.98].
 
-    Returns ``beta (K, 3, B)`` and ``sse (K, B)``; all candidates are solved at once from the normal equations.
+    The correction adds Kendall's ``(1 + 3φ)/n`` and ``fitted_params/n`` for the parameters the residuals were
+    fitted with (both pull the estimate towards 0).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> e = rng.normal(size=4000)
+    >>> x = scipy.signal.lfilter([1.0], [1.0, -0.7], e)
+    >>> round(ar1_coefficient(x), 1)
+    0.7
     """
-    h = np.maximum(t[None, :] - t[cands][:, None], 0.0)  # (K, n)
-    n = len(t)
-    xtx = np.empty((len(cands), 3, 3))
-    xtx[:, 0, 0] = n
-    xtx[:, 0, 1] = xtx[:, 1, 0] = t.sum()
-    xtx[:, 1, 1] = (t * t).sum()
-    xtx[:, 0, 2] = xtx[:, 2, 0] = h.sum(1)
-    xtx[:, 1, 2] = xtx[:, 2, 1] = h @ t
-    xtx[:, 2, 2] = (h * h).sum(1)
-    xty = np.stack([np.broadcast_to(y.sum(0), (len(cands), y.shape[1])),
-                    np.broadcast_to(t @ y, (len(cands), y.shape[1])), h @ y], axis=1)  # (K, 3, B)
-    beta = np.linalg.solve(xtx, xty)
-    sse = (y * y).sum(0)[None, :] - np.einsum("kjb,kjb->kb", beta, xty)
-    return beta, np.maximum(sse, 0.0)
+    r = np.asarray(resid, dtype=np.float64)
+    r = r - r.mean()
+    denom = float(r @ r)
+    if len(r) < 3 or denom <= 0:
+        return 0.0
+    phi = float(r[1:] @ r[:-1]) / denom
+    phi += (1 + 3 * phi + fitted_params) / len(r)
+    return float(min(max(phi, 0.0), 0.98))
+
+
+def _effective_n(n: int, phi: float) -> float:
+    return max(n * (1 - phi) / (1 + phi), 3.0)
+
+
+class _TwoPhase:
+    """Least-squares two-phase fits ``a + s1·min(t, T) + b·g_c(max(t − T, 0))`` for every (breakpoint, curvature)."""
+
+    def __init__(self, t: np.ndarray, min_points: int):
+        self.t = t
+        n = len(t)
+        self.cands = np.arange(min_points - 1, n - min_points)
+        tk = t[self.cands]
+        self.shapes = _stage2_shapes()
+        k_count, c_count = len(self.cands), len(self.shapes)
+        m = np.minimum(t[None, :], tk[:, None])  # (K, n)
+        tau = np.maximum(t[None, :] - tk[:, None], 0.0)  # (K, n)
+        g = np.empty((k_count, c_count, n))
+        for j, (c, k) in enumerate(self.shapes):
+            g[:, j] = _stage2_column(tau, c, k)
+        self.m = np.repeat(m[:, None, :], c_count, axis=1).reshape(k_count * c_count, n)
+        self.g = g.reshape(k_count * c_count, n)
+        xtx = np.empty((k_count * c_count, 3, 3))
+        xtx[:, 0, 0] = n
+        xtx[:, 0, 1] = xtx[:, 1, 0] = self.m.sum(1)
+        xtx[:, 0, 2] = xtx[:, 2, 0] = self.g.sum(1)
+        xtx[:, 1, 1] = (self.m * self.m).sum(1)
+        xtx[:, 1, 2] = xtx[:, 2, 1] = (self.m * self.g).sum(1)
+        xtx[:, 2, 2] = (self.g * self.g).sum(1)
+        self.inv = np.linalg.pinv(xtx)
+        self.shape = (k_count, c_count)
+
+    def fit(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``beta (KC, 3, B)`` and ``sse (KC, B)`` for the columns of ``y (n, B)``."""
+        xty = np.stack([np.broadcast_to(y.sum(0), (self.m.shape[0], y.shape[1])), self.m @ y, self.g @ y], axis=1)
+        beta = np.einsum("kij,kjb->kib", self.inv, xty)
+        sse = (y * y).sum(0)[None, :] - np.einsum("kib,kib->kb", beta, xty)
+        return beta, np.maximum(sse, 0.0)
+
+    def describe(self, idx: np.ndarray, beta: np.ndarray, y_last_t: float) -> dict[str, np.ndarray]:
+        """Breakpoint, curvature, slopes of the fits ``idx`` (one per column) with coefficients ``beta (B, 3)``."""
+        k, j = np.unravel_index(idx, self.shape)
+        t1 = self.t[self.cands[k]]
+        span = np.maximum(y_last_t - t1, 1e-12)
+        g_end = np.array([_stage2_column(np.array([s]), *self.shapes[jj])[0] for s, jj in zip(span, j)])
+        c = np.array([self.shapes[jj][0] for jj in j])
+        return {"t1": t1, "c": c, "s1": beta[:, 1], "s2_avg": beta[:, 2] * g_end / span, "a": beta[:, 0]}
+
+    def fitted(self, i: int, beta: np.ndarray) -> np.ndarray:
+        return beta[0] + beta[1] * self.m[i] + beta[2] * self.g[i]
+
+
+def _single_law_sse(t: np.ndarray, y_raw: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Log-space SSE of the single-law curves a phase change must beat: exponential, linear, power law, logarithm."""
+    out = {}
+
+    def line(x: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        design = np.column_stack([np.ones_like(x), x])
+        w = np.ones_like(x) if weights is None else weights
+        beta, *_ = np.linalg.lstsq(design * w[:, None], target * w, rcond=None)
+        return design @ beta
+
+    def sse_linear_in(x: np.ndarray) -> float:
+        fit = line(x, y_raw, 1.0 / y_raw)  # relative errors, as in log space
+        return float(np.sum((y - np.log(fit)) ** 2)) if np.all(fit > 0) else 1e300
+
+    def sse_power(x: np.ndarray) -> float:
+        return float(np.sum((y - line(x, y)) ** 2))
+
+    out["exponential"] = sse_power(t)
+    out["linear"] = sse_linear_in(t)
+    span = float(t[-1] - t[0]) or 1.0
+    for name, sse in (("power law", sse_power), ("logarithmic", sse_linear_in)):
+        # y = A (t + o)^p and y = a + b log(t + o), the offset o chosen by a bounded scalar search
+        res = scipy.optimize.minimize_scalar(lambda u: sse(np.log(t - t[0] + span * math.exp(u))),
+                                             bounds=(math.log(1e-4), math.log(100.0)), method="bounded",
+                                             options={"xatol": 1e-6})
+        out[name] = float(res.fun) if res.fun < 1e300 else math.inf
+    return out
 
 
 def fit_stage1(
@@ -81,29 +214,28 @@ def fit_stage1(
     level: float = 0.95,
     alpha: float = 1e-3,
     min_drop: float = 0.25,
+    min_growth: float = math.log(2.0),
+    min_bic: float = 10.0,
     n_boot: int = 200,
     seed: int = 0,
 ) -> Stage1Fit:
     """Fit stage 1 and T₁ to a positive curve (e.g. ``max_r A_r(t)``).
 
-    The breakpoint and both slopes are least-squares estimates of a continuous two-segment line in log scale. Their
-    confidence intervals come from a residual bootstrap that refits the breakpoint each time, so they include the
-    uncertainty of where stage 1 ends.
-
     Parameters
     ----------
     steps, curve : 1-D arrays of equal length; ``curve > 0``.
     min_points : fewest points on each side of the breakpoint.
-    level : confidence level of the slope intervals.
-    alpha : significance a phase change must reach (F test of two segments against one line; approximate,
-        since the breakpoint is selected).
-    min_drop : the stage-2 slope must be below ``(1 - min_drop)`` times the stage-1 slope.
-    n_boot, seed : bootstrap resamples and their seed (results are reproducible).
+    level : confidence level of the intervals.
+    alpha : significance a phase change must reach against one straight line.
+    min_drop : the average stage-2 log-slope must be below ``(1 - min_drop)`` times the stage-1 slope.
+    min_growth : the least log-growth of the curve during stage 1 (default: it doubles).
+    min_bic : how much better (BIC, effective sample size) the two-phase fit must be than every single law.
+    n_boot, seed : bootstrap resamples and their seed (results are reproducible); ``n_boot=0`` skips the intervals.
 
     Raises
     ------
     PhaseError
-        Too few points, non-positive values, or no significant slowdown (no phase change).
+        Too few points, non-positive values, or no phase change (see the module docstring).
 
     Examples
     --------
@@ -112,6 +244,10 @@ def fit_stage1(
     >>> fit = fit_stage1(t, y)
     >>> round(fit.t1), round(fit.slope1, 3), round(fit.slope2, 3)
     (40, 0.1, 0.01)
+    >>> fit_stage1(t, 1 + 0.5 * t)
+    Traceback (most recent call last):
+    ...
+    dyn.errors.PhaseError: no phase change: a linear curve fits as well (BIC margin -...)
     """
     t = np.asarray(steps, dtype=np.float64)
     y_raw = np.asarray(curve, dtype=np.float64)
@@ -123,54 +259,79 @@ def fit_stage1(
         raise PhaseError("curve must be finite and positive to fit in log scale")
     y = np.log(y_raw)
     n = len(t)
-    line = np.column_stack([np.ones_like(t), t])
-    sse1 = float(np.sum((y - line @ np.linalg.lstsq(line, y, rcond=None)[0]) ** 2))
-    cands = np.arange(min_points - 1, n - min_points)
-    beta, sse = _hinge_fits(t, y[:, None], cands)
-    k = int(np.argmin(sse[:, 0]))
-    sse2 = float(sse[k, 0])
-    b = beta[k, :, 0]
-    s1, s2 = float(b[1]), float(b[1] + b[2])
-    df = n - 4  # intercept, two slopes, breakpoint
-    sigma2 = max(sse2 / df, 1e-300)
-    f_stat = ((sse1 - sse2) / 2) / sigma2
-    p_value = float(scipy.stats.f.sf(f_stat, 2, df)) if np.isfinite(f_stat) else 0.0
-    if not (p_value < alpha and s2 < (1 - min_drop) * s1 and s1 > 0):
-        raise PhaseError(
-            f"no phase change: one line fits as well (p={p_value:.2g}), or the log-slope does not drop "
-            f"(stage-1 slope {s1:.3g}, after {s2:.3g})"
-        )
-    fitted = np.column_stack([np.ones_like(t), t, np.maximum(t - t[cands[k]], 0.0)]) @ b
-    resid = (y - fitted) * np.sqrt(n / df)  # rescaled so resampled residuals keep the estimated variance
-    rng = np.random.default_rng(seed)
-    y_boot = fitted[:, None] + rng.choice(resid, size=(n, n_boot), replace=True)
-    beta_b, sse_b = _hinge_fits(t, y_boot, cands)
-    kb = np.argmin(sse_b, axis=0)
-    bb = beta_b[kb, :, np.arange(n_boot)]  # (B, 3)
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    ci1 = tuple(float(v) for v in np.percentile(bb[:, 1], q))
-    ci2 = tuple(float(v) for v in np.percentile(bb[:, 1] + bb[:, 2], q))
+    if float(y.max() - y.min()) < min_growth:
+        raise PhaseError(f"no phase change: the curve changes by a factor {math.exp(float(y.max() - y.min())):.6g}, "
+                         f"less than the minimum effect {math.exp(min_growth):.3g}")
+    model = _TwoPhase(t, min_points)
+    beta, sse = model.fit(y[:, None])
+    best = int(np.argmin(sse[:, 0]))
+    b = beta[best, :, 0]
+    desc = {k: float(v[0]) for k, v in model.describe(np.array([best]), b[None], t[-1]).items()}
+    s1, s2, t1 = desc["s1"], desc["s2_avg"], desc["t1"]
+    sse2 = float(sse[best, 0])
+    fitted = model.fitted(best, b)
+    resid = y - fitted
+    phi = ar1_coefficient(resid, fitted_params=5)
+    n_eff = _effective_n(n, phi)
+    floor = n * (1e-12 * max(1.0, float(np.abs(y).max()))) ** 2  # float rounding: exact curves compare as equal
+    laws = _single_law_sse(t, y_raw, y)
+    k_two, k_one = 5, 2  # intercept, slope, stage-2 coefficient, breakpoint, curvature vs intercept, slope
+
+    def bic(s: float, k: int) -> float:
+        return n_eff * math.log(max(s, floor) / n) + k * math.log(n_eff)
+
+    margins = {name: bic(s, k_one) - bic(sse2, k_two) for name, s in laws.items()}
+    rival = min(margins, key=margins.get)
+    df = max(n_eff - 4, 1.0)
+    f_stat = ((max(laws["exponential"], floor) - max(sse2, floor)) / 3) / (max(sse2, floor) / df)
+    p_value = float(scipy.stats.f.sf(f_stat, 3, df)) if np.isfinite(f_stat) else 0.0
+    growth = s1 * (t1 - t[0])
+    if not s1 > 0 or growth < min_growth:
+        raise PhaseError(f"no phase change: stage 1 grows the curve by a factor {math.exp(max(growth, -50)):.3g} "
+                         f"(stage-1 log-slope {s1:.3g}), less than the minimum effect {math.exp(min_growth):.3g}")
+    if not s2 < (1 - min_drop) * s1:
+        raise PhaseError(f"no phase change: the log-slope does not drop (stage-1 slope {s1:.3g}, after {s2:.3g})")
+    if margins[rival] < min_bic or p_value >= alpha:
+        raise PhaseError(f"no phase change: a{'n' if rival[0] in 'aeiou' else ''} {rival} curve fits as well "
+                         f"(BIC margin {margins[rival]:.3g} < {min_bic:g}; p={p_value:.2g} against one line)")
+    ci = {"t1": (math.nan, math.nan), "s1": (math.nan, math.nan), "s2_avg": (math.nan, math.nan)}
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        innov = resid[1:] - phi * resid[:-1]
+        # residuals of a p-parameter fit under AR(1) errors keep about n - p(1+φ)/(1-φ) of the noise variance
+        kept = max(n - 5 * (1 + phi) / (1 - phi), n / 4)
+        innov = (innov - innov.mean()) * math.sqrt(n / kept)
+        draws = rng.choice(innov, size=(n, n_boot), replace=True)
+        # each resample draws its own AR coefficient from the estimate's sampling distribution, so the intervals
+        # carry the uncertainty of the autocorrelation too
+        phis = np.clip(phi + rng.normal(0.0, math.sqrt(max(1 - phi * phi, 1e-3) / n), n_boot), 0.0, 0.98)
+        noise = np.empty_like(draws)
+        noise[0] = draws[0] / np.sqrt(1 - phis * phis)  # stationary start
+        for i in range(1, n):
+            noise[i] = phis * noise[i - 1] + draws[i]
+        beta_b, sse_b = model.fit(fitted[:, None] + noise)
+        kb = np.argmin(sse_b, axis=0)
+        boot = model.describe(kb, beta_b[kb, :, np.arange(n_boot)], t[-1])
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        ci = {k: tuple(float(v) for v in np.percentile(boot[k], q)) for k in ci}
     return Stage1Fit(
-        t1=float(t[cands[k]]),
-        slope1=s1,
-        slope2=s2,
-        slope1_ci=ci1,
-        slope2_ci=ci2,
-        f_stat=float(f_stat),
-        p_value=p_value,
-        level=level,
-        n_points=n,
+        t1=t1, slope1=s1, slope2=s2, slope1_ci=ci["s1"], slope2_ci=ci["s2_avg"], f_stat=float(f_stat),
+        p_value=p_value, level=level, n_points=n, t1_ci=ci["t1"], growth=float(growth), curvature=desc["c"],
+        ar1=phi, bic_margin=float(margins[rival]),
     )
 
 
 def fit_per_neuron(curves: xr.DataArray, **kwargs) -> xr.Dataset:
     """:func:`fit_stage1` for every neuron of a ``(step, neuron)`` curve; NaN where no phase change is found.
 
+    Intervals are skipped unless ``n_boot`` is given.
+
     Returns
     -------
     xarray.Dataset
         ``t1``, ``slope1``, ``slope2`` over ``neuron`` and ``found`` (bool).
     """
+    kwargs.setdefault("n_boot", 0)
     steps = curves["step"].values
     out = {k: [] for k in ("t1", "slope1", "slope2", "found")}
     for r in range(curves.sizes["neuron"]):
@@ -196,7 +357,7 @@ def t1_from_band(
     """First step where a loss derivative leaves the stage-1 band ``[1/(C_ℓ(1+M)), C_ℓ/(1+M)]`` (Lemma C.2).
 
     The paper's constant C_ℓ = 1.01 is a proof device; the default 2 marks where similarities stop being small.
-    Returns None if every recorded step stays in the band.
+    Returns None if every recorded step stays in the band; the first recorded step if the band is never entered.
 
     Examples
     --------
@@ -206,7 +367,7 @@ def t1_from_band(
     """
     lo, hi = 1.0 / (c_ell * (1 + negatives)), c_ell / (1 + negatives)
     bounds = [np.asarray(a, dtype=np.float64) for a in (lp_pos_min, lp_pos_max, lp_neg_min, lp_neg_max)]
-    out = (bounds[0] < lo) | (bounds[1] > hi) | (bounds[2] < lo) | (bounds[3] > hi)
+    out = (bounds[0] < lo) | (bounds[1] > hi) | (bounds[2] < lo) | (bounds[3] > hi) | ~np.isfinite(sum(bounds))
     idx = np.flatnonzero(out)
     return float(np.asarray(steps)[idx[0]]) if idx.size else None
 
@@ -222,6 +383,12 @@ def stage2_growth(steps: np.ndarray, curve: np.ndarray, t1: float, *, flat_tol: 
     -------
     dict
         ``kind``, ``relative_change``, ``r2_log``, ``r2_linear``, ``log_coefficient``, ``n_points``.
+
+    Examples
+    --------
+    >>> t = np.arange(1.0, 400.0)
+    >>> stage2_growth(t, 2 + np.log(t), 50)["kind"], stage2_growth(t, 2 + 0.05 * t, 50)["kind"]
+    ('log-like', 'faster than log')
     """
     t = np.asarray(steps, dtype=np.float64)
     y = np.asarray(curve, dtype=np.float64)
@@ -251,7 +418,8 @@ def stage2_growth(steps: np.ndarray, curve: np.ndarray, t1: float, *, flat_tol: 
 
 
 def log_slope(steps: np.ndarray, curve: np.ndarray, *, level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """Least-squares slope of ``log(curve)`` against step, with its confidence interval.
+    """Least-squares slope of ``log(curve)`` against step, with a confidence interval that allows for AR(1)
+    residuals (the standard error is inflated by ``(1 + φ)/(1 − φ)``, φ the residuals' lag-1 autocorrelation).
 
     Examples
     --------
@@ -270,6 +438,9 @@ def log_slope(steps: np.ndarray, curve: np.ndarray, *, level: float = 0.95) -> t
     beta, *_ = np.linalg.lstsq(x, np.log(y), rcond=None)
     resid = np.log(y) - x @ beta
     df = len(t) - 2
-    se = float(np.sqrt(max(np.sum(resid**2) / df, 0.0) * np.linalg.pinv(x.T @ x)[1, 1])) if df > 0 else float("inf")
-    q = float(scipy.stats.t.ppf(0.5 + level / 2, df)) if df > 0 else float("inf")
+    phi = ar1_coefficient(resid)
+    inflate = (1 + phi) / (1 - phi)
+    se = float(np.sqrt(max(np.sum(resid**2) / df, 0.0) * np.linalg.pinv(x.T @ x)[1, 1] * inflate)) if df > 0 else math.inf
+    df_eff = max(_effective_n(len(t), phi) - 2, 1.0)
+    q = float(scipy.stats.t.ppf(0.5 + level / 2, df_eff))
     return float(beta[1]), (float(beta[1] - q * se), float(beta[1] + q * se))

@@ -6,6 +6,7 @@ One sub-package per theorem (e.g. ``dyn.theory.huang2024``), found and registere
 from __future__ import annotations
 
 from .base import (
+    CONDITION_STAGES,
     VERDICTS,
     Claim,
     NotCheckable,
@@ -15,9 +16,11 @@ from .base import (
     available_theories,
     get_theory,
     register,
+    summarize,
     theory_for,
 )
-from .compare import compare, regime
+from .compare import compare, numbers_table, regime
 
-__all__ = ["VERDICTS", "Claim", "NotCheckable", "Outcome", "Theory", "Verdict", "available_theories", "compare",
-           "get_theory", "regime", "register", "theory_for"]
+__all__ = ["CONDITION_STAGES", "VERDICTS", "Claim", "NotCheckable", "Outcome", "Theory", "Verdict",
+           "available_theories", "compare", "get_theory", "numbers_table", "regime", "register", "summarize",
+           "theory_for"]

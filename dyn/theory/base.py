@@ -1,9 +1,15 @@
 """The theory interface: a theorem is a set of named claims, each checked against a recorded run.
 
 A :class:`Theory` turns a run's config into :class:`Claim` objects. Each claim states what the theorem predicts and
-checks it on a :class:`dyn.run.Run`, returning a :class:`Verdict` with the numbers behind it: ``holds``,
-``violated`` or ``not checkable`` (assumption violated, run too short, quantity not recorded...). A check never
-passes silently: anything that prevents it from deciding yields ``not checkable`` with the reason.
+checks it on a :class:`dyn.Run`, returning a :class:`Verdict` with the numbers behind it: ``holds``, ``violated`` or
+``not checkable`` (run too short, quantity not recorded, a bound that cannot fail on this run...). A check never
+passes silently: anything that prevents it from deciding yields ``not checkable`` with the reason; a damaged store
+is an error, not a verdict.
+
+The answer has two levels. Each claim names the hypotheses it is proven under (:attr:`Claim.hypotheses`, their
+status from :meth:`Theory.hypotheses`): a verdict on a claim whose hypotheses hold is a test of the theorem; one
+whose hypotheses fail is the theorem's prediction outside its assumptions (still checked, still shown).
+Assumption rows (stage ``"assumption"``) are conditions, not claims; :func:`summarize` counts them apart.
 
 Adding a theorem is one new sub-package of :mod:`dyn.theory` (found and imported on first use) or a module of
 your own, whose :class:`Theory` subclass is decorated with :func:`register`; the recorder, the store and the CLI
@@ -16,20 +22,40 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import ConfigError, DynError, NotCheckable
+from ..errors import ConfigError, NotCheckable, PhaseError
 from ..plugins import load_plugins
 
-__all__ = ["VERDICTS", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "register", "get_theory",
-           "available_theories", "theory_for"]
+__all__ = ["VERDICTS", "CONDITION_STAGES", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "register",
+           "get_theory", "available_theories", "theory_for", "summarize"]
 
 VERDICTS = ("holds", "violated", "not checkable")
+#: Stages whose rows are conditions, not claims: ``"assumption"`` (the theorem's hypotheses) and ``"condition"``
+#: (other sufficient conditions a theory reports, e.g. explicit constants of its derivations). They are not counted as
+#: claims in :func:`summarize` and have no ``hypotheses_met`` of their own.
+CONDITION_STAGES = ("assumption", "condition")
 
 
 @dataclass
 class Verdict:
-    """The outcome of checking one claim on one run."""
+    """The outcome of checking one claim on one run.
+
+    Attributes
+    ----------
+    claim, stage, statement, predicted, observed : str
+        As in :class:`Claim`; ``observed`` is what the run showed (also when it could not decide).
+    verdict : {"holds", "violated", "not checkable"}
+    numbers : dict
+        The numbers behind the verdict.
+    hypotheses_met : bool or None
+        For a claim: whether every hypothesis it is proven under holds for this run (True when it names none).
+        None for a condition row (an assumption itself).
+    unmet : tuple of str
+        The hypotheses that do not hold, by name.
+    reason : str
+        Why the claim is not checkable (including "vacuous: ..."), or a note on the verdict.
+    """
 
     claim: str
     stage: str
@@ -38,20 +64,53 @@ class Verdict:
     observed: str
     verdict: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    hypotheses_met: bool | None = None
+    unmet: tuple[str, ...] = ()
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ConfigError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        self.unmet = tuple(self.unmet)
+
+    @property
+    def is_condition(self) -> bool:
+        """True for an assumption row (not a claim)."""
+        return self.stage in CONDITION_STAGES
 
 
 @dataclass
 class Outcome:
-    """What a check function returns: observed text, whether it holds, and the numbers behind it."""
+    """What a check function returns: observed text, whether it holds, and the numbers behind it.
+
+    Attributes
+    ----------
+    observed : str
+        What the run showed, in words and numbers.
+    holds : bool or None
+        The verdict; None when the run cannot decide although something was observed (give ``reason``), e.g. a
+        bound that cannot fail on this run ("vacuous: ...") or a confidence interval that straddles the prediction.
+    numbers : dict
+    predicted : str, optional
+        The prediction, when it depends on the run itself.
+    reason : str
+        Why ``holds`` is None, or a note on the verdict.
+    unmet : tuple of str
+        Hypotheses of the claim found not to hold on the run itself (beside those :meth:`Theory.hypotheses` reports
+        from the config).
+    """
 
     observed: str
-    holds: bool
+    holds: bool | None
     numbers: dict[str, Any] = field(default_factory=dict)
-    predicted: str | None = None  # when the prediction depends on the run itself
+    predicted: str | None = None
+    reason: str = ""
+    unmet: tuple[str, ...] = ()
+
+
+#: Errors that mean "the run cannot decide this claim"; anything else a check raises (a corrupt store, a bug)
+#: propagates.
+UNDECIDABLE = (NotCheckable, PhaseError)
 
 
 @dataclass
@@ -61,10 +120,23 @@ class Claim:
     Attributes
     ----------
     name : dotted identifier, e.g. ``"stage1.signal_bound"``.
-    stage : ``"assumption"``, ``"regime"``, ``"stage 1"``, ``"T1"``, ``"stage 2"`` or ``"invariant"``.
+    stage : ``"assumption"``, ``"condition"``, ``"regime"``, ``"stage 1"``, ``"T1"``, ``"stage 2"``,
+        ``"invariant"``, ...; the first two are conditions, not claims (:data:`CONDITION_STAGES`).
     statement : the claim in words, with its source (lemma/equation).
     predicted : the prediction for this run's config, in words and numbers.
     check : ``run -> Outcome``; raises :class:`NotCheckable` when the run cannot decide.
+    hypotheses : names of the theory's hypotheses (keys of :meth:`Theory.hypotheses`) the claim is proven under.
+
+    Examples
+    --------
+    >>> c = Claim("demo", "stage 1", "two exceeds one", "2 > 1", lambda run: Outcome("2 > 1", True))
+    >>> c.evaluate(None).verdict
+    'holds'
+    >>> def undecided(run):
+    ...     raise NotCheckable("run too short")
+    >>> v = Claim("demo", "stage 1", "s", "p", undecided).evaluate(None)
+    >>> v.verdict, v.reason
+    ('not checkable', 'run too short')
     """
 
     name: str
@@ -72,17 +144,33 @@ class Claim:
     statement: str
     predicted: str
     check: Callable[[Any], Outcome]
+    hypotheses: tuple[str, ...] = ()
 
-    def evaluate(self, run: Any) -> Verdict:
+    @property
+    def is_condition(self) -> bool:
+        return self.stage in CONDITION_STAGES
+
+    def evaluate(self, run: Any, hypotheses: Mapping[str, bool | None] | None = None) -> Verdict:
+        """Run the check; ``hypotheses`` (name → met) gives the status of the names in :attr:`hypotheses`.
+
+        :class:`NotCheckable` and :class:`PhaseError` become "not checkable" with their message as the reason;
+        any other error (a corrupt store: :class:`StoreError`) propagates.
+        """
+        status = dict(hypotheses or {})
+        unmet = [h for h in self.hypotheses if status.get(h) is False]
         try:
             out = self.check(run)
-        except NotCheckable as exc:
-            return Verdict(self.name, self.stage, self.statement, self.predicted, str(exc), "not checkable")
-        except DynError as exc:  # e.g. no phase change found, store lacks a variable
-            return Verdict(self.name, self.stage, self.statement, self.predicted, str(exc), "not checkable")
+        except UNDECIDABLE as exc:
+            return Verdict(self.name, self.stage, self.statement, self.predicted, "", "not checkable",
+                           hypotheses_met=None if self.is_condition else not unmet, unmet=tuple(unmet),
+                           reason=str(exc))
         numbers = {k: _plain(v) for k, v in out.numbers.items()}
+        # theories that report failed hypotheses in their numbers (``hypotheses_failed``) are read the same way
+        unmet += [h for h in [*out.unmet, *numbers.get("hypotheses_failed", ())] if h not in unmet]
+        verdict = "not checkable" if out.holds is None else ("holds" if out.holds else "violated")
         return Verdict(self.name, self.stage, self.statement, out.predicted or self.predicted, out.observed,
-                       "holds" if out.holds else "violated", numbers)
+                       verdict, numbers, hypotheses_met=None if self.is_condition else not unmet,
+                       unmet=tuple(unmet), reason=out.reason)
 
 
 def _plain(v: Any) -> Any:
@@ -91,11 +179,50 @@ def _plain(v: Any) -> Any:
 
         if isinstance(v, np.generic):
             return v.item()
+        if isinstance(v, np.ndarray):
+            return [_plain(x) for x in v.tolist()]
     except ImportError:  # pragma: no cover
         pass
     if isinstance(v, float) and math.isnan(v):
         return None
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
     return v
+
+
+def summarize(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """The two-level answer: claims whose hypotheses hold (tests of the theorem) apart from claims checked outside
+    the theorem's assumptions, and the conditions apart from both.
+
+    Returns
+    -------
+    dict
+        ``tests`` and ``outside``: verdict → count over claims (conditions excluded); ``conditions`` (stage
+        ``"assumption"``) and ``other conditions`` (stage ``"condition"``): ``met``, ``not met``, ``unknown``
+        counts and ``unmet`` (names of those that fail).
+
+    Examples
+    --------
+    >>> vs = [Verdict("a", "assumption", "", "", "", "violated"), Verdict("b", "stage 1", "", "", "", "holds",
+    ...       hypotheses_met=False, unmet=("a",)), Verdict("c", "T1", "", "", "", "holds", hypotheses_met=True)]
+    >>> s = summarize(vs)
+    >>> s["tests"]["holds"], s["outside"]["holds"], s["conditions"]["unmet"]
+    (1, 1, ['a'])
+    """
+    def empty() -> dict[str, Any]:
+        return {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
+
+    out: dict[str, Any] = {"tests": dict.fromkeys(VERDICTS, 0), "outside": dict.fromkeys(VERDICTS, 0),
+                           "conditions": empty(), "other conditions": empty()}
+    for v in verdicts:
+        if v.is_condition:
+            bucket = out["conditions" if v.stage == "assumption" else "other conditions"]
+            bucket[{"holds": "met", "violated": "not met"}.get(v.verdict, "unknown")] += 1
+            if v.verdict == "violated":
+                bucket["unmet"].append(v.claim)
+        else:
+            out["tests" if v.hypotheses_met is not False else "outside"][v.verdict] += 1
+    return out
 
 
 class Theory(ABC):
@@ -109,6 +236,8 @@ class Theory(ABC):
     setups: tuple[str, ...] = ()
     #: quantities a coefficient plot shows by default (from :meth:`quantities` or the generic ones)
     plot_quantities: tuple[str, ...] = ()
+    #: symbol → definition, shown once at the top of a report (e.g. ``{"A": "total signal ..."}``)
+    definitions: dict[str, str] = {}
 
     @abstractmethod
     def applies_to(self, run: Any) -> str | None:
@@ -118,9 +247,19 @@ class Theory(ABC):
     def claims(self, run: Any) -> list[Claim]:
         """The claims for this run's config, in reading order."""
 
+    def hypotheses(self, run: Any) -> dict[str, bool | None]:
+        """Status of every named hypothesis the claims may cite: True (met), False (not met) or None (cannot be
+        told). Default: none."""
+        return {}
+
     def regime(self, run: Any) -> dict[str, Any]:
         """A summary of who wins (signal learning vs noise memorization) and what the theory predicted."""
         return {}
+
+    def headline(self, run: Any) -> dict[str, Any]:
+        """The few numbers that put runs side by side at the top of a report (label → value). Default: the
+        :meth:`regime` summary's plain values."""
+        return {k: v for k, v in self.regime(run).items() if isinstance(v, (str, int, float, bool)) or v is None}
 
     def overlays(self, run: Any, site: str, quantity: str) -> dict[str, Any]:
         """What a plot of ``quantity`` (e.g. ``"A"``, ``"Psi"``) should overlay: ``{"lines": [(label, steps, values)],
@@ -135,10 +274,12 @@ class Theory(ABC):
         return xr.Dataset()
 
     def check(self, run: Any) -> list[Verdict]:
+        """Every claim's :class:`Verdict` on ``run``, with its hypotheses' status."""
         reason = self.applies_to(run)
         if reason:
             raise ConfigError(f"theory {self.name!r} does not apply to this run: {reason}")
-        return [claim.evaluate(run) for claim in self.claims(run)]
+        status = self.hypotheses(run)
+        return [claim.evaluate(run, status) for claim in self.claims(run)]
 
 
 _REGISTRY: dict[str, type[Theory]] = {}

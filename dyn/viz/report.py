@@ -1,57 +1,140 @@
-"""The analysis report: verdict tables in the terminal and as Markdown, figures, per-run CSV tables.
+"""The analysis report: the runs side by side, then each claim with its statement and verdict, in the terminal and
+as Markdown; figures and per-run CSV tables.
 
 ``dyn analyze`` is :func:`write_report`; the tables come from :func:`dyn.compare`, the figures from
 :mod:`dyn.viz.plot`. Nothing here knows a particular theorem: the theory is the one registered for each run's
-setup, or the one named.
+setup, or the one named, and it supplies the side-by-side numbers (:meth:`dyn.theory.Theory.headline`) and the
+definitions of its symbols (:attr:`dyn.theory.Theory.definitions`).
+
+The answer has two levels: a claim whose hypotheses hold for the run is a test of the theorem; a claim checked on a
+run outside the theorem's assumptions is the theorem's prediction there (still shown, counted apart). Conditions
+(the assumptions themselves) are listed apart and never counted as claims.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
 from ..analysis.run import Run
 from ..store.outputs import save_figure, staged_folder
-from ..theory.base import Theory
-from ..theory.compare import compare, theory_or_none
+from ..theory.base import CONDITION_STAGES, Theory
+from ..theory.compare import compare, numbers_table, theory_or_none
 from . import plot
 
-__all__ = ["format_table", "markdown_table", "write_report"]
+__all__ = ["format_table", "markdown_table", "summary_lines", "side_by_side", "write_report"]
+
+#: What a verdict means, printed once at the top of a report (the README's analysis section says more).
+MEANING = ("A verdict compares one run with one statement of the theorem. *holds*: the run is consistent with the "
+           "statement on the steps it covers, which is evidence, not a demonstration. *violated*: the run contradicts it. "
+           "*not checkable*: the run cannot decide (too short, nothing moved, an interval that straddles the "
+           "prediction, or a bound that cannot fail on this run); the reason is given. A claim whose hypotheses hold "
+           "for the run is a **test of the theorem**; one checked outside the theorem's assumptions is the theorem's "
+           "**prediction outside its assumptions** (shown, counted apart).")
 
 
-def format_table(table: pd.DataFrame, *, width: int = 60) -> str:
-    """A plain-text rendering of a :func:`compare` table for terminals (claim, predicted, observed, verdict)."""
+def _hyp(row: Any) -> str:
+    met = row["hypotheses_met"]
+    if met is pd.NA or met is None:
+        return ""
+    return "met" if bool(met) else "not met: " + row["unmet"]
 
-    def cut(s: str) -> str:
-        s = str(s)
-        return s if len(s) <= width else s[: width - 1] + "…"
 
-    rows = [("claim", "predicted", "observed", "verdict")]
-    rows += [(r.claim, cut(r.predicted), cut(r.observed), r.verdict) for r in table.itertuples()]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+def _counts(c: dict[str, int]) -> str:
+    return ", ".join(f"{c[k]} {k}" for k in ("holds", "violated", "not checkable"))
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    """The two-level summary of a :func:`dyn.compare` table, one line each: tests of the theorem, predictions
+    outside its assumptions, and the conditions.
+
+    Examples
+    --------
+    >>> from dyn.theory import Verdict
+    >>> from dyn.theory.compare import verdict_table
+    >>> t = verdict_table([Verdict("assumption.d", "assumption", "", "", "", "violated"),
+    ...                    Verdict("c", "T1", "", "", "", "holds", hypotheses_met=False, unmet=("assumption.d",))])
+    >>> print("\\n".join(summary_lines(t)))
+    tests of the theorem (hypotheses met): 0 holds, 0 violated, 0 not checkable
+    predictions outside its assumptions: 1 holds, 0 violated, 0 not checkable
+    assumptions: 0 of 1 met (not met: assumption.d)
+    """
+    s = table.attrs.get("summary")
+    if s is None:
+        from ..theory.base import summarize, Verdict
+
+        s = summarize([Verdict(r.claim, r.stage, "", "", "", r.verdict, hypotheses_met=None
+                               if pd.isna(r.hypotheses_met) else bool(r.hypotheses_met)) for r in table.itertuples()])
+    lines = [f"tests of the theorem (hypotheses met): {_counts(s['tests'])}",
+             f"predictions outside its assumptions: {_counts(s['outside'])}"]
+    for key, label in (("conditions", "assumptions"), ("other conditions", "other conditions (not required)")):
+        cond = s.get(key) or {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
+        total = cond["met"] + cond["not met"] + cond["unknown"]
+        if total or key == "conditions":
+            unmet = f" (not met: {', '.join(cond['unmet'])})" if cond["unmet"] else ""
+            lines.append(f"{label}: {cond['met']} of {total} met{unmet}")
+    return lines
+
+
+def format_table(table: pd.DataFrame, *, width: int = 110) -> str:
+    """A plain-text rendering of a :func:`dyn.compare` table for terminals: the conditions one per line, then each
+    claim as a block with its statement, prediction, observation and reason, wrapped at ``width`` (never cut)."""
+    lines: list[str] = []
+    conditions = table[table["stage"].isin(CONDITION_STAGES)]
+    claims = table[~table["stage"].isin(CONDITION_STAGES)]
+    if len(conditions):
+        lines.append("conditions:")
+        w = max(len(c) for c in conditions["claim"])
+        for r in conditions.to_dict("records"):
+            mark = {"holds": "met", "violated": "NOT MET"}.get(r["verdict"], r["verdict"])
+            lines.append(f"  {r['claim']:<{w}}  {mark:<7}  {r['observed']}  (needs {r['predicted']})")
+    for r in claims.to_dict("records"):
+        hyp = _hyp(r)
+        lines.append(f"{r['claim']}: {r['verdict'].upper()}" + (f"  [hypotheses {hyp}]" if hyp else ""))
+        for label in ("statement", "predicted", "observed", "reason"):
+            if r[label]:
+                lines += textwrap.wrap(r[label], width=width, initial_indent=f"    {label + ':':<11}",
+                                       subsequent_indent=" " * 15, break_on_hyphens=False)
     return "\n".join(lines)
 
 
-def markdown_table(table: pd.DataFrame, columns: Sequence[str] = ("claim", "predicted", "observed", "verdict")) -> str:
-    """A Markdown rendering of a :func:`dyn.compare` table (cells are not truncated)."""
+def markdown_table(table: pd.DataFrame, columns: Sequence[str] = ("claim", "statement", "predicted", "observed",
+                                                                   "verdict", "hypotheses")) -> str:
+    """A Markdown rendering of a :func:`dyn.compare` table (cells are not truncated); ``hypotheses`` renders
+    ``hypotheses_met`` with the unmet ones named."""
     cols = list(columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in table[cols].itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    for r in table.to_dict("records"):
+        cells = [_hyp(r) if c == "hypotheses" else ("" if r.get(c) is None else str(r[c])) for c in cols]
+        if "verdict" in cols and r.get("reason"):
+            cells[cols.index("verdict")] += f" ({r['reason']})"
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
 
 
-def _regime_line(reg: dict) -> str:
-    if not reg:
-        return "regime: n/a"
-    return (f"regime: observed {reg.get('observed_winner')} at step {reg.get('at_step')} "
-            f"(max|gamma| {reg.get('max_gamma', float('nan')):.4g} vs max rho {reg.get('max_rho', float('nan')):.4g}); "
-            f"predicted: {reg.get('predicted_winner')} [{reg.get('condition')}]")
+def side_by_side(heads: dict[str, dict[str, Any]], tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One column per run: the theory's headline numbers, then the two-level verdict summary."""
+    frame = pd.DataFrame({name: pd.Series(head, dtype=object) for name, head in heads.items()})
+    extra = {}
+    for name, table in tables.items():
+        lines = summary_lines(table)
+        extra[name] = {"tests of the theorem": lines[0].split(": ", 1)[1],
+                       "outside its assumptions": lines[1].split(": ", 1)[1]}
+    return pd.concat([frame, pd.DataFrame(extra)]).fillna("")
+
+
+def _markdown_frame(frame: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| | " + " | ".join(cell(c) for c in frame.columns) + " |", "|---|" + "---|" * len(frame.columns)]
+    for label, row in frame.iterrows():
+        lines.append(f"| {cell(label)} | " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
 
 
 def _unique_names(runs: Sequence[Run]) -> list[str]:
@@ -72,34 +155,49 @@ def write_report(
     overwrite: bool = False,
     echo=print,
 ) -> Path:
-    """Compare each run with its theory and write ``out/report.md``, ``<run>-verdicts.csv`` and figures.
+    """Compare each run with its theory and write ``out/report.md``, ``<run>-verdicts.csv``, ``<run>-numbers.csv``
+    and figures.
 
-    Every store is opened (and validated) before anything is written; the folder is assembled under a temporary
-    name and moved into place when complete. ``echo`` receives the terminal output, line by line.
+    The report opens with the runs side by side (the theory's headline numbers and each run's two-level summary),
+    defines the theory's symbols once, then gives every claim with its statement. Every store is opened (and
+    validated) before anything is written; the folder is assembled under a temporary name and moved into place when
+    complete. ``echo`` receives the terminal output, line by line.
     """
     runs = [Run.coerce(r) for r in runs]
-    theories = [theory_or_none(run, theory) for run in runs]
+    theories = [theory_or_none(run, theory) for run in runs]  # None: a run no theory judges (summary instead)
     names = _unique_names(runs)
     out = Path(out)
+    judged = [(name, run, th) for name, run, th in zip(names, runs, theories) if th is not None]
+    tables = {name: compare(run, th) for name, run, th in judged}
+    heads = {name: th.headline(run) for name, run, th in judged}
+    overview = side_by_side(heads, tables) if judged else None
     with staged_folder(out, overwrite=overwrite) as tmp:
-        titles = sorted({th.name if th is not None else "theory-free summary" for th in theories})
+        unique = {th.name: th for _, _, th in judged}
+        titles = sorted(unique) + (["theory-free summary"] if len(judged) < len(runs) else [])
         report = [f"# dyn analysis: {', '.join(titles)}", ""]
-        report += [f"- **{th.name}**: {th.description}"
-                   for th in {th.name: th for th in theories if th is not None}.values()] + [""]
+        report += [f"- **{th.name}**: {th.description}" for th in unique.values()] + [""]
+        if overview is not None:
+            report += ["## The runs side by side", "", _markdown_frame(overview), "", MEANING, ""]
+            echo("runs side by side:")
+            echo(overview.to_string())
+            echo("")
+        for th in unique.values():
+            if th.definitions:
+                report += [f"## Definitions ({th.name})", ""]
+                report += [f"- **{k}**: {v}" for k, v in th.definitions.items()] + [""]
         for name, run, th in zip(names, runs, theories):
             if th is None:
                 report += _summary_section(name, run, tmp, echo)
                 continue
-            table = compare(run, th)
-            reg = table.attrs["regime"]
-            counts = table["verdict"].value_counts().to_dict()
-            summary = _regime_line(reg)
+            table = tables[name]
+            summary = summary_lines(table)
             echo(f"== {name} ({run.path})")
+            for line in summary:
+                echo(line)
             echo(format_table(table))
-            echo(summary)
-            echo("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in ("holds", "violated", "not checkable")))
             echo("")
             table.to_csv(tmp / f"{name}-verdicts.csv", index=False)
+            numbers_table(table).to_csv(tmp / f"{name}-numbers.csv", index=False)
             save_figure(plot.plot_coefficients(run, theory=th, title=name), tmp, f"{name}-coefficients")
             save_figure(plot.plot_heatmap(run, quantity="gamma"), tmp, f"{name}-heatmap-gamma")
             save_figure(plot.plot_heatmap(run, quantity="rho"), tmp, f"{name}-heatmap-rho")
@@ -109,7 +207,13 @@ def write_report(
             if cfg:
                 shown = {k: v for k, v in cfg.items() if isinstance(v, (bool, int, float, str))}
                 report += ["Config: " + ", ".join(f"{k}={v}" for k, v in shown.items()), ""]
-            report += [f"**Regime.** {summary}", "", markdown_table(table), "",
+            report += ["**Summary.** " + "; ".join(summary) + ".", ""]
+            conditions = table[table["stage"].isin(CONDITION_STAGES)]
+            claims = table[~table["stage"].isin(CONDITION_STAGES)]
+            if len(conditions):
+                report += ["### Conditions", "",
+                           markdown_table(conditions, ("claim", "statement", "predicted", "observed", "verdict")), ""]
+            report += ["### Claims", "", markdown_table(claims), "",
                        f"![{name} coefficients]({name}-coefficients.png)", "",
                        f"![{name} gamma heatmap]({name}-heatmap-gamma.png)", "",
                        f"![{name} rho heatmap]({name}-heatmap-rho.png)", ""]

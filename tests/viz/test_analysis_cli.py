@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -27,15 +28,39 @@ def test_analyze_writes_report_tables_and_figures(runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["analyze", str(runs / "single.zarr"), str(runs / "multi.zarr"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "== single" in printed and "== multi" in printed and "regime: observed" in printed
-    assert "holds" in printed
+    assert "== single" in printed and "== multi" in printed
+    # the runs side by side first, then the two-level summary of each run
+    assert printed.index("runs side by side") < printed.index("== single")
+    assert "tests of the theorem (hypotheses met):" in printed and "predictions outside its assumptions:" in printed
+    assert "statement:" in printed and "NOT MET" in printed
     report = (out / "report.md").read_text()
     for name in ("single-coefficients", "multi-heatmap-gamma", "signal-vs-noise"):
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").exists()
         assert f"({name}.png)" in report
+    assert report.index("## The runs side by side") < report.index("## single")
+    overview = report.split("## The runs side by side")[1].split("\n\n")[1].splitlines()
+    assert len(overview) > 10 and {len(re.split(r"(?<!\\)\|", line)) for line in overview} == {5}  # escaped cells
+    for symbol in ("**A**", "**Psi**", "**beta**", "**I+(0)**", "**W***"):
+        assert report.count(symbol) == 1  # defined once
     table = pd.read_csv(out / "single-verdicts.csv")
     assert set(table["verdict"]) <= {"holds", "violated", "not checkable"}
-    assert all(isinstance(json.loads(n), dict) for n in table["numbers"])
+    assert {"statement", "hypotheses_met", "unmet", "reason"} <= set(table.columns)
+    # every claim's statement and its full observation are in the report (the old one cut cells at 60 characters)
+    flat = " ".join(printed.split())  # the terminal wraps long cells; it never cuts them
+    for row in table.itertuples():
+        assert row.statement.replace("|", "\\|") in report
+        if isinstance(row.observed, str):
+            assert row.observed.replace("|", "\\|") in report and " ".join(row.observed.split()) in flat
+    numbers = pd.read_csv(out / "single-numbers.csv")
+    assert list(numbers.columns) == ["claim", "quantity", "value", "text"] and len(numbers) > 10
+
+
+def test_analyze_a_multi_modal_run_at_a_huge_learning_rate(tmp_path):
+    """Regression (issue 9, defect 4): eta = 1 multi-modal crashed analyze."""
+    path = tmp_path / "hot.zarr"
+    dyn.train(dyn.load_preset("huang2024-tiny", modality="multi", eta=1.0, steps=30), path)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "rep")]) == 0
+    assert "hot" in (tmp_path / "rep" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("fmt, suffix", [("csv", "csv"), ("parquet", "parquet"), ("netcdf", "nc")])

@@ -120,13 +120,14 @@ class Huang2024Setup:
         if self.config.redraw_eps:
             self.data.eps = torch.as_tensor(np.asarray(state["eps"])).to(self.data.eps)
 
-    def probe_accuracy(self) -> float:
-        """OOD accuracy of a logistic-regression head fitted on h(x_train), evaluated on h(x_test) (§3.3)."""
-        from .probe import probe_accuracy
+    def probe_accuracy(self, protocol: str = "paper") -> float:
+        """OOD accuracy of a linear head on h(x_test) (§3.3, §6); ``protocol`` as in :mod:`.probe`."""
+        from .probe import ood_probe_accuracy
 
         enc = self.encoders["h"]
         with torch.no_grad():
-            return probe_accuracy(enc(self.data.inputs()), self.data.y, enc(self.data.test_inputs()), self.data.y_test)
+            return ood_probe_accuracy(enc(self.data.test_inputs()), self.data.y_test, protocol=protocol,
+                                      train_features=enc(self.data.inputs()), train_labels=self.data.y)
 
     def anchors(self) -> torch.Tensor | None:
         """The anchors of the next step: all (GD) or a random minibatch (SGD)."""
@@ -167,8 +168,9 @@ def train(
     chunk_bytes : target bytes per stored chunk.
     checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
     resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
-    evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x) (:mod:`dyn.probe`), at
-        step 0, every this many steps and at the last step.
+    evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x_test) (cross-validated on
+        h(x_test), the paper's protocol), and ``probe_acc_transfer`` (head fitted on h(x_train)); see
+        :mod:`dyn.setups.huang2024.probe`. At step 0, every this many steps and at the last step.
 
     Returns
     -------
@@ -226,7 +228,8 @@ def train(
                         rec.record(t, inner=setup.last_inner)
                     scalars = out_t.scalars()
                     if evaluate_every and (t % evaluate_every == 0 or last):
-                        scalars["probe_acc"] = setup.probe_accuracy()
+                        scalars["probe_acc"] = setup.probe_accuracy("paper")
+                        scalars["probe_acc_transfer"] = setup.probe_accuracy("transfer")
                     rec.log(step=t, **scalars)
                 if last:
                     final_loss = float(out_t.loss.detach())
