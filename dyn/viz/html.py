@@ -13,7 +13,6 @@ toggle and pulls a web server (tornado) into the dependencies; uPlot is smaller 
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from datetime import datetime, timezone
@@ -208,19 +207,19 @@ def _claims_side_by_side(names: Sequence[str], tables: Sequence[pd.DataFrame]) -
 
 
 def _claim_table(name: str, table: pd.DataFrame) -> str:
-    cols = ["claim", "stage", "statement", "predicted", "observed", "verdict", "numbers"]
+    cols = ["claim", "stage", "statement", "predicted", "observed", "verdict", "hypotheses_met", "reason", "numbers"]
+    numbers = table.attrs.get("numbers") or {}
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
     body = ""
-    for row in table.itertuples(index=False):
+    for row in table.to_dict("records"):
         cells = ""
         for c in cols:
-            value = getattr(row, c)
             if c == "numbers":
-                try:
-                    value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in json.loads(value).items())
-                except (TypeError, ValueError, AttributeError):
-                    value = str(value)
+                value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in (numbers.get(row["claim"]) or {}).items())
+            else:
+                value = row.get(c, "")
+                value = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else value
             style = f' style="background:{_VERDICT_COLOURS[value]}"' if c == "verdict" and value in _VERDICT_COLOURS else ""
             cells += f'<td class="{c}"{style}>{html.escape(str(value))}</td>'
         body += f"<tr>{cells}</tr>"

@@ -19,6 +19,11 @@ from dyn.theory.huang2025_label_noise import claims as C
 from dyn.theory.huang2025_label_noise.quantities import binary_entropy
 
 
+def said(v) -> str:
+    """What a verdict says: the reason of a "not checkable" verdict, else what was observed."""
+    return v.reason or v.observed
+
+
 #: Tiny runs (about a second each), trained on first use. ``gd``: standard GD memorizes the noise and tests at
 #: chance; ``ln``: the same data with label-noise GD at eta = 0.25 (stage 1 ends at T1 ~ 194, then a bounded stage 2);
 #: ``ln_preset``: the huang2025-tiny preset as shipped (eta = 1: the signal reaches B_j >= 3 and the test error 0);
@@ -107,7 +112,7 @@ def test_every_claim_gives_a_verdict_on_every_run(tiny, name):
     for spec in CLAIMS:
         v = verdict(spec.check, tiny.rec(name))
         assert v.verdict in ("holds", "violated", "not checkable"), spec.name
-        assert v.observed, spec.name
+        assert said(v), spec.name
         if spec.stage == "identity":  # exact identities never fail on a correct run, even a short or odd one
             assert v.verdict != "violated", (spec.name, v.observed)
 
@@ -200,9 +205,9 @@ def test_gating_violated_when_a_frozen_coefficient_moves(tiny):
 def test_identities_need_consecutive_steps_and_real_moves(tiny):
     for fn in (C.signal_update, C.noise_update, C.gating, C.flip_sign_rule, C.gd_signs):
         v = verdict(fn, tiny.rec("sparse"))
-        assert v.verdict == "not checkable" and "consecutive" in v.observed
+        assert v.verdict == "not checkable" and "consecutive" in said(v)
     v = verdict(C.flip_sign_rule, tiny.rec("untrained"))
-    assert v.verdict == "not checkable" and "no coefficient moved" in v.observed
+    assert v.verdict == "not checkable" and "no coefficient moved" in said(v)
 
 
 def test_noise_orthogonality_and_span(tiny):
@@ -255,7 +260,7 @@ def test_gd_sign_invariants(tiny):
 def test_bounded_coefficients_reports_its_hypotheses(tiny):
     v = verdict(C.bounded_coefficients, tiny.rec("gd"))
     assert v.verdict == "holds" and v.numbers["hypotheses_met"] is False
-    assert "(iii) learning rate" in v.numbers["hypotheses_failed"] and "hypotheses not met" in v.observed
+    assert "(iii) learning rate" in v.numbers["hypotheses_failed"] and "hypotheses not met" in said(v)
     rho = tiny.rec("gd").rho * 100
     assert verdict(C.bounded_coefficients, tiny.rec("gd").replace(rho=rho)).verdict == "violated"
 
@@ -265,14 +270,14 @@ def test_gd_noise_memorized_by_t1(tiny):
     assert v.verdict == "holds" and v.numbers["first_step"] <= v.numbers["T1"]
     assert verdict(C.gd_noise_memorized, tiny.rec("gd").replace(rho=tiny.rec("gd").rho * 0.05)).verdict == "violated"
     v = verdict(C.gd_noise_memorized, tiny.rec("untrained"))
-    assert v.verdict == "not checkable" and "run too short" in v.observed
+    assert v.verdict == "not checkable" and "run too short" in said(v)
     assert verdict(C.gd_noise_memorized, tiny.rec("ln")).verdict == "not checkable"
 
 
 def test_gd_noise_lower_curve_is_vacuous_on_real_runs_and_decides_when_it_is_not(tiny):
     rec = tiny.rec("gd")
     v = verdict(C.gd_noise_lower_curve, rec)
-    assert v.verdict == "not checkable" and v.observed.startswith("vacuous")
+    assert v.verdict == "not checkable" and said(v).startswith("vacuous")
     # beta_bar just above s_xi/2.4 puts the bound at <= 0 at step 0 and above 0 afterwards: informative
     b = rec.b.copy()
     b[0] = rec.params.s_xi / (4 * 0.6) * 1.001
@@ -293,7 +298,7 @@ def test_gd_wrong_label_noise_small(tiny):
 def test_gd_signal_small_at_t1(tiny):
     rec = tiny.rec("gd")
     v = verdict(C.gd_signal_small, rec)
-    assert v.verdict == "not checkable" and "vacuous" in v.observed  # implied by the exact envelope here
+    assert v.verdict == "not checkable" and "vacuous" in said(v)  # implied by the exact envelope here
     # the claim is implied by the envelope iff 8 n SNR^2 log(1/s_xi) <~ 8 (its own hypothesis); a stronger signal
     # in the formula (|mu| x3: n SNR^2 = 1.76) makes it informative
     strong = rec.replace(params=dataclasses.replace(rec.params, mu_norm=rec.params.mu_norm * 3))
@@ -307,7 +312,7 @@ def test_gd_harmful_overfitting(tiny):
     v = verdict(C.gd_harmful_overfitting, tiny.rec("gd_signal"))  # the signal won: GD generalizes
     assert v.verdict == "violated" and v.numbers["min_error"] < 0.24
     v = verdict(C.gd_harmful_overfitting, tiny.rec("untrained"))
-    assert v.verdict == "not checkable" and "never falls" in v.observed
+    assert v.verdict == "not checkable" and "never falls" in said(v)
     no_test = {k: v for k, v in tiny.rec("gd").scalars.items() if "error" not in k}
     assert verdict(C.gd_harmful_overfitting, tiny.rec("gd").replace(scalars=no_test)).verdict == "not checkable"
 
@@ -336,7 +341,7 @@ def test_ln_noise_memorized_by_t1(tiny):
     faded[tiny.rec("ln").steps >= 100] *= 0.01  # stage 1 as recorded, then the memorization erased before T1
     assert verdict(C.ln_noise_memorized, tiny.rec("ln").replace(rho=faded)).verdict == "violated"
     v = verdict(C.ln_noise_memorized, tiny.rec("ln_short"))
-    assert v.verdict == "not checkable" and "run too short" in v.observed
+    assert v.verdict == "not checkable" and "run too short" in said(v)
     assert verdict(C.ln_noise_memorized, tiny.rec("gd")).verdict == "not checkable"
 
 
@@ -354,7 +359,7 @@ def test_ln_memorization_bounded(tiny):
     v = verdict(C.ln_memorization_bounded, as_algorithm(tiny.rec("gd"), "label_noise"))
     assert v.verdict == "violated" and v.numbers["log_coefficient"] > 1  # GD's memorization grows like log t
     v = verdict(C.ln_memorization_bounded, tiny.rec("ln_short"))
-    assert v.verdict == "not checkable" and "run too short" in v.observed
+    assert v.verdict == "not checkable" and "run too short" in said(v)
 
 
 def test_ln_output_tracks_noise_energy(tiny):
@@ -386,7 +391,7 @@ def test_ln_signal_level_claims(tiny):
     assert verdict(C.ln_signal_cap, rec).verdict == "holds"  # at eta = 0.25 the signal is still below 0.1 here
     assert verdict(C.ln_signal_cap, rec.replace(gamma=rec.gamma * 10)).verdict == "violated"
     v = verdict(C.ln_signal_reaches_constant, tiny.rec("ln_preset"))
-    assert v.verdict == "not checkable" and "T2" in v.observed and v.observed.endswith("first at step 106")
+    assert v.verdict == "not checkable" and "T2" in said(v) and said(v).endswith("first at step 106")
     # T2 ~ 1/eta: with eta x300 in the formula only, T2 ~ 341 falls after the signal passed 3 (step 106); with
     # eta x1000, T2 ~ 102 falls before
     def fast(k):
@@ -415,7 +420,7 @@ def test_ln_test_accuracy_improves(tiny):
     assert verdict(C.ln_test_accuracy_improves, as_algorithm(tiny.rec("gd"), "label_noise")).verdict == "violated"
     zero = {**tiny.rec("ln").scalars, "population_error": np.zeros_like(tiny.rec("ln").scalars["loss"])}
     v = verdict(C.ln_test_accuracy_improves, tiny.rec("ln").replace(scalars=zero))
-    assert v.verdict == "not checkable" and "already" in v.observed
+    assert v.verdict == "not checkable" and "already" in said(v)
 
 
 def test_equilibrium_margin_heuristic(tiny):
