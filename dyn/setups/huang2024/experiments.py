@@ -122,7 +122,7 @@ def figure1(
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
         frames = []
         for seed in range(seeds):
             for modality in ("single", "multi"):
@@ -184,7 +184,7 @@ def table1(
 
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
         rows, curves = [], []
         for seed in range(seeds):
             data = make_colored_digits(seed)
