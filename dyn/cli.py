@@ -104,9 +104,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
     claim_output(args.out, kind="report", inputs=args.runs, overwrite=args.overwrite)
+    for run in args.runs:
+        _check_stored_config(run)
     out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md)")
     return 0
+
+
+def _check_stored_config(path: str) -> None:
+    """Refuse a run recorded with a config its setup now rejects (e.g. a zero noise scale from an older dyn):
+    the theory's numbers would be meaningless or undefined."""
+    from .errors import ConfigError
+    from .store import read_attrs
+
+    attrs = read_attrs(path)
+    setup = _setups().get(str(attrs.get("setup")))
+    if setup is not None and isinstance(attrs.get("config"), dict):
+        try:
+            setup.config.from_dict(attrs["config"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path} was recorded with a config dyn rejects: {exc}") from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
