@@ -149,7 +149,7 @@ def _in_checkpoint(interrupted: Path, change):
     def make(tmp: Path, store: Path) -> None:
         shutil.rmtree(store)
         shutil.copytree(interrupted, store)
-        change(store / "_checkpoint" / "step_9")
+        change(store / "_checkpoint" / _attrs(store)["checkpoint_slot"])
     return make
 
 

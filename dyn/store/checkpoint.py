@@ -1,9 +1,9 @@
 """Checkpoints inside a run store: the state that resumes training, as plain zarr arrays (no pickle).
 
-A checkpoint is the group ``/_checkpoint/step_<t>`` holding whatever arrays the trainer handed to
-:meth:`dyn.Recorder.flush` (weights, RNG states, ...) to continue at step ``t``. The root attribute
-``checkpoint_step`` points at the valid one; it is committed only once the checkpoint is completely written, and
-older checkpoints are deleted only after that (:meth:`dyn.store.StoreWriter.write_checkpoint`).
+A checkpoint is a group ``/_checkpoint/slot_<k>`` (attribute ``step``) holding whatever arrays the trainer
+handed to :meth:`dyn.Recorder.flush` (weights, RNG states, ...) to continue at that step. Two slots take turns;
+the root attributes ``checkpoint_step`` and ``checkpoint_slot`` point at the valid one and are committed only
+once it is completely written (:meth:`dyn.store.StoreWriter.write_checkpoint`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[int, dict[str, np.ndarray]
     step = attrs.get("checkpoint_step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise StoreError(f"{p} has no checkpoint to resume from (it stopped before the first one)")
-    group_path = p / CHECKPOINT_GROUP / f"step_{step}"
+    slot = attrs.get("checkpoint_slot")
+    if not isinstance(slot, str) or not slot.startswith("slot_"):
+        raise StoreError(f"{p}: the checkpoint of step {step} is missing (no valid checkpoint_slot); the store is damaged")
+    group_path = p / CHECKPOINT_GROUP / slot
     where = group_path.relative_to(p)
-    if not (group_path / "zarr.json").is_file():
-        raise StoreError(f"{p}: the checkpoint of step {step} is missing ({where}); the store is damaged")
+    try:
+        meta = json.loads((group_path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        raise StoreError(f"{p}: the checkpoint of step {step} is missing ({where}); the store is damaged") from None
+    held = (meta.get("attributes") or {}).get("step") if isinstance(meta, dict) else None
+    if held != step:
+        raise StoreError(f"{p}: the checkpoint pointer says step {step} but {where} holds step {held}; the store is damaged")
     check_codecs(group_path)
     names = sorted(d.name for d in group_path.iterdir() if (d / "zarr.json").is_file())
     if not names:

@@ -15,8 +15,8 @@ Layout (every dimension has a coordinate of the same name)::
       gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
       signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
       weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
-    /_checkpoint/step_<t>   state to resume training at step t (see :mod:`dyn.store.checkpoint`); not in the
-                            consolidated metadata, so readers of the recording do not see it
+    /_checkpoint/slot_<k>   state to resume training (see :mod:`dyn.store.checkpoint`); not in the consolidated
+                            metadata, so readers of the recording do not see it
 
 Schema versions: **2** (this one) commits through the consolidated metadata in the root ``zarr.json``, which
 always describes exactly the written steps, and writes every chunk (:mod:`dyn.store.writer`). **1** was

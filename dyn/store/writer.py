@@ -19,9 +19,10 @@ sees one committed length in every group (aligned, no padding rows), and every c
 The store is created the same way: the root ``zarr.json`` (with the run's attributes, marking the folder as a dyn
 store that ``dyn run --resume`` can restart) comes first, then the arrays, then the commit that shows them.
 
-Checkpoints (``/_checkpoint/step_<t>``, :mod:`dyn.store.checkpoint`) are written completely before the commit
-that points at them (``checkpoint_step``) and deleted only after a commit stopped pointing at them; they are
-left out of the consolidated metadata, so readers of the recording never see them. Every chunk is written even
+Checkpoints (``/_checkpoint/slot_0`` and ``slot_1``, :mod:`dyn.store.checkpoint`) take turns: the new one is
+written completely into the slot the last commit does not point at, then a commit points at it
+(``checkpoint_step``, ``checkpoint_slot``); they are left out of the consolidated metadata, so readers of the
+recording never see them. Every chunk is written even
 when it holds only fill values, so a chunk file missing from the committed range always means damage, and the
 reader refuses it. This protects against a killed process (SIGKILL, out of memory, Ctrl-C); surviving a power cut
 would also need an ``fsync`` of every chunk, which dyn does not pay for.
@@ -63,7 +64,9 @@ _COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 # Write chunks that hold only the fill value too: then a missing chunk file always means damage.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 # Attributes that describe an unfinished run; a run that completes drops them.
-_UNFINISHED = ("error", "diverged_at", "checkpoint_step")
+_UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
+#: The two checkpoint slots, written in turn (:meth:`StoreWriter.write_checkpoint`).
+_SLOTS = ("slot_0", "slot_1")
 
 
 def _version(dist: str) -> str | None:
@@ -138,6 +141,8 @@ class StoreWriter:
         self._nodes: dict[str, Any] = {}  # committed groups and arrays (zarr Async*) by path; "" is the root
         self._meta: dict[str, dict[str, Any]] = {}  # their zarr.json contents, for the commit record
         self._step_arrays: dict[tuple[str, str], Any] = {}  # (group, name) -> per-step AsyncArray
+        self._slots: dict[str, Any] = {}  # checkpoint slot -> its AsyncGroup, once this writer wrote it
+        self._slot_arrays: dict[str, dict[str, Any]] = {}
         if append:
             if not self.path.is_dir():
                 read_attrs(self.path)  # raises the one-line reason
@@ -258,11 +263,13 @@ class StoreWriter:
         self._meta[path] = _node_json(node)
 
     async def _static_array(self, group: Any, path: str | None, name: str, dims: tuple[str, ...], values: np.ndarray,
-                            attrs: Mapping | None) -> None:
+                            attrs: Mapping | None, existing: dict[str, Any] | None = None) -> None:
+        """Create or fill a static array; ``path`` names a committed node (None: not part of the recording), and
+        ``existing`` holds arrays written before under the same group (a checkpoint slot)."""
         values = np.asarray(values)
         if values.dtype.kind in "UO":
             values = values.astype(str)
-        old = self._nodes.get(path) if path else None
+        old = self._nodes.get(path) if path else (existing or {}).get(name)
         if old is not None and old.shape == values.shape and old.dtype == values.dtype:
             arr = old  # rewrite its chunks in place (atomically): committed readers never see it missing
         else:
@@ -273,6 +280,8 @@ class StoreWriter:
             await arr.setitem(..., values)
         if path:
             self._add_node(path, arr)
+        elif existing is not None:
+            existing[name] = arr
 
     def add_site(
         self,
@@ -320,7 +329,7 @@ class StoreWriter:
                                       "metadata": {path: self._meta[path] for path in sorted(self._meta) if path}},
             "node_type": "group",
         }
-        atomic_write(self.path / "zarr.json", json.dumps(meta, indent=2).encode())
+        atomic_write(self.path / "zarr.json", json.dumps(meta).encode())
 
     def _commit(self, **changes: Any) -> None:
         """Commit: attribute ``changes`` (None removes one) and the current shapes, in one atomic replace."""
@@ -377,9 +386,19 @@ class StoreWriter:
 
     # -- resuming -----------------------------------------------------------------------------------------------
     def checkpoint(self) -> tuple[int, dict[str, np.ndarray]] | None:
-        """The store's last checkpoint ``(step, arrays)``, or None if it has none (read under the writer lock)."""
+        """The store's last checkpoint ``(step, arrays)``, or None if it has none (read under the writer lock).
+
+        Raises
+        ------
+        StoreError
+            The checkpoint is damaged, or was written by another store schema.
+        """
         if self.attrs.get("checkpoint_step") is None:
             return None
+        version = self.attrs.get("dyn_schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by another dyn version (store schema {version}); its "
+                             "checkpoint cannot be resumed here")
         return read_checkpoint(self.path)
 
     def reopen(self, before_step: int, attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -433,29 +452,32 @@ class StoreWriter:
         return dict(self.attrs)
 
     def write_checkpoint(self, next_step: int, arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
-        """Store the state that resumes training at ``next_step`` (``/_checkpoint/step_<t>``), then commit the
-        pointer ``checkpoint_step`` to it, then delete older checkpoints (a crash at any point leaves one valid)."""
-        name = f"step_{next_step}"
+        """Store the state that resumes training at ``next_step``, then commit the pointer to it.
+
+        Two slots (``/_checkpoint/slot_0``, ``slot_1``) take turns: the new state is written into the slot the
+        pointer does not name (in place, chunk by chunk; nothing is deleted), and only then does a commit point
+        at it (root attributes ``checkpoint_step``, ``checkpoint_slot``). A crash at any moment leaves the last
+        committed checkpoint whole.
+        """
+        slot = _SLOTS[1] if self.attrs.get("checkpoint_slot") == _SLOTS[0] else _SLOTS[0]
 
         async def write() -> None:
-            holder = await self._nodes[""].require_group(CHECKPOINT_GROUP)
-            group = await holder.create_group(name, overwrite=True)
-            await asyncio.gather(*(self._static_array(group, None, key, dims, values, None)
+            group = self._slots.get(slot)
+            if group is None:
+                holder = await self._nodes[""].require_group(CHECKPOINT_GROUP)
+                group = self._slots[slot] = await holder.create_group(slot, overwrite=True)
+                self._slot_arrays[slot] = {}
+            old = self._slot_arrays[slot]
+            await asyncio.gather(*(self._static_array(group, None, key, dims, values, None, old)
                                    for key, (dims, values) in arrays.items()))
+            for key in set(old) - set(arrays):
+                await group.delitem(key)
+                del old[key]
+            await group.update_attributes({"step": int(next_step)})
 
         with io_errors(str(self.path)):
             zarr_sync(write())
-        self._commit(checkpoint_step=int(next_step))
-        self._drop_checkpoints(keep=name)
-
-    def _drop_checkpoints(self, keep: str | None = None) -> None:
-        holder = self.path / CHECKPOINT_GROUP
-        if keep is None:
-            shutil.rmtree(holder, ignore_errors=True)
-        elif holder.is_dir():
-            for entry in holder.iterdir():
-                if entry.is_dir() and entry.name.startswith("step_") and entry.name != keep:
-                    shutil.rmtree(entry, ignore_errors=True)
+        self._commit(checkpoint_step=int(next_step), checkpoint_slot=slot)
 
     # -- closing ------------------------------------------------------------------------------------------------
     def close(self, status: str, **attrs: Any) -> None:
@@ -471,7 +493,7 @@ class StoreWriter:
                 unfinished = dict.fromkeys(_UNFINISHED) if status == "complete" else {}
                 self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
                 if status == "complete":
-                    self._drop_checkpoints()
+                    shutil.rmtree(self.path / CHECKPOINT_GROUP, ignore_errors=True)
         finally:
             self.release()
 
