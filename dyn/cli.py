@@ -28,10 +28,23 @@ __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit status 2."""
+    """argparse with one-line errors and exit status 2, and an epilog computed only when help is shown."""
+
+    epilog_factory = None
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def format_help(self) -> str:
+        if self.epilog_factory is not None:
+            self.epilog = self.epilog_factory()
+        return super().format_help()
+
+
+def _theories_epilog() -> str:
+    from .theory.base import available_theories  # loads the analysis stack: only for `dyn analyze --help`
+
+    return "theories: " + "; ".join(f"{k}: {v}" for k, v in available_theories().items())
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -228,18 +241,16 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(takes no other run options but --checkpoint-every)")
     p.set_defaults(func=_cmd_run)
 
-    from .theory.base import available_theories
     from .viz.export import FORMATS, REDUCTIONS
 
-    theories = available_theories()
     p = sub.add_parser(
         "analyze",
         help="compare runs with a theorem claim by claim; write a report with figures",
         description="Compute exact signal learning (gamma) and noise memorization (rho), check every claim of a "
                     "theorem against each run (holds / violated / not checkable), print the verdict tables and "
                     "write figures (PNG, SVG), CSV tables and a Markdown report.",
-        epilog="theories: " + "; ".join(f"{k}: {v}" for k, v in theories.items()),
     )
+    p.epilog_factory = _theories_epilog
     p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures (parents created)")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
@@ -316,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dyn`` console script; returns the exit status (see the module docstring)."""
     command = "dyn"
     try:
-        parser = _build_parser()  # imports the theory registry: Ctrl-C may land here too
+        parser = _build_parser()  # imports xarray and pandas: Ctrl-C may land here too
         args = parser.parse_args(argv)
         command = f"dyn {args.command}"
         return args.func(args)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ..errors import ConfigError
-from ..analysis.run import Run
 from ..store import reading
 from ..store.outputs import claim_output, staged_file
+
+if TYPE_CHECKING:
+    from ..analysis.run import Run
 
 __all__ = ["FORMATS", "REDUCTIONS", "tidy", "export"]
 
@@ -86,6 +88,8 @@ def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", st
     """
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
+    from ..analysis.run import Run  # imported on use: the CLI reads FORMATS without loading the analysis
+
     run = Run.coerce(run)
     return pd.concat(list(_blocks(run, reduce, step_block)), ignore_index=True)
 
@@ -127,6 +131,8 @@ def export(
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     # fail before the (slow) read; checked again, with the run's path, before the file is replaced
     claim_output(out, kind="export", inputs=[run] if isinstance(run, (str, os.PathLike)) else [], overwrite=overwrite)
+    from ..analysis.run import Run
+
     run = Run.coerce(run)
     with staged_file(out, overwrite=overwrite, inputs=[run.path] if run.path else []) as tmp:
         blocks = _blocks(run, reduce, step_block)
