@@ -134,17 +134,18 @@ def missing_chunks(p: Path, path: str, meta: Mapping[str, Any], rows: int | None
     return None
 
 
-def _check_chunks(p: Path, metas: Mapping[str, Mapping[str, Any]], *, legacy_rows: int | None) -> None:
-    """Refuse a store with a chunk file missing in the range a reader sees.
+def _check_chunks(p: Path, metas: Mapping[str, Mapping[str, Any]], *, schema: int, rows: int | None) -> None:
+    """Refuse a store with a chunk file missing in the range a reader sees (``rows`` steps, default all).
 
     Schema 1 stores did not write chunks that held only fill values; for them only the ``step`` coordinates and
-    the recorded inner products (never all fill values) are checked, over the ``legacy_rows`` written steps.
+    the recorded inner products (never all fill values) are checked.
     """
     for path, meta in metas.items():
         name = path.rsplit("/", 1)[-1]
-        if legacy_rows is not None and not (name == "step" or name.endswith("_inner")):
+        if schema < 2 and not (name == "step" or name.endswith("_inner")):
             continue
-        gap = missing_chunks(p, path, meta, legacy_rows)
+        is_step = (meta.get("dimension_names") or [None])[0] == "step"
+        gap = missing_chunks(p, path, meta, rows if is_step else None)
         if gap is not None:
             raise StoreError(f"{p}: {gap}; the store is damaged (a chunk file was deleted or never copied)")
 
@@ -205,7 +206,7 @@ def open_run(path: str | os.PathLike, *, validate: bool = True, chunks: dict | N
         rows = _written_steps(p, tree)
         if rows is not None and rows < tree.sizes.get("step", 0):
             tree = tree.isel(step=slice(0, rows))
-    _check_chunks(p, metas, legacy_rows=rows if legacy else None)
+    _check_chunks(p, metas, schema=attrs["dyn_schema_version"], rows=rows)
     if validate:
         validate_tree(p, tree, attrs)
     return tree
@@ -226,11 +227,12 @@ def _written_steps(p: Path, tree: xr.DataTree) -> int | None:
 def read_static(path: str | os.PathLike, site: str, name: str) -> np.ndarray:
     """One static array of a site (e.g. ``noise_vectors``), read without opening the whole tree."""
     p = Path(path)
+    schema = read_attrs(p)["dyn_schema_version"]
     check_codecs(p)
     meta = _array_metas(p, _root_meta(p)).get(f"{site}/{name}")
     if meta is None:
         raise StoreError(f"{p}: the store has no array {site}/{name}")
-    gap = missing_chunks(p, f"{site}/{name}", meta)
+    gap = missing_chunks(p, f"{site}/{name}", meta) if schema >= 2 else None
     if gap is not None:
         raise StoreError(f"{p}: {gap}; the store is damaged")
     with reading(p, f"{site}/{name}"):

@@ -226,20 +226,19 @@ def train(
         raise
     opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
     every = config.record_every
-    rec = None
-    if out is not None:
-        policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": float(checkpoint_seconds)}
-        rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
-                       seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
-                       resume_from=start if found is not None else None,
-                       attrs={"setup": "huang2024", "modality": config.modality, **policy, **(attrs or {})})
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
+    rec = bar = None
     final_loss = float("nan")
     try:
+        if out is not None:
+            policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": float(checkpoint_seconds)}
+            rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
+                           seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                           resume_from=start if found is not None else None,
+                           attrs={"setup": "huang2024", "modality": config.modality, **policy, **(attrs or {})})
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
         with rec if rec is not None else contextlib.nullcontext(), _DeferredInterrupt() as interrupt:
             last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
@@ -277,6 +276,8 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.release()  # in case the recorder never opened (closing it releases the lock too)
     path = rec.path if rec is not None else None
     return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
                       seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
