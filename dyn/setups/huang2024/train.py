@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import threading
 import time
 from typing import Any, Mapping
 
@@ -24,8 +22,8 @@ import torch
 
 from ...errors import ConfigError, DivergenceError, StoreError
 from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
-from ...store import StoreWriter, read_static
-from ..base import RunSummary, store_size
+from ...store import read_static
+from ..base import DEFAULT_CHECKPOINT_SECONDS, DeferredInterrupt, RunSummary, checkpoint_policy, open_for_resume, store_size
 from .config import Config
 from .data import SyntheticData, make_data
 from .model import PatchReLUEncoder
@@ -33,9 +31,6 @@ from .objective import ContrastiveLoss, multi_modal_loss, single_modal_loss
 
 __all__ = ["Huang2024Setup", "train", "DEFAULT_CHECKPOINT_SECONDS"]
 
-#: Seconds of training between checkpoints by default: a run killed at any moment loses at most about this much
-#: work. A checkpoint costs a few milliseconds (the recorded steps and the weights are written anyway).
-DEFAULT_CHECKPOINT_SECONDS = 10.0
 
 
 class Huang2024Setup:
@@ -201,25 +196,16 @@ def train(
     ('complete', 5)
     """
     t0 = time.perf_counter()
-    writer = None
-    if resume:
-        if out is None:
-            raise ConfigError("resume needs the store to continue")
-        writer = StoreWriter(out, append=True)  # the lock first: nothing is read from a store another run writes
+    resumed = open_for_resume(out, setup="huang2024", config=config) if resume else None
+    writer = resumed.writer if resumed is not None else None
+    found = resumed.checkpoint if resumed is not None else None
     try:
-        found = None
-        if writer is not None:
-            stored = _stored_run(writer, config)
-            checkpoint_every = checkpoint_every if checkpoint_every is not None else stored.get("checkpoint_every")
-            checkpoint_seconds = checkpoint_seconds if checkpoint_seconds is not None else stored.get("checkpoint_seconds")
-            attrs = {**{k: stored[k] for k in ("preset",) if k in stored}, **(attrs or {})}
-            found = writer.checkpoint()
-        checkpoint_seconds = DEFAULT_CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-        _check_policy(checkpoint_every, checkpoint_seconds)
+        checkpoint_every, checkpoint_seconds = checkpoint_policy(checkpoint_every, checkpoint_seconds,
+                                                                 resumed.attrs if resumed is not None else None)
+        if resumed is not None:
+            attrs = {**{k: resumed.attrs[k] for k in ("preset",) if k in resumed.attrs}, **(attrs or {})}
         setup = _build(config)
-        start = 0
-        if found is not None:
-            start = _restore(setup, out, *found)
+        start = _restore(setup, out, *found) if found is not None else 0
     except BaseException:
         if writer is not None:
             writer.release()
@@ -230,7 +216,7 @@ def train(
     final_loss = float("nan")
     try:
         if out is not None:
-            policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": float(checkpoint_seconds)}
+            policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
             rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
                            seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
                            resume_from=start if found is not None else None,
@@ -239,7 +225,7 @@ def train(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
-        with rec if rec is not None else contextlib.nullcontext(), _DeferredInterrupt() as interrupt:
+        with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
             last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
                 last = t == config.steps
@@ -283,38 +269,6 @@ def train(
                       seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
 
 
-class _DeferredInterrupt:
-    """Ctrl-C inside the training loop sets :attr:`requested` instead of raising mid-step (where weights or RNG
-    states could be half updated); the loop checkpoints at the next step boundary and stops. A second Ctrl-C
-    raises at once. Only on the main thread, and only over Python's own SIGINT handler."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._installed = False
-
-    def __enter__(self) -> "_DeferredInterrupt":
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _check_policy(every: Any, seconds: Any) -> None:
-    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every <= 0):
-        raise ConfigError(f"checkpoint_every must be a positive integer (steps), got {every!r}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
-        raise ConfigError(f"checkpoint_seconds must be a positive number, got {seconds!r}")
-
-
 def _bytes_needed(config: Config) -> int:
     """A lower bound on the memory a run needs: the data drawn in float64 and cast, the probes and the weights."""
     itemsize = 4 if config.dtype == "float32" else 8
@@ -339,19 +293,6 @@ def _build(config: Config) -> Huang2024Setup:
             raise ConfigError(f"cannot allocate this run's tensors (d={config.d}, n={config.n}, m={config.m}; needs "
                               f"at least {need / 2**30:.3g} GiB): {msg}") from None
         raise
-
-
-def _stored_run(writer: StoreWriter, config: Config) -> dict[str, Any]:
-    """The root attributes of the store being resumed, checked: unfinished, and recorded with ``config``."""
-    attrs = writer.attrs
-    if attrs.get("status") == "complete":
-        raise StoreError(f"{writer.path} is already complete; nothing to resume")
-    stored = attrs.get("config")
-    if not isinstance(stored, dict) or attrs.get("setup") != "huang2024":
-        raise StoreError(f"{writer.path} is not a run of dyn's huang2024 trainer; it cannot be resumed")
-    if Config.from_dict({**stored, "notes": stored.get("notes", {})}) != config:
-        raise ConfigError(f"resume: the config differs from the one stored in {writer.path}")
-    return attrs
 
 
 def _restore(setup: Huang2024Setup, out: str | os.PathLike, step: int, state: Mapping[str, np.ndarray]) -> int:
