@@ -1,7 +1,17 @@
 """The ``dyn`` command line.
 
-Exit status: 0 success; 1 a run that diverged or a check that failed; 2 bad input (a one-line message, no
-traceback, nothing already written touched); 130 interrupted by Ctrl-C (the store is flushed and marked).
+Exit status (also in ``dyn --help``):
+
+=====  ==========================================================================================================
+0      success
+1      the result is negative: a run diverged (its store is marked ``diverged``), ``verify`` found the store not
+       sound, a ``sweep`` had failed runs
+2      bad input: a one-line message naming it, no traceback, nothing already written touched (unknown preset,
+       invalid value, an ``--out`` dyn may not create or replace, a damaged or foreign store, ...)
+3      I/O failure: the disk refused a write (full, quota, I/O error); everything written before is intact and
+       ``dyn run --resume`` continues an interrupted run once there is room
+130    interrupted by Ctrl-C: a run finishes its step, writes a checkpoint and is marked ``interrupted``
+=====  ==========================================================================================================
 """
 
 from __future__ import annotations
@@ -12,13 +22,13 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import DivergenceError, DynError
+from .errors import DivergenceError, DynError, WriteError
 
 __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit status 2."""
+    """argparse with one-line errors and exit status 2, and an epilog computed only when help is shown."""
 
     #: builds the epilog when help is printed (it may import registries; parsing never does, so --help is fast)
     lazy_epilog = None
@@ -88,10 +98,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume:
         extra = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
-                                          ("--modality", args.modality), ("--seed", args.seed), ("--steps", args.steps))
+                                          ("--modality", args.modality), ("--seed", args.seed), ("--steps", args.steps),
+                                          ("--overwrite", args.overwrite))
                  if value]
         if extra:
             raise ConfigError(f"--resume continues the stored run as it was configured; drop {', '.join(extra)}")
+        # Only to find the trainer: the root zarr.json is replaced atomically, and the trainer takes the store's
+        # writer lock before it reads anything it resumes from (and checks the config again).
         attrs = read_attrs(args.resume)
         setup = get_setup(str(attrs.get("setup")))
         config = setup.config.from_dict(attrs.get("config") or {})
@@ -124,11 +137,30 @@ def _setups():
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .store.outputs import claim_output
     from .viz.report import write_report
 
+    claim_output(args.out, kind="report", inputs=args.runs, overwrite=args.overwrite)
+    for run in args.runs:
+        _check_stored_config(run)
     out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
     return 0
+
+
+def _check_stored_config(path: str) -> None:
+    """Refuse a run recorded with a config its setup now rejects (e.g. a zero noise scale from an older dyn):
+    the theory's numbers would be meaningless or undefined."""
+    from .errors import ConfigError
+    from .store import read_attrs
+
+    attrs = read_attrs(path)
+    setup = _setups().get(str(attrs.get("setup")))
+    if setup is not None and isinstance(attrs.get("config"), dict):
+        try:
+            setup.config.from_dict(attrs["config"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path} was recorded with a config dyn rejects: {exc}") from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -141,7 +173,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.reproduce import reproduce
+    from .store.outputs import claim_output
 
+    claim_output(args.out, kind="reproduction", overwrite=args.overwrite)
     print(reproduce(args.experiment, args.out, seeds=args.seeds, small=args.small, overwrite=args.overwrite,
                     progress=not args.quiet))
     return 0
@@ -196,9 +230,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if sound else 1
 
 
+_EXIT_STATUS = ("exit status: 0 success; 1 diverged, not sound or failed runs; 2 bad input (one line, nothing "
+                "written touched); 3 I/O failure (disk full: what was written is intact); 130 Ctrl-C (checkpointed)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dyn", description="Record and analyse feature-learning dynamics (signal learning vs "
-                                                "noise memorization) of neural-network training.")
+                                                "noise memorization) of neural-network training.",
+                     epilog=_EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"dyn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -213,7 +252,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "every neuron's inner products with the signal vectors and noise patches at every step into a "
                     "zarr store.",
         epilog="examples: dyn run --preset huang2024-figure1 --modality multi --out runs/multi.zarr; "
-               "dyn run --resume runs/multi.zarr",
+               "dyn run --resume runs/multi.zarr. " + _EXIT_STATUS,
     )
     p.add_argument("--preset", help="preset name (see `dyn presets`) or path to a preset TOML file")
     p.add_argument("--out", help="path of the new run store (a directory, e.g. runs/single.zarr)")
@@ -222,13 +261,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="override the number of optimizer steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. --set tau=0.2 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run store dyn wrote at --out (never another folder, nor one holding other files)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="write recorded steps and a resumable checkpoint every N steps "
-                        "(default: at chunk boundaries, at most once a minute)")
+                   help="write recorded steps and a resumable checkpoint every N steps (default: every 10 s of "
+                        "training); stored with the run, kept by --resume")
     p.add_argument("--resume", metavar="STORE",
-                   help="continue an interrupted run from its last checkpoint (takes no other run options)")
+                   help="continue an unfinished run from its last checkpoint, or from step 0 if it has none "
+                        "(takes no other run options but --checkpoint-every)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -240,9 +281,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.lazy_epilog = _theories_epilog
     p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
-    p.add_argument("--out", required=True, help="output folder for report.md, tables and figures")
+    p.add_argument("--out", required=True, help="output folder for report.md, tables and figures (parents created)")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a report folder dyn wrote at --out (never another folder, nor one holding other files)")
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser(
@@ -254,10 +296,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
     p.add_argument("--format", type=_one_of("FORMATS"), help="output format, listed below (default: from the --out suffix)")
-    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--out", required=True, help="output file (parents created)")
     p.add_argument("--reduce", type=_one_of("REDUCTIONS"),
                    help="reduce over neurons/samples, listed below (default none)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export file dyn wrote at --out and nobody changed since")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -299,10 +342,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     "beside the paper's, and what the image encoder's first layer aligned with.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help="which experiment: figure1 or table1 (huang2024)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (parents created)")
     p.add_argument("--seeds", type=int, help="number of seeds (default 5 for figure1, 3 for table1)")
     p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a reproduction folder dyn wrote at --out (never another folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
 
@@ -320,26 +364,36 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     p.add_argument("--sequential", action="store_true", help="no Dask: run in this process (throughput baseline)")
-    p.add_argument("--overwrite", action="store_true", help="start afresh, deleting a previous sweep in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh, replacing a previous dyn sweep in --out (never another folder)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=_cmd_sweep)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dyn`` console script; returns the exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``dyn`` console script; returns the exit status (see the module docstring)."""
+    command = "dyn"
     try:
+        parser = _build_parser()  # imports xarray and pandas: Ctrl-C may land here too
+        args = parser.parse_args(argv)
+        command = f"dyn {args.command}"
         return args.func(args)
     except DivergenceError as exc:
-        print(f"dyn {args.command}: diverged: {exc}", file=sys.stderr)
+        print(f"{command}: diverged: {exc}", file=sys.stderr)
         return 1
+    except WriteError as exc:
+        print(f"{command}: I/O error: {exc}", file=sys.stderr)
+        return 3
     except DynError as exc:
-        print(f"dyn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an I/O failure outside dyn's own checks (e.g. while a figure was being saved)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{command}: I/O error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
-        print(f"dyn {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,12 +1,13 @@
 """The exception types dyn raises.
 
 Every error dyn raises on bad input is a :class:`DynError` whose message is one line naming the field,
-path or value at fault; the CLI prints that line and exits with status 2.
+path or value at fault; the CLI prints that line and exits with status 2. A :class:`WriteError` (the disk
+refused a write: full, quota, I/O error) exits with status 3: the input was fine, the machine was not.
 """
 
 from __future__ import annotations
 
-__all__ = ["DynError", "ConfigError", "StoreError", "DivergenceError", "PhaseError", "NotCheckable"]
+__all__ = ["DynError", "ConfigError", "StoreError", "WriteError", "DivergenceError", "PhaseError", "NotCheckable"]
 
 
 class DynError(Exception):
@@ -19,6 +20,11 @@ class ConfigError(DynError, ValueError):
 
 class StoreError(DynError):
     """A path is not a readable dyn store, is from a newer schema, or cannot be written."""
+
+
+class WriteError(StoreError):
+    """The operating system refused a write (disk full, quota exceeded, I/O error); everything written and
+    committed before it is intact, and an interrupted run can be resumed once there is room."""
 
 
 class DivergenceError(DynError, FloatingPointError):

@@ -32,14 +32,16 @@ import os
 import shutil
 import time
 import tomllib
+import uuid
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from ..errors import ConfigError, DynError, StoreError
+from ..errors import ConfigError, DynError
 from ..setups.base import Setup, find_grid, get_setup, load_preset
+from ..store.outputs import claim_output, io_errors, make_parents, output_kind
 
 __all__ = ["load_grid", "expand", "run_one", "sweep", "phase_diagram"]
 
@@ -195,25 +197,31 @@ def sweep(
     out : sweep folder.
     scheduler : address of a running Dask scheduler (``tcp://host:port``); None starts a LocalCluster.
     workers : processes of the LocalCluster.
-    overwrite : start afresh, deleting the previous sweep in ``out``.
+    overwrite : start afresh, replacing the previous dyn sweep in ``out`` (only a sweep folder dyn wrote, with
+        nothing else inside; see :func:`dyn.store.outputs.claim_output`).
     sequential : run in this process without Dask (the baseline for throughput).
     on_result : called with each result row as it arrives.
     """
     grid = load_grid(grid) if not isinstance(grid, dict) else grid
     out = Path(out)
-    if out.exists() and overwrite:
-        if any(out.iterdir()) and not (out / "sweep.json").exists():
-            raise StoreError(f"{out} exists and is not a dyn sweep; refusing to overwrite it")
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / "sweep.json").exists():
-            raise ConfigError(f"{out} exists and is not a dyn sweep (use another --out)")
-        previous = json.loads((out / "sweep.json").read_text())
+    if not overwrite and output_kind(out) == "sweep":  # re-running into the same folder resumes
+        try:
+            previous = json.loads((out / "sweep.json").read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict):
+            raise ConfigError(f"{out}: unreadable sweep.json (use another --out, or --overwrite to start afresh)")
         if previous.get("axes") != grid["axes"] or previous.get("fixed") != grid["fixed"] or previous.get("preset") != grid["preset"]:
             raise ConfigError(f"{out} holds a sweep of a different grid (use --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
+    else:
+        source = Path(grid["source"])
+        claim_output(out, kind="sweep", inputs=[source] if source.exists() else [], overwrite=overwrite)
+        if out.exists():  # a dyn sweep with nothing foreign inside: moved aside, then deleted
+            with io_errors(str(out)):
+                old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
+                os.rename(out, old)
+            shutil.rmtree(old, ignore_errors=True)
+    make_parents(out)
     specs = expand(grid)
     client = cluster = None
     if not sequential:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DivergenceError, DynError, StoreError
+from ..errors import ConfigError, DivergenceError, DynError, StoreError, WriteError
 from ..store import StoreWriter, read_static, site_arrays
 from ..store.schema import CHANGE_DIM
 from . import schedules
@@ -86,8 +86,9 @@ class Recorder:
 
     Parameters
     ----------
-    path : str or Path
-        The new run store (a directory; e.g. ``runs/mine.zarr``).
+    path : str, Path or StoreWriter
+        The new run store (a directory; e.g. ``runs/mine.zarr``), or a :class:`~dyn.store.StoreWriter` that
+        already holds an existing store's lock (a run being resumed: :func:`dyn.train` with ``resume=True``).
     sites : mapping of name to :class:`Site`
         What to record; names become the store's groups (e.g. ``{"h": ..., "g": ...}``).
     optimizer : torch.optim.Optimizer, optional
@@ -196,7 +197,8 @@ class Recorder:
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
         self._resume_from = resume_from
-        self._writer = StoreWriter(path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
+        self._writer = path if isinstance(path, StoreWriter) else StoreWriter(
+            path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
         self.path = self._writer.path
         per_step = max(site.weight.shape[0] * site.n_columns * 4 for site in self.sites.values())
         self.chunk_steps = int(min(max(chunk_bytes // per_step, 1), 4096))
@@ -254,7 +256,7 @@ class Recorder:
             **self.attrs,
         }
         if self._resume_from is not None:
-            stored = self._writer.reopen(self._resume_from)
+            stored = self._writer.reopen(self._resume_from, self.attrs)
             self._writer.chunk_steps = self.chunk_steps = int(stored["chunk_steps"])
         else:
             self._writer.prepare()
@@ -460,7 +462,7 @@ class Recorder:
         if not self._open or self._closed:
             raise StoreError(f"recorder for {self.path} is not open")
         if self._error is not None:
-            raise StoreError(f"writing {self.path} failed: {self._error}") from self._error
+            raise self._write_failed()
         if self._diverged is not None:
             raise self._diverged
 
@@ -533,7 +535,7 @@ class Recorder:
                 return
             except queue.Full:
                 if self._error is not None or not self._thread.is_alive():
-                    raise StoreError(f"writing {self.path} failed: {self._error}")
+                    raise self._write_failed()
 
     def _submit(self, chunk: _Chunk) -> None:
         if not chunk.steps:
@@ -639,4 +641,11 @@ class Recorder:
         finally:
             self._writer.close(status, **attrs)
         if self._error is not None:
-            raise StoreError(f"writing {self.path} failed: {self._error}") from self._error
+            raise self._write_failed()
+
+    def _write_failed(self) -> StoreError:
+        """The error the writer thread met, for the training thread: a :class:`WriteError` when the disk refused."""
+        kind = WriteError if isinstance(self._error, (WriteError, OSError)) else StoreError
+        error = kind(f"writing {self.path} failed: {self._error}")
+        error.__cause__ = self._error
+        return error

@@ -23,17 +23,20 @@ import difflib
 import importlib
 import math
 import os
+import signal
+import threading
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
-           "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size"]
+           "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
+           "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -298,3 +301,100 @@ def replace_config(config: Any, **changes: Any) -> Any:
     if unknown:
         raise ConfigError(unknown_key_message(type(config), sorted(unknown)[0]))
     return dataclasses.replace(config, **changes)
+
+
+# -- what every trainer shares: the checkpoint policy, Ctrl-C at a step boundary, resuming under the lock ----------
+#: Seconds of training between checkpoints by default: a run killed at any moment loses at most about this much
+#: work. A checkpoint costs a few milliseconds (the recorded steps are written anyway; the state is small).
+DEFAULT_CHECKPOINT_SECONDS = 10.0
+
+
+def checkpoint_policy(every: Any, seconds: Any, stored: Mapping[str, Any] | None = None) -> tuple[int | None, float]:
+    """The checkpoint policy ``(every N steps or None, every S seconds)`` a trainer uses and stores with its run.
+
+    Values not given come from ``stored`` (a resumed run's root attributes ``checkpoint_every`` and
+    ``checkpoint_seconds``), else the default: every :data:`DEFAULT_CHECKPOINT_SECONDS` of training.
+
+    Examples
+    --------
+    >>> checkpoint_policy(None, None)
+    (None, 10.0)
+    >>> checkpoint_policy(None, None, {"checkpoint_every": 50, "checkpoint_seconds": 10.0})
+    (50, 10.0)
+    """
+    stored = stored or {}
+    every = stored.get("checkpoint_every") if every is None else every
+    seconds = stored.get("checkpoint_seconds", DEFAULT_CHECKPOINT_SECONDS) if seconds is None else seconds
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every <= 0):
+        raise ConfigError(f"checkpoint_every must be a positive integer (steps), got {every!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+        raise ConfigError(f"checkpoint_seconds must be a positive number, got {seconds!r}")
+    return every, float(seconds)
+
+
+class DeferredInterrupt:
+    """Ctrl-C inside a training loop sets :attr:`requested` instead of raising mid-step (where weights or RNG
+    states could be half updated): the loop checkpoints at the next step boundary and stops. A second Ctrl-C
+    raises at once. Active only on the main thread, and only over Python's own SIGINT handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@dataclass
+class Resumption:
+    """A run store opened to be resumed: its writer (holding the store's lock), root attributes and last
+    checkpoint ``(step, arrays)`` — None when it has none, and the run restarts from step 0."""
+
+    writer: Any
+    attrs: dict[str, Any]
+    checkpoint: tuple[int, dict[str, Any]] | None
+
+
+def open_for_resume(out: str | os.PathLike | None, *, setup: str, config: Any) -> Resumption:
+    """Open the unfinished run at ``out`` to continue it with ``config``: the writer lock is taken before anything
+    is read (a run still writing the store is refused, never half read), then the store must be an unfinished run
+    of ``setup`` recorded with ``config``, and its checkpoint is read whole.
+
+    Raises
+    ------
+    StoreError
+        No store, being written, complete, of another setup, or a damaged checkpoint.
+    ConfigError
+        ``config`` differs from the stored one.
+    """
+    from ..store import StoreWriter
+
+    if out is None:
+        raise ConfigError("resume needs the store to continue")
+    writer = StoreWriter(out, append=True)
+    try:
+        attrs = writer.attrs
+        if attrs.get("status") == "complete":
+            raise StoreError(f"{out} is already complete; nothing to resume")
+        stored = attrs.get("config")
+        if not isinstance(stored, dict) or attrs.get("setup") != setup:
+            raise StoreError(f"{out} is not a run of dyn's {setup} trainer (setup={attrs.get('setup')!r}); "
+                             "it cannot be resumed by it")
+        if type(config).from_dict(stored) != config:
+            raise ConfigError(f"resume: the config differs from the one stored in {out}")
+        return Resumption(writer, dict(attrs), writer.checkpoint())
+    except BaseException:
+        writer.release()
+        raise

@@ -1,12 +1,14 @@
 """Checkpoints inside a run store: the state that resumes training, as plain zarr arrays (no pickle).
 
-A checkpoint is the group ``/_checkpoint/step_<t>`` holding whatever arrays the trainer handed to
-:meth:`dyn.Recorder.flush` (weights, RNG states, ...) to continue at step ``t``; the root attribute
-``checkpoint_step`` points at the valid one and is written last (:meth:`dyn.store.StoreWriter.write_checkpoint`).
+A checkpoint is a group ``/_checkpoint/slot_<k>`` (attribute ``step``) holding whatever arrays the trainer
+handed to :meth:`dyn.Recorder.flush` (weights, RNG states, ...) to continue at that step. Two slots take turns;
+the root attributes ``checkpoint_step`` and ``checkpoint_slot`` point at the valid one and are committed only
+once it is completely written (:meth:`dyn.store.StoreWriter.write_checkpoint`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,31 +16,50 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError
-from .reader import read_attrs, reading
+from .reader import CHECKPOINT_GROUP, missing_chunks, read_attrs, reading
 from .safety import check_codecs
 
 __all__ = ["CHECKPOINT_GROUP", "read_checkpoint"]
-
-CHECKPOINT_GROUP = "_checkpoint"
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[int, dict[str, np.ndarray]]:
     """The step a store's last checkpoint resumes at, and its arrays.
 
+    Every chunk of every array must be on disk: a missing one would otherwise read as zeros (weights) or fill
+    values, and the resumed run would silently differ.
+
     Raises
     ------
     StoreError
-        The store has no checkpoint, or its checkpoint cannot be read.
+        The store has no checkpoint, or its checkpoint is missing, incomplete or cannot be read.
     """
     p = Path(path)
     attrs = read_attrs(p)
     step = attrs.get("checkpoint_step")
-    if not isinstance(step, int) or isinstance(step, bool):
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise StoreError(f"{p} has no checkpoint to resume from (it stopped before the first one)")
-    group_path = p / CHECKPOINT_GROUP / f"step_{step}"
-    if not group_path.is_dir():
-        raise StoreError(f"{p}: checkpoint of step {step} is missing ({group_path.relative_to(p)})")
+    slot = attrs.get("checkpoint_slot")
+    if not isinstance(slot, str) or not slot.startswith("slot_"):
+        raise StoreError(f"{p}: the checkpoint of step {step} is missing (no valid checkpoint_slot); the store is damaged")
+    group_path = p / CHECKPOINT_GROUP / slot
+    where = group_path.relative_to(p)
+    try:
+        meta = json.loads((group_path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        raise StoreError(f"{p}: the checkpoint of step {step} is missing ({where}); the store is damaged") from None
+    held = (meta.get("attributes") or {}).get("step") if isinstance(meta, dict) else None
+    if held != step:
+        raise StoreError(f"{p}: the checkpoint pointer says step {step} but {where} holds step {held}; the store is damaged")
     check_codecs(group_path)
+    names = sorted(d.name for d in group_path.iterdir() if (d / "zarr.json").is_file())
+    if not names:
+        raise StoreError(f"{p}: the checkpoint of step {step} is empty ({where}); the store is damaged")
+    for name in names:
+        with reading(p, f"checkpoint of step {step}"):
+            meta = json.loads((group_path / name / "zarr.json").read_text())
+        gap = missing_chunks(group_path, name, meta)
+        if gap is not None:
+            raise StoreError(f"{p}: the checkpoint of step {step} is damaged: {gap}")
     with reading(p, f"checkpoint of step {step}"):
         group = zarr.open_group(str(group_path), mode="r")
         arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}

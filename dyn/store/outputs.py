@@ -1,50 +1,369 @@
-"""Writing result folders safely: built under a temporary name, moved into place only when complete.
+"""Where dyn may write: the one rule every command applies to ``--out``, and outputs written whole or not at all.
 
-Used by every command that writes a folder of results (``analyze``, ``reproduce``), so a failure or bad input
-never leaves a half-written folder and never touches an existing one it was not told to replace.
+Every output dyn creates carries a mark, so that a later ``--overwrite`` can tell that it is dyn's and unchanged:
+
+- a **run store** is marked by its root ``zarr.json`` (attribute ``dyn_schema_version``) and may hold only
+  zarr's own files: metadata, chunks and zarr's temporary files;
+- a **report** (``dyn analyze``) or **reproduction** (``dyn reproduce``) folder holds ``.dyn-output.json``,
+  listing every file dyn wrote there with its SHA-256, and the run stores inside it;
+- an **export** file has a sidecar ``.<name>.dyn-output.json`` beside it with the file's SHA-256. A sidecar
+  rather than an embedded mark because CSV has nowhere to put one (one rule for CSV, Parquet and NetCDF), and the
+  hash catches a file the user edited or replaced after the export;
+- a **sweep** folder holds ``sweep.json`` and only the sweep's tables and figures and run stores under ``runs/``.
+
+:func:`claim_output` is the rule, the same for ``run``, ``analyze``, ``export``, ``reproduce`` and ``sweep``:
+``--out`` is never a symbolic link, never an input of the command, a folder holding one or a path inside one;
+an existing output is replaced only with ``overwrite`` and only when it is dyn's, of the same kind, with nothing
+inside that dyn did not write (the error names what is in the way). Missing parent folders are created when the
+output is written (:func:`make_parents`). :func:`staged_folder` and :func:`staged_file` build an output under a
+temporary name and move it into place only when complete, so a failure leaves what was there untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, DynError, StoreError, WriteError
+from .reader import read_attrs
 
-__all__ = ["staged_folder", "save_figure"]
+__all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
+           "save_figure", "atomic_write", "io_errors", "foreign_in_store"]
+
+#: Kinds of output, as named in messages.
+KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
+         "export": "export file", "sweep": "sweep folder"}
+#: The mark dyn leaves in its result folders (and, as ``.<name>.dyn-output.json``, beside its export files).
+MARKER = ".dyn-output.json"
+#: Files of a sweep folder besides ``runs/`` (:mod:`dyn.experiments.sweep`).
+SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
+# zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
+_TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
 
 
 @contextlib.contextmanager
-def staged_folder(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success it replaces ``out``, on error it is removed.
+def io_errors(what: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing (disk full, quota, I/O error) into a one-line :class:`WriteError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise WriteError(f"cannot write {what}: {exc.strerror or exc}") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace the file ``path`` with ``data`` atomically (temporary file, then ``os.replace``)."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with io_errors(str(path)):
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(f".{path.name}{MARKER}")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_run_store(path: Path) -> bool:
+    try:
+        read_attrs(path)
+    except DynError:
+        return False
+    return True
+
+
+def output_kind(path: str | os.PathLike) -> str | None:
+    """Which kind of dyn output ``path`` is (a key of :data:`KINDS`), or None if it is not one dyn made."""
+    p = Path(path)
+    if p.is_symlink():
+        return None
+    if p.is_file():
+        mark = _read_json(_sidecar(p))
+        return "export" if mark is not None and mark.get("dyn_output") == "export" else None
+    if not p.is_dir():
+        return None
+    if (p / "zarr.json").is_file():
+        return "run" if _is_run_store(p) else None
+    mark = _read_json(p / MARKER)
+    if mark is not None and mark.get("dyn_output") in ("report", "reproduction"):
+        return mark["dyn_output"]
+    if (p / "sweep.json").is_file():
+        return "sweep"
+    return None
+
+
+def foreign_in_store(root: Path) -> list[str]:
+    """Paths inside the zarr store ``root`` that zarr did not write: anything but ``zarr.json`` metadata, chunk
+    files (``.../c/<i>/<j>...``), zarr's temporary files, and folders holding them; links are always foreign."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            path = here / name
+            rel = path.relative_to(root)
+            if path.is_symlink():
+                out.append(str(rel))
+            elif name in filenames and not _zarr_file(rel):
+                out.append(str(rel))
+    return sorted(out)
+
+
+def _zarr_file(rel: Path) -> bool:
+    name, parents = rel.name, rel.parts[:-1]
+    if name == "zarr.json" or _TEMP.fullmatch(name):
+        return True
+    if "c" not in parents:
+        return False
+    after = rel.parts[len(parents) - parents[::-1].index("c"):]
+    return all(part.isdigit() for part in after)
+
+
+def _foreign(path: Path, kind: str) -> list[str]:
+    """What is inside the dyn output ``path`` (of ``kind``) that dyn did not write, or changed since."""
+    if kind == "run":
+        return foreign_in_store(path)
+    if kind == "export":
+        mark = _read_json(_sidecar(path)) or {}
+        return [] if mark.get("sha256") == _sha256(path) else [f"{path.name} (changed since dyn wrote it)"]
+    if kind == "sweep":
+        return _foreign_in_sweep(path)
+    mark = _read_json(path / MARKER) or {}
+    files, stores = mark.get("files") or {}, [Path(s) for s in mark.get("stores") or []]
+    out = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(path)
+        if rel_dir in stores:
+            dirnames.clear()
+            out += [f"{rel_dir / f}" for f in foreign_in_store(here)]
+            continue
+        for name in dirnames + filenames:
+            p = here / name
+            rel = str(rel_dir / name)
+            if p.is_symlink():
+                out.append(rel)
+            elif name in filenames and rel != MARKER:
+                if rel not in files:
+                    out.append(rel)
+                elif files[rel] != _sha256(p):
+                    out.append(f"{rel} (changed since dyn wrote it)")
+    return sorted(out)
+
+
+def _foreign_in_sweep(path: Path) -> list[str]:
+    out = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink():
+            out.append(entry.name)
+        elif entry.name == "runs" and entry.is_dir():
+            for run in sorted(entry.iterdir()):
+                rel = f"runs/{run.name}"
+                if run.is_symlink() or not run.is_dir() or (any(run.iterdir()) and not _is_run_store(run)):
+                    out.append(rel)
+                else:
+                    out += [f"{rel}/{f}" for f in foreign_in_store(run)]
+        elif not (entry.is_file() and (entry.name in SWEEP_FILES or _is_partial_table(entry.name))):
+            out.append(entry.name)
+    return out
+
+
+def _is_partial_table(name: str) -> bool:
+    return name.startswith(".results.") and name.endswith(".partial")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its parent folders resolved (the last component is left as it is: it may be a link)."""
+    return Path(os.path.abspath(path)).parent.resolve() / path.name
+
+
+def claim_output(
+    out: str | os.PathLike,
+    *,
+    kind: str,
+    inputs: Iterable[str | os.PathLike] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Decide whether a command may create ``out`` (or replace it, with ``overwrite``); return it as a Path.
+
+    The one rule for every command's ``--out`` (see the module docstring). Nothing is written here; the parent
+    folders are created by :func:`make_parents` when the output is written.
+
+    Parameters
+    ----------
+    out : path of the output.
+    kind : what the command writes, a key of :data:`KINDS`.
+    inputs : the command's inputs (run stores, grid files); ``out`` may not be one, hold one or lie inside one.
+    overwrite : replace an existing output of the same kind that dyn made and nobody changed.
 
     Raises
     ------
     ConfigError
-        ``out`` exists, is not empty, and ``overwrite`` is false.
+        ``out`` is (holds, lies inside) an input.
     StoreError
-        ``out`` is a file, or its parent folder does not exist or cannot be written.
+        ``out`` exists and ``overwrite`` is false; ``out`` is a symbolic link, cannot be created, or is not a dyn
+        output of this kind with only dyn's files inside.
     """
+    if kind not in KINDS:
+        raise ConfigError(f"unknown output kind {kind!r} (known: {', '.join(KINDS)})")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} already exists and is not empty (use --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    if out.is_symlink():
+        raise StoreError(f"{out} is a symbolic link; dyn writes only to real paths (give the link's target)")
+    real = _real(out)
+    for item in inputs:
+        source = Path(item).resolve()
+        if real == source:
+            raise ConfigError(f"{out} is an input of this command; choose another output path")
+        if source.is_relative_to(real):
+            raise ConfigError(f"{out} holds the input {item}; choose another output path")
+        if real.is_relative_to(source):
+            raise ConfigError(f"{out} lies inside the input {item}; choose another output path")
+    if not out.exists():
+        _check_creatable(out)
+        return out
+    if kind != "export" and out.is_dir() and not any(out.iterdir()):
+        return out  # an empty folder: nothing to lose
+    if not overwrite:
+        state = "already exists and is not empty" if out.is_dir() else "already exists"
+        raise StoreError(f"{out} {state} (use overwrite=True / --overwrite to replace it)")
+    found = output_kind(out)
+    if found is None:
+        raise StoreError(f"{out} is not a dyn {KINDS[kind]}; refusing to overwrite it")
+    if found != kind:
+        raise StoreError(f"{out} is a dyn {KINDS[found]}, not a {KINDS[kind]}; refusing to overwrite it")
+    foreign = _foreign(out, kind)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise StoreError(f"{out} holds {foreign[0]}{more}, which dyn did not write; refusing to overwrite it")
+    return out
+
+
+def _check_creatable(out: Path) -> None:
+    ancestor = Path(os.path.abspath(out)).parent
+    while not ancestor.exists() and not ancestor.is_symlink():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StoreError(f"cannot create {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create {out}: folder {ancestor} is not writable")
+
+
+def make_parents(out: Path) -> None:
+    """Create the missing parent folders of ``out`` (as ``mkdir -p``)."""
+    with io_errors(str(out.parent)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _manifest(folder: Path, kind: str) -> dict:
+    files, stores = {}, []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(folder)
+        if here != folder and (here / "zarr.json").is_file() and _is_run_store(here):
+            stores.append(str(rel_dir))
+            dirnames.clear()
+            continue
+        for name in filenames:
+            files[str(rel_dir / name)] = _sha256(here / name)
+    return {"dyn_output": kind, "files": dict(sorted(files.items())), "stores": sorted(stores)}
+
+
+@contextlib.contextmanager
+def staged_folder(
+    out: str | os.PathLike,
+    *,
+    kind: str = "report",
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success it is marked and replaces ``out``, on error removed.
+
+    ``out`` must pass :func:`claim_output` (checked before and, if it exists, again just before it is replaced).
+    The old folder is moved aside before the new one takes its name, so a crash never leaves it half deleted.
+
+    Raises
+    ------
+    ConfigError, StoreError
+        As :func:`claim_output`.
+    WriteError
+        The disk refused a write.
+    """
+    out = claim_output(out, kind=kind, inputs=inputs, overwrite=overwrite)
+    make_parents(out)
+    with io_errors(str(out)):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = None
     try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        with io_errors(str(out)):
+            yield tmp
+            atomic_write(tmp / MARKER, json.dumps(_manifest(tmp, kind), indent=1).encode())
+            if out.exists():
+                claim_output(out, kind=kind, overwrite=True)
+                old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
+                os.rename(out, old)
+            os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_file(
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Iterator[Path]:
+    """Yield a temporary file path beside ``out``; on success it is marked (sidecar) and replaces ``out``.
+
+    Raises
+    ------
+    ConfigError, StoreError
+        As :func:`claim_output` (kind ``"export"``).
+    WriteError
+        The disk refused a write.
+    """
+    out = claim_output(out, kind="export", inputs=inputs, overwrite=overwrite)
+    make_parents(out)
+    with io_errors(str(out)):
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        os.close(fd)
+    tmp = Path(name)
+    try:
+        with io_errors(str(out)):
+            yield tmp
+            if out.exists():
+                claim_output(out, kind="export", overwrite=True)
+            mark = {"dyn_output": "export", "file": out.name, "sha256": _sha256(tmp)}
+            atomic_write(_sidecar(out), json.dumps(mark, indent=1).encode())
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120) -> None:

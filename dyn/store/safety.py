@@ -19,26 +19,40 @@ SAFE_CODECS = {"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "vlen-ut
 
 
 def check_codecs(path: str | os.PathLike) -> None:
-    """Refuse a store containing arrays whose codecs or data types dyn does not decode safely (JSON only)."""
+    """Refuse a store containing arrays whose codecs or data types dyn does not decode safely (JSON only).
+
+    Both the arrays' own ``zarr.json`` files and the copies of their metadata consolidated in a group's
+    ``zarr.json`` are checked: readers use the consolidated copy when there is one.
+    """
     root = Path(path)
     for meta_path in root.rglob("zarr.json"):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             raise StoreError(f"{root}: unreadable metadata {meta_path.relative_to(root)}") from None
-        if not isinstance(meta, dict) or meta.get("node_type") != "array":
+        if not isinstance(meta, dict):
             continue
-        name = str(meta_path.parent.relative_to(root))
-        dtype = meta.get("data_type")
-        if isinstance(dtype, str) and dtype.lower() in ("object", "|o", "o"):
-            raise StoreError(f"{root}: array {name} has object data type, which dyn does not read")
-        codecs = list(meta.get("codecs") or [])
-        while codecs:
-            codec = codecs.pop()
-            cname = codec.get("name") if isinstance(codec, dict) else None
-            if cname not in SAFE_CODECS:
-                raise StoreError(f"{root}: array {name} uses codec {cname!r}, which dyn does not read "
-                                 "(only compression codecs; some codecs execute code when decoding)")
-            codecs.extend((codec.get("configuration") or {}).get("codecs") or [])
+        where = meta_path.parent.relative_to(root)
+        if meta.get("node_type") == "array":
+            _check_array(root, str(where), meta)
+        consolidated = meta.get("consolidated_metadata")
+        entries = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+        for name, entry in (entries.items() if isinstance(entries, dict) else ()):
+            if isinstance(entry, dict) and entry.get("node_type") == "array":
+                _check_array(root, str(where / str(name)), entry)
 
 
+def _check_array(root: Path, name: str, meta: dict) -> None:
+    dtype = meta.get("data_type")
+    if isinstance(dtype, str) and dtype.lower() in ("object", "|o", "o"):
+        raise StoreError(f"{root}: array {name} has object data type, which dyn does not read")
+    raw = meta.get("codecs")
+    codecs = list(raw) if isinstance(raw, list) else ([] if raw is None else [raw])
+    while codecs:
+        codec = codecs.pop()
+        cname = codec.get("name") if isinstance(codec, dict) else None
+        if cname not in SAFE_CODECS:
+            raise StoreError(f"{root}: array {name} uses codec {cname!r}, which dyn does not read "
+                             "(only compression codecs; some codecs execute code when decoding)")
+        inner = (codec.get("configuration") or {}).get("codecs") if isinstance(codec.get("configuration"), dict) else None
+        codecs.extend(inner if isinstance(inner, list) else [])

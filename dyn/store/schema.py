@@ -16,7 +16,13 @@ Layout (every dimension has a coordinate of the same name)::
       gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
       signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
       weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
-    /_checkpoint/step_<t>   state to resume training at step t (see :mod:`dyn.store.checkpoint`)
+    /_checkpoint/slot_<k>   state to resume training (see :mod:`dyn.store.checkpoint`); not in the consolidated
+                            metadata, so readers of the recording do not see it
+
+Schema versions: **2** (this one) commits through the consolidated metadata in the root ``zarr.json``, which
+always describes exactly the written steps, and writes every chunk (:mod:`dyn.store.writer`). **1** was
+unconsolidated while running, with arrays allocated ahead (unwritten steps hold ``step = -1``) and chunks of
+fill values left out; :func:`dyn.store.open_run` still reads it (trimmed to the written steps).
 
 Nothing here knows which paper or model a run came from: a site is a weight matrix and its probes.
 """
@@ -32,7 +38,7 @@ from ..errors import StoreError
 __all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "CHANGE_VAR", "CHANGE_DIM", "site_arrays",
            "validate_tree"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("running", "complete", "diverged", "interrupted")
 #: Per-step variables every site has, with their dimensions.
 STEP_VARS = {"signal_inner": ("step", "neuron", "signal"), "noise_inner": ("step", "neuron", "sample")}
@@ -115,12 +121,36 @@ def site_arrays(
     }
 
 
+def _expected_kind(name: str, dims: tuple[str, ...], root: bool) -> tuple[str, str]:
+    """The data type the schema fixes for a variable: ``(numpy dtype or kind, how to say it)``."""
+    if name in ("step", "neuron", "sample", "feature"):
+        return "int64", "int64"
+    if dims[:1] == ("step",):
+        return ("float64", "float64") if root else ("float32", "float32")
+    if name == "gram":
+        return "float64", "float64"
+    if name in ("weight_init", "weight_final") or name.endswith("_vectors"):
+        return "f", "a floating-point type"
+    return "", ""
+
+
+def _check_dtypes(p: Any, where: str, ds: Any, root: bool) -> None:
+    """Refuse variables whose data type differs from the schema's (e.g. edited in their metadata): their chunks
+    would otherwise be decoded as something they are not."""
+    for name, var in ds.variables.items():
+        expected, said = _expected_kind(str(name), var.dims, root)
+        dtype = np.dtype(var.dtype)
+        if expected and not (dtype.kind == expected if len(expected) == 1 else dtype == np.dtype(expected)):
+            raise StoreError(f"{p}: {where}{name} has data type {dtype}, expected {said}")
+
+
 def validate_tree(p: Any, tree: Any, attrs: Mapping[str, Any]) -> None:
     """Check an opened run tree against the schema; a one-line :class:`StoreError` names what is wrong."""
     if attrs.get("status") not in STATUSES:
         raise StoreError(f"{p}: unknown status {attrs.get('status')!r}")
     if "step" not in tree.ds.variables:
         raise StoreError(f"{p}: missing root variable 'step'")
+    _check_dtypes(p, "", tree.ds, root=True)
     sites = attrs.get("sites")
     if not isinstance(sites, list) or not sites:
         raise StoreError(f"{p}: missing or empty 'sites' attribute")
@@ -128,6 +158,7 @@ def validate_tree(p: Any, tree: Any, attrs: Mapping[str, Any]) -> None:
         if site not in tree.children:
             raise StoreError(f"{p}: missing site group '{site}'")
         ds = tree[site].ds
+        _check_dtypes(p, f"{site}/", ds, root=False)
         for var, dims in STEP_VARS.items():
             if var not in ds.variables:
                 raise StoreError(f"{p}: site '{site}' is missing variable '{var}'")

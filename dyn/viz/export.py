@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ConfigError, DynError, StoreError
 from ..analysis.run import Run
+from ..errors import ConfigError, DynError, StoreError
 from ..store import reading
+from ..store.outputs import claim_output, staged_file
 
 __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
@@ -155,16 +156,21 @@ def export(
 ) -> Path:
     """Write the long-form table to ``out`` as CSV, Parquet or NetCDF (format from the suffix if not given).
 
-    CSV and Parquet are streamed block by block of steps; NetCDF is assembled in memory. The file is written to
+    CSV and Parquet are streamed block by block of steps; NetCDF is assembled in memory. The file is written under
     a temporary name and moved into place only when complete, so a failed export never leaves a partial file or
-    touches an existing one. ``quantities`` as in :func:`tidy`.
+    touches an existing one. ``out`` follows :func:`dyn.store.outputs.claim_output`: missing parent folders are
+    created, and ``overwrite`` replaces only an export dyn wrote (marked by a sidecar ``.<name>.dyn-output.json``
+    holding its hash) that nobody changed since — never the run itself, a store's file or another file.
+    ``quantities`` as in :func:`tidy`.
 
     Raises
     ------
     ConfigError
-        Unknown format or reduction; the output exists without ``overwrite``.
+        Unknown format or reduction; the output exists without ``overwrite``, or is the run itself.
     StoreError
-        The output folder cannot be written.
+        The output cannot be created or may not be replaced; the run cannot be read (damaged, missing chunks).
+    WriteError
+        The disk refused a write.
     """
     out = Path(out)
     if format is None:
@@ -177,18 +183,12 @@ def export(
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     _quantities(quantities)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise StoreError(f"cannot write {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {out}: folder {parent} is not writable")
+    # fail before the (slow) read; checked again, with the run's path, before the file is replaced
+    claim_output(out, kind="export", inputs=[run] if isinstance(run, (str, os.PathLike)) else [], overwrite=overwrite)
     if format in GRID_FORMATS:
         return export_grid(run, out, format=format, overwrite=overwrite)
     run = Run.coerce(run)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
+    with staged_file(out, overwrite=overwrite, inputs=[run.path] if run.path else []) as tmp:
         blocks = _blocks(run, reduce, step_block, quantities)
         if format == "csv":
             with open(tmp, "w", newline="") as f:
@@ -219,13 +219,6 @@ def export(
             ds.attrs.update(description="dyn tidy export: one row per (run, site, step, neuron, probe, quantity)",
                             reduce=reduce, Conventions="CF-1.10", **provenance(run))
             ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -71,9 +71,26 @@ def test_existing_output_rules(tmp_path, capsys):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "mine.txt").write_text("x")
     assert main(["sweep", "--grid", str(GRID), "--out", str(tmp_path / "s")]) == 2
-    assert "is not a dyn sweep" in capsys.readouterr().err
+    assert "already exists and is not empty" in capsys.readouterr().err
     assert main(["sweep", "--grid", str(GRID), "--out", str(tmp_path / "s"), "--overwrite"]) == 2
+    assert "is not a dyn sweep folder; refusing to overwrite it" in capsys.readouterr().err
     assert (tmp_path / "s" / "mine.txt").read_text() == "x"
+
+
+def test_overwrite_replaces_a_sweep_only_while_it_holds_only_its_own_files(tmp_path, capsys):
+    grid = load_grid(GRID)
+    grid["axes"] = {"seed": [0]}
+    out = tmp_path / "s"
+    sweep(grid, out, sequential=True)
+    (out / "runs" / "notes.txt").write_text("mine")
+    with pytest.raises(dyn.StoreError, match="holds runs/notes.txt, which dyn did not write"):
+        sweep(grid, out, sequential=True, overwrite=True)
+    assert (out / "runs" / "notes.txt").read_text() == "mine"
+    (out / "runs" / "notes.txt").unlink()
+    first = sweep(grid, out, sequential=True)
+    assert first["reused"].all()  # re-running resumes
+    again = sweep(grid, out, sequential=True, overwrite=True)
+    assert not again["reused"].any()  # overwrite starts afresh
 
 
 def test_sequential_sweep_resumes_and_records_failures(tmp_path):
@@ -100,21 +117,33 @@ def test_sequential_sweep_resumes_and_records_failures(tmp_path):
         sweep(load_grid(GRID), out, sequential=True)
 
 
+def _die_with_parent() -> None:
+    """Runs in each child before it starts: on Linux the kernel kills the child when the test process dies, so a
+    killed pytest leaves no scheduler or worker behind (the ``finally`` below handles every other ending)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def test_dask_cluster_survives_a_killed_worker(tmp_path):
     """A real scheduler and two workers as separate processes on 127.0.0.1; one worker is killed mid-sweep."""
     sched_file = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
                                "--scheduler-file", str(sched_file), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+                              preexec_fn=_die_with_parent)]
     try:
-        deadline = time.time() + 60
-        while not sched_file.exists() and time.time() < deadline:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        while not sched_file.exists():  # the scheduler writes its address once it listens
+            assert procs[0].poll() is None and time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.05)
         address = json.loads(sched_file.read_text())["address"]
         workers = [subprocess.Popen([BIN / "dask", "worker", address, "--nworkers", "1", "--nthreads", "1",
                                      "--no-dashboard", "--no-nanny"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+                                    preexec_fn=_die_with_parent)
                    for _ in range(2)]
         procs += workers
         grid = load_grid(GRID)
@@ -123,7 +152,9 @@ def test_dask_cluster_survives_a_killed_worker(tmp_path):
         grid_path.write_text(GRID.read_text().replace("steps = 40", "steps = 400"))
         out = tmp_path / "sweep"
         sweep_proc = subprocess.Popen([BIN / "dyn", "sweep", "--grid", str(grid_path), "--out", str(out),
-                                       "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                       "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True, preexec_fn=_die_with_parent)
+        procs.append(sweep_proc)
         # kill one worker once the first result is in
         for line in sweep_proc.stdout:
             if line.strip().startswith("[1/"):

@@ -4,9 +4,13 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import zarr
 
@@ -87,7 +91,8 @@ def test_open_reports_missing_group(run):
 
 
 def test_crashed_writer_leaves_a_readable_store_of_whole_steps(tmp_path):
-    """A process that dies without closing: plain xarray can read the store, dyn.open keeps the written steps."""
+    """A process that dies without closing: plain xarray (default arguments) sees the committed steps, no padding
+    rows, every group aligned; dyn.open sees the same."""
     path = tmp_path / "crash.zarr"
     script = f"""
 import os, torch, dyn
@@ -104,11 +109,126 @@ os._exit(0)
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    raw = xr.open_datatree(path, engine="zarr", consolidated=False)  # plain xarray, no dyn (still live: not consolidated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # consolidated: no "falling back to unconsolidated metadata" warning
+        raw = xr.open_datatree(path, engine="zarr")
     assert raw.attrs["status"] == "running"
+    n = raw.sizes["step"]
+    assert 0 < n < 21 and raw["step"].values.tolist() == list(range(n)) == raw["h"]["step"].values.tolist()
     tree = dyn.open(path)
-    steps = tree["step"].values
-    assert 0 < len(steps) < 21 and steps.tolist() == list(range(len(steps)))
-    assert (raw["step"].values[len(steps):] == -1).all()
-    assert np.isfinite(tree["h"]["noise_inner"].values).all()
-    np.testing.assert_allclose(tree["loss"].values, np.arange(len(steps)))
+    assert tree.sizes["step"] == n and np.isfinite(tree["h"]["noise_inner"].values).all()
+    np.testing.assert_allclose(tree["loss"].values, np.arange(n))
+
+
+def _record_file_operations(monkeypatch, root: Path) -> list[tuple[str, bytes]]:
+    """Log every file the writer puts under ``root`` (zarr's chunk and metadata writes, dyn's commits), in the
+    order they land; writes are serialised so that this order is the order on disk."""
+    import zarr.storage._local as local
+
+    import dyn.store.writer as writer
+
+    log: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+
+    def logged(write):
+        def put(path, value, *args, **kwargs):
+            with lock:
+                result = write(path, value, *args, **kwargs)
+                data = value.to_bytes() if hasattr(value, "to_bytes") else bytes(value)
+                log.append((str(Path(path).relative_to(root)), data))
+                return result
+        return put
+
+    monkeypatch.setattr(local, "_put", logged(local._put))
+    monkeypatch.setattr(writer, "atomic_write", logged(writer.atomic_write))
+    return log
+
+
+def test_readers_see_a_committed_prefix_between_any_two_file_operations(tmp_path, monkeypatch):
+    """Replay a run's file operations one at a time: after every one of them, plain xarray (and dyn.open) sees
+    a contiguous, aligned prefix of the final recording, with no padding rows."""
+    path = tmp_path / "live.zarr"
+    log = _record_file_operations(monkeypatch, path)
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    with dyn.Recorder(path, sites={"h": site}, chunk_bytes=3 * 5 * 4 * 4, log_at="current", flush_every=3) as rec:
+        for t in range(10):
+            rec.log(loss=float(t), extra=float(-t))
+            with torch.no_grad():
+                w.mul_(1.1)
+            rec.step()
+    monkeypatch.undo()
+    final = dyn.open(path)
+    assert final.sizes["step"] == 11 and len(log) > 30
+    replay = tmp_path / "replay.zarr"
+    seen = []
+    for name, data in log:
+        target = replay / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        if not (replay / "zarr.json").is_file():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            raw = xr.open_datatree(replay, engine="zarr")
+        n = raw.sizes.get("step", 0)
+        seen.append(n)
+        if n == 0:
+            with pytest.raises(dyn.StoreError, match="holds no recorded step yet"):
+                dyn.open(replay)
+            continue
+        assert raw["step"].values.tolist() == list(range(n)) == raw["h"]["step"].values.tolist()
+        for var in ("signal_inner", "noise_inner"):
+            np.testing.assert_array_equal(raw["h"][var].values, final["h"][var].values[:n])
+        np.testing.assert_array_equal(raw["loss"].values, final["loss"].values[:n])
+        if "extra" in raw:
+            np.testing.assert_array_equal(raw["extra"].values, final["extra"].values[:n])
+        assert dyn.open(replay).sizes["step"] == n
+    assert seen == sorted(seen) and seen[-1] == 11 and len(set(seen)) >= 4  # several commits, never backwards
+
+
+def test_a_missing_chunk_is_an_error_not_fill_values(run):
+    chunk = next(p for p in sorted((run / "h" / "noise_inner" / "c").rglob("*")) if p.is_file())
+    chunk.unlink()
+    with pytest.raises(dyn.StoreError, match=r"h/noise_inner is missing its chunk c/0/0/0 \(steps 0..5 by index\)"):
+        dyn.open(run)
+
+
+def test_every_chunk_is_written_even_when_it_holds_only_fill_values(tmp_path):
+    w = torch.nn.Parameter(torch.zeros(3, 4))  # weight_init is all zeros, zarr's default fill value
+    site = dyn.Site(w, signals={"mu": torch.ones(4)}, noise=torch.eye(4)[:2])
+    with dyn.Recorder(tmp_path / "z.zarr", sites={"h": site}) as rec:
+        rec.log(acc=float("nan"))  # a scalar that is only ever NaN, its fill value
+        rec.step()
+    tree = dyn.open(tmp_path / "z.zarr")
+    assert (tree["h"]["weight_init"].values == 0).all() and np.isnan(tree["acc"].values).all()
+
+
+def test_a_codec_edited_in_the_consolidated_metadata_is_refused(run):
+    meta = json.loads((run / "zarr.json").read_text())
+    meta["consolidated_metadata"]["metadata"]["h/noise_inner"]["codecs"].append({"name": "numcodecs.pickle"})
+    (run / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(dyn.StoreError, match="uses codec 'numcodecs.pickle'"):
+        dyn.open(run)
+
+
+def test_schema_1_stores_are_still_read(run):
+    """A store an older dyn was killed writing: unconsolidated, arrays allocated ahead with step = -1 rows."""
+    root = zarr.open_group(str(run), mode="r+", use_consolidated=False)
+    for group in (root, root["h"], root["g"]):
+        for name, arr in group.arrays():
+            if arr.metadata.dimension_names[0] == "step":
+                arr.resize((10, *arr.shape[1:]))
+                arr[6:] = -1 if name == "step" else np.nan
+    meta = json.loads((run / "zarr.json").read_text())
+    meta["consolidated_metadata"] = None
+    meta["attributes"].update(dyn_schema_version=1, status="running")
+    (run / "zarr.json").write_text(json.dumps(meta))
+    tree = dyn.open(run)
+    assert tree.sizes["step"] == 6 and tree["step"].values.tolist() == list(range(6))
+    # without a checkpoint, resume restarts it from step 0 (as a schema-2 store)
+    dyn.train(dyn.Config.from_dict(tree.attrs["config"]), run, resume=True)
+    done = dyn.open(run)
+    assert done.attrs["dyn_schema_version"] == SCHEMA_VERSION and done.attrs["status"] == "complete"
+    assert done.sizes["step"] == 6

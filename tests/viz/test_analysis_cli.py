@@ -133,8 +133,8 @@ def test_analyze_and_export_bad_input(runs, tmp_path, capsys):
     _one_line_exit_2(capsys, ["export", str(broken), "--out", str(tmp_path / "x.csv")], "missing site group 'h'")
     # output folder that cannot be written (its parent is a file)
     (tmp_path / "file").write_text("x")
-    _one_line_exit_2(capsys, ["analyze", good, "--out", str(tmp_path / "file" / "rep")], "not writable")
-    _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "file" / "c.csv")], "does not exist")
+    _one_line_exit_2(capsys, ["analyze", good, "--out", str(tmp_path / "file" / "rep")], "is a file, not a folder")
+    _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "file" / "c.csv")], "is a file, not a folder")
     # unknown format from the suffix; existing outputs are left untouched
     _one_line_exit_2(capsys, ["export", good, "--out", str(tmp_path / "c.xlsx")], "cannot tell the format")
     (tmp_path / "keep.csv").write_text("mine")

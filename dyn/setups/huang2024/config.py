@@ -128,6 +128,15 @@ class Config:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v}")
+        # A zero probe makes the Gram matrix of (μ, ξ_1..ξ_n) singular: no exact γ/ρ, an unusable run.
+        for name, what in (("sigma_xi", "the noise patches ξ_i"), ("mu_norm", "the signal μ"),
+                           ("mu_tilde_norm", "the second modality's signal μ̃")):
+            if getattr(self, name) == 0:
+                raise ConfigError(f"{name} must be > 0 ({what} would be zero: the exact decomposition needs them)")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must lie in [0, 2**63), got {self.seed}")
+        if self.device.split(":")[0].strip().lower() == "meta":
+            raise ConfigError(f"device {self.device!r} holds no data (tensors there have shapes only); use cpu or cuda")
         for name in ("mu_axis", "mu_tilde_axis", "nu_axis"):
             v = getattr(self, name)
             if not 0 <= v < self.d:

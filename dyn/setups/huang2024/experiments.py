@@ -155,7 +155,7 @@ def figure1(
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
         frames = []
         for seed in range(seeds):
             for modality in ("single", "multi"):
@@ -365,7 +365,7 @@ def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, de
     """:func:`table1`'s work: every run of the table and the ablation grid, then the files."""
     import json
 
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
         rows, curves = [], []
         for seed in range(seeds):
             for p in correlations:

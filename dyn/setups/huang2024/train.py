@@ -12,6 +12,7 @@ of being computed a second time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -21,8 +22,8 @@ import torch
 
 from ...errors import ConfigError, DivergenceError, StoreError
 from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
-from ...store import read_attrs, read_checkpoint, read_static
-from ..base import RunSummary, store_size
+from ...store import read_static
+from ..base import DEFAULT_CHECKPOINT_SECONDS, DeferredInterrupt, RunSummary, checkpoint_policy, open_for_resume, store_size
 from .config import Config
 from .data import SyntheticData, make_data
 from .model import PatchReLUEncoder
@@ -30,8 +31,6 @@ from .objective import ContrastiveLoss, multi_modal_loss, single_modal_loss
 
 __all__ = ["Huang2024Setup", "train", "DEFAULT_CHECKPOINT_SECONDS"]
 
-#: Without ``checkpoint_every``, checkpoints are taken at chunk boundaries no more often than this.
-DEFAULT_CHECKPOINT_SECONDS = 60.0
 
 
 class Huang2024Setup:
@@ -146,6 +145,7 @@ def train(
     attrs: Mapping[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
     resume: bool = False,
     evaluate_every: int | None = None,
 ) -> RunSummary:
@@ -154,20 +154,24 @@ def train(
     The loss and the loss-derivative band (``lp_pos_min`` … ``lp_neg_max``) are logged at every recorded step,
     evaluated at that step's weights; the final step's loss comes from one more forward pass at the final weights.
 
-    Every ``checkpoint_every`` steps (default: at a full chunk, at most once a minute) the recorded steps are
-    written and the weights and RNG states stored, so an interrupted run can be continued with ``resume=True``
-    and ends identical to an uninterrupted one.
+    Checkpoints: every ``checkpoint_seconds`` of training (default :data:`DEFAULT_CHECKPOINT_SECONDS`), or every
+    ``checkpoint_every`` steps when given, the recorded steps are written and the weights and RNG states stored,
+    so a run killed at any moment loses at most that much work. Ctrl-C finishes the current step and checkpoints
+    before stopping (a second Ctrl-C stops at once). The policy is stored with the run (root attributes
+    ``checkpoint_every``, ``checkpoint_seconds``) and a resumed run keeps it unless given a new one.
 
     Parameters
     ----------
     config : Config
     out : path of the new run store, or None to train without recording (the benchmarks' baseline).
-    overwrite : replace an existing store.
+    overwrite : replace an existing run store.
     progress : show a progress bar.
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
-    checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
-    resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
+    checkpoint_every : steps between checkpoints (None: time-based, see ``checkpoint_seconds``).
+    checkpoint_seconds : seconds of training between checkpoints when ``checkpoint_every`` is None.
+    resume : continue the unfinished run at ``out`` (``config`` must be the stored one) from its last checkpoint,
+        or from step 0 if it has none; the result is identical to an uninterrupted run.
     evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x_test) (cross-validated on
         h(x_test), the paper's protocol), and ``probe_acc_transfer`` (head fitted on h(x_train)); see
         :mod:`dyn.setups.huang2024.probe`. At step 0, every this many steps and at the last step.
@@ -181,7 +185,9 @@ def train(
     DivergenceError
         When the loss becomes NaN/inf; the store keeps the steps before it and is marked ``diverged``.
     StoreError
-        ``resume`` on a store that is complete or has no checkpoint.
+        ``resume`` on a store that is complete, being written, or damaged.
+    ConfigError
+        The run does not fit in this machine's memory, or the checkpoint policy is invalid.
 
     Examples
     --------
@@ -192,31 +198,36 @@ def train(
     ('complete', 5)
     """
     t0 = time.perf_counter()
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every <= 0):
-        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-    setup = Huang2024Setup(config)
+    resumed = open_for_resume(out, setup="huang2024", config=config) if resume else None
+    writer = resumed.writer if resumed is not None else None
+    found = resumed.checkpoint if resumed is not None else None
+    try:
+        checkpoint_every, checkpoint_seconds = checkpoint_policy(checkpoint_every, checkpoint_seconds,
+                                                                 resumed.attrs if resumed is not None else None)
+        if resumed is not None:
+            attrs = {**{k: resumed.attrs[k] for k in ("preset",) if k in resumed.attrs}, **(attrs or {})}
+        setup = _build(config)
+        start = _restore(setup, out, *found) if found is not None else 0
+    except BaseException:
+        if writer is not None:
+            writer.release()
+        raise
     opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
     every = config.record_every
-    start = 0
-    rec = None
-    if resume:
-        start = _load_checkpoint(out, config, setup)
-    if out is not None:
-        rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed,
-                       overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
-                       resume_from=start if resume else None,
-                       attrs={"setup": "huang2024", "modality": config.modality, **(attrs or {})})
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
+    rec = bar = None
     final_loss = float("nan")
     try:
-        with rec if rec is not None else contextlib.nullcontext():
-            # Explicit: every N steps. Default: at chunk boundaries, at most once a minute, so short runs pay
-            # nothing for checkpoints and long ones lose at most about a minute of training.
-            ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
+        if out is not None:
+            policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
+            rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
+                           seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                           resume_from=start if found is not None else None,
+                           attrs={"setup": "huang2024", "modality": config.modality, **policy, **(attrs or {})})
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
+        with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
             last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
                 last = t == config.steps
@@ -224,7 +235,7 @@ def train(
                     setup.data.redraw_augmentation()
                 out_t = setup.loss(None if last else setup.anchors())
                 if rec is not None and (t == 0 or last or t % every == 0):
-                    if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
+                    if t > 0 or found is not None:  # step 0 of a new run was recorded when the recorder opened
                         rec.record(t, inner=setup.last_inner)
                     scalars = out_t.scalars()
                     if evaluate_every and (t % evaluate_every == 0 or last):
@@ -237,10 +248,14 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 out_t.loss.backward()
                 opt.step()
-                if (rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps
-                        and (checkpoint_every or time.perf_counter() - last_ckpt >= DEFAULT_CHECKPOINT_SECONDS)):
+                # Step t+1's state is complete here: the only place a checkpoint (or a deferred Ctrl-C) may happen.
+                if rec is not None and (interrupt.requested or (
+                        (t + 1) % checkpoint_every == 0 if checkpoint_every
+                        else time.perf_counter() - last_ckpt >= checkpoint_seconds)):
                     rec.flush(checkpoint=setup.state(), next_step=t + 1)
                     last_ckpt = time.perf_counter()
+                if interrupt.requested:
+                    raise KeyboardInterrupt
                 if bar is not None:
                     bar.update(1)
                     if t % 10 == 0:
@@ -250,25 +265,54 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.release()  # in case the recorder never opened (closing it releases the lock too)
     path = rec.path if rec is not None else None
     return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
                       seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
 
 
-def _load_checkpoint(out: str | os.PathLike | None, config: Config, setup: Huang2024Setup) -> int:
-    """Restore ``setup`` from the store's last checkpoint; return the step to continue from."""
-    if out is None:
-        raise ConfigError("resume needs the store to continue")
-    attrs = read_attrs(out)
-    if attrs.get("status") == "complete":
-        raise StoreError(f"{out} is already complete; nothing to resume")
-    stored = Config.from_dict({**attrs["config"], "notes": attrs["config"].get("notes", {})})
-    if stored != config:
-        raise ConfigError(f"resume: the config differs from the one stored in {out}")
-    step, state = read_checkpoint(out)
-    setup.load_state(state)
+def _bytes_needed(config: Config) -> int:
+    """A lower bound on the memory a run needs: the data drawn in float64 and cast, the probes and the weights."""
+    itemsize = 4 if config.dtype == "float32" else 8
+    sites = 1 if config.modality == "single" else 2
+    rows = 3 * config.n + config.n_test
+    return config.d * (8 * rows + itemsize * (rows + sites * (2 + 2 * config.n + 3 * config.m)))
+
+
+def _build(config: Config) -> Huang2024Setup:
+    """The run's data, encoders and sites; a one-line ConfigError when they do not fit in memory."""
+    need = _bytes_needed(config)
+    if config.device.startswith("cpu"):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else math.inf
+        if need > total:
+            raise ConfigError(f"this run needs at least {need / 2**30:.3g} GiB of memory (d={config.d}, n={config.n}, "
+                              f"m={config.m}); this machine has {total / 2**30:.3g} GiB")
+    try:
+        return Huang2024Setup(config)
+    except (MemoryError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, MemoryError) or "alloc" in msg.lower() or "out of memory" in msg.lower():
+            raise ConfigError(f"cannot allocate this run's tensors (d={config.d}, n={config.n}, m={config.m}; needs "
+                              f"at least {need / 2**30:.3g} GiB): {msg}") from None
+        raise
+
+
+def _restore(setup: Huang2024Setup, out: str | os.PathLike, step: int, state: Mapping[str, np.ndarray]) -> int:
+    """Restore ``setup`` from a checkpoint's arrays; return the step to continue from."""
+    expected = setup.state()
+    for name, (_, value) in expected.items():
+        if name not in state:
+            raise StoreError(f"{out}: the checkpoint of step {step} lacks {name!r}; the store is damaged")
+        if tuple(np.shape(state[name])) != tuple(value.shape):
+            raise StoreError(f"{out}: the checkpoint of step {step} has {name} of shape {np.shape(state[name])}, "
+                             f"expected {tuple(value.shape)}; the store is damaged")
+    try:
+        setup.load_state(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise StoreError(f"{out}: the checkpoint of step {step} cannot be restored: {str(exc).splitlines()[0]}") from None
     # The data are re-drawn from the seed: make sure they are the data the run started with.
     noise = read_static(out, "h", "noise_vectors")
     if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
-        raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
+        raise StoreError(f"resume: the data drawn from seed {setup.config.seed} differ from those stored in {out}")
     return step
