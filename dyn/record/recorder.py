@@ -504,6 +504,17 @@ class Recorder:
         self._check_alive()
         self._flush_all_but_last(hold=1)
 
+    def write_group(self, name: str, arrays: Mapping[str, tuple[tuple[str, ...], Any]],
+                    attrs: Mapping[str, Any] | None = None) -> None:
+        """Store a static group of the run beside the sites (e.g. a trainer's random draws), written by the writer
+        thread in order with the recorded steps. Arrays are copied before this returns."""
+        self._check_alive()
+        if not str(name).isidentifier() or name in self.sites:
+            raise ConfigError(f"group name {name!r} must be an identifier and not a site's name")
+        host = {k: (dims, (v.detach().to("cpu", copy=True).numpy() if isinstance(v, torch.Tensor) else np.array(v)))
+                for k, (dims, v) in arrays.items()}
+        self._put(lambda: self._writer.write_group(name, host, attrs))
+
     def _flush_all_but_last(self, hold: int | None = None) -> None:
         """Write every buffered step except the latest ones whose logged values may still arrive (the current
         step, and with ``log_at="previous"`` the one before it)."""

@@ -318,6 +318,21 @@ class StoreWriter:
         with io_errors(str(self.path)):
             zarr_sync(self._static_array(self._nodes[site], f"{site}/{name}", name, dims, values, attrs))
 
+    def write_group(self, name: str, arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
+                    attrs: Mapping[str, Any] | None = None) -> None:
+        """Write a static group of the run beside the sites (e.g. a trainer's random draws, with their own
+        dimensions and coordinates), committed at once: plain xarray sees it as a child of the run's tree."""
+
+        async def build() -> None:
+            group = await self._nodes[""].create_group(name, attributes=dict(attrs or {}), overwrite=True)
+            self._add_node(name, group)
+            await asyncio.gather(*(self._static_array(group, f"{name}/{key}", key, dims, values, None)
+                                   for key, (dims, values) in arrays.items()))
+
+        with io_errors(str(self.path)):
+            zarr_sync(build())
+        self._commit()
+
     # -- committing ---------------------------------------------------------------------------------------------
     def _write_root(self) -> None:
         """Replace the root zarr.json (attributes and the consolidated metadata of every committed node)."""

@@ -32,10 +32,9 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import zarr
 
 from ...record import Recorder, Site
-from ...store import open_run
+from ...store import open_run, read_checkpoint, read_static
 from ...errors import ConfigError, DivergenceError, StoreError
 from .config import SETUP_NAME, LabelNoiseConfig
 from .data import LabelNoiseData, draw_flips, make_data
@@ -179,32 +178,26 @@ class LabelNoiseSetup:
                 w.copy_(torch.as_tensor(np.asarray(state[f"weight_{name}"])))
 
 
-def write_flips(path: str | os.PathLike, flips: np.ndarray, p: float) -> None:
-    """Store the flips in the run's store as group ``flips``: ``epsilon(flip_step, sample)`` int8.
+def write_flips(rec: Recorder, flips: np.ndarray, p: float) -> None:
+    """Store the flips in the run as the group ``flips``: ``epsilon(flip_step, sample)`` int8.
 
-    Written with zarr directly, once, right after the store is created: :mod:`dyn.store` has no API for a per-run
-    array with its own step axis (``epsilon`` has one row per gradient step, 0..T−1, while ``step`` holds the
-    recorded weights 0..T), so this is this setup's local helper until it has one.
+    A group beside the sites (through the store's writer, committed like the recording) because ``epsilon`` has one
+    row per gradient step, 0..T−1, while ``step`` holds the recorded weights 0..T.
     """
-    root = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    grp = root.create_group(FLIPS_GROUP, overwrite=True, attributes={
-        "description": "label-flip signs epsilon_i^(t) of gradient step t (row t acts on the weights of step t)",
-        "p": p, "generator": "torch.Generator().manual_seed(seed + 3); torch.rand((steps, n)) < p -> -1"})
     steps, n = flips.shape
-    for name, values in (("flip_step", np.arange(steps, dtype=np.int64)), ("sample", np.arange(n, dtype=np.int64))):
-        arr = grp.create_array(name, shape=values.shape, dtype=values.dtype, dimension_names=[name])
-        arr[...] = values
-    arr = grp.create_array("epsilon", shape=flips.shape, dtype=np.int8, dimension_names=["flip_step", "sample"],
-                           chunks=(max(1, min(steps, (4 << 20) // max(n, 1))), n))
-    arr[...] = flips
+    rec.write_group(FLIPS_GROUP, {
+        "flip_step": (("flip_step",), np.arange(steps, dtype=np.int64)),
+        "sample": (("sample",), np.arange(n, dtype=np.int64)),
+        "epsilon": (("flip_step", "sample"), np.asarray(flips, dtype=np.int8)),
+    }, attrs={"description": "label-flip signs epsilon_i^(t) of gradient step t (row t acts on the weights of step t)",
+              "p": p, "generator": "torch.Generator().manual_seed(seed + 3); torch.rand((steps, n)) < p -> -1"})
 
 
 def read_flips(path: str | os.PathLike) -> np.ndarray:
     """The stored flips ``epsilon(flip_step, sample)`` of a run (int8), or a :class:`~dyn.StoreError`."""
-    try:
-        return np.asarray(zarr.open_array(str(Path(path) / FLIPS_GROUP / "epsilon"), mode="r")[...])
-    except (FileNotFoundError, KeyError, zarr.errors.BaseZarrError) as exc:
-        raise StoreError(f"{path}: no stored label flips ({type(exc).__name__})") from None
+    if not (Path(path) / FLIPS_GROUP / "epsilon").is_dir():
+        raise StoreError(f"{path}: no stored label flips (group {FLIPS_GROUP!r})")
+    return read_static(path, FLIPS_GROUP, "epsilon")
 
 
 def store_size(path: str | os.PathLike) -> int:
@@ -284,7 +277,7 @@ def train(
     try:
         with rec if rec is not None else contextlib.nullcontext():
             if rec is not None and not resume:
-                write_flips(rec.path, flips, config.flip_probability)
+                write_flips(rec, flips, config.flip_probability)
             ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
             last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
@@ -332,14 +325,11 @@ def _load_checkpoint(out: str | os.PathLike | None, config: LabelNoiseConfig, se
         raise StoreError(f"{out} was not recorded by the {SETUP_NAME} setup (setup={attrs.get('setup')!r})")
     if attrs.get("status") == "complete":
         raise StoreError(f"{out} is already complete; nothing to resume")
-    step = attrs.get("checkpoint_step")
-    if not isinstance(step, int):
-        raise StoreError(f"{out} has no checkpoint to resume from (it stopped before the first one)")
     if LabelNoiseConfig.from_dict(attrs["config"]) != config:
         raise ConfigError(f"resume: the config differs from the one stored in {out}")
-    group = zarr.open_group(str(Path(out) / "_checkpoint" / f"step_{step}"), mode="r")
-    setup.load_state({name: arr[...] for name, arr in group.arrays()})
-    noise = zarr.open_array(str(Path(out) / SITES[0] / "noise_vectors"), mode="r")[...]
+    step, state = read_checkpoint(out)
+    setup.load_state(state)
+    noise = read_static(out, SITES[0], "noise_vectors")
     if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
         raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
     if not np.array_equal(read_flips(out), flips):
