@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from ...record import Recorder, Site
-from ...store import open_run, read_checkpoint, read_static
+from ...store import read_static
+from ..base import DeferredInterrupt, checkpoint_policy, open_for_resume
 from ...errors import ConfigError, DivergenceError, StoreError
 from .config import SETUP_NAME, LabelNoiseConfig
 from .data import LabelNoiseData, draw_flips, make_data
@@ -46,8 +47,6 @@ __all__ = ["LabelNoiseSetup", "RunSummary", "train", "SITES", "FLIPS_GROUP", "re
 SITES = ("pos", "neg")
 #: Store group holding the label flips: ``epsilon(flip_step, sample)`` int8.
 FLIPS_GROUP = "flips"
-#: Without ``checkpoint_every``, checkpoints are taken at chunk boundaries no more often than this.
-DEFAULT_CHECKPOINT_SECONDS = 60.0
 #: Chunk size of the stored per-step inner products (as :class:`dyn.Recorder`'s default).
 DEFAULT_CHUNK_BYTES = 8 << 20
 
@@ -214,6 +213,7 @@ def train(
     attrs: Mapping[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = None,
     resume: bool = False,
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
@@ -226,8 +226,12 @@ def train(
     progress : show a progress bar.
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
-    checkpoint_every : steps between checkpoints (None: at chunk boundaries, at most once a minute).
-    resume : continue the interrupted run at ``out`` from its last checkpoint (``config`` must be the stored one).
+    checkpoint_every : steps between checkpoints (None: time-based, see ``checkpoint_seconds``).
+    checkpoint_seconds : seconds of training between checkpoints when ``checkpoint_every`` is None (default
+        :data:`dyn.setups.base.DEFAULT_CHECKPOINT_SECONDS`). The policy is stored with the run; Ctrl-C finishes the
+        step, checkpoints and stops (the same reliability rules as the huang2024 trainer).
+    resume : continue the unfinished run at ``out`` (``config`` must be the stored one) from its last checkpoint,
+        or from step 0 if it has none.
 
     Returns
     -------
@@ -252,22 +256,33 @@ def train(
     ['flips', 'neg', 'pos']
     """
     t0 = time.perf_counter()
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool)
-                                         or checkpoint_every <= 0):
-        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     if not isinstance(config, LabelNoiseConfig):
         raise ConfigError(f"config must be a LabelNoiseConfig, got {type(config).__name__}")
-    setup = LabelNoiseSetup(config)
-    flips = setup.flips.numpy()
-    start = _load_checkpoint(out, config, setup, flips) if resume else 0
+    resumed = open_for_resume(out, setup=SETUP_NAME, config=config) if resume else None
+    writer = resumed.writer if resumed is not None else None
+    found = resumed.checkpoint if resumed is not None else None
+    try:
+        checkpoint_every, checkpoint_seconds = checkpoint_policy(checkpoint_every, checkpoint_seconds,
+                                                                 resumed.attrs if resumed is not None else None)
+        if resumed is not None:
+            attrs = {**{k: resumed.attrs[k] for k in ("preset",) if k in resumed.attrs}, **(attrs or {})}
+        setup = LabelNoiseSetup(config)
+        flips = setup.flips.numpy()
+        start = _restore(setup, out, flips, *found) if found is not None else 0
+    except BaseException:
+        if writer is not None:
+            writer.release()
+        raise
     every, test_every = config.record_every, config.test_every
     rec = None
     if out is not None:
-        rec = Recorder(out, setup.sites, every=every, config=config.to_dict(), seed=config.seed, overwrite=overwrite,
-                       log_at="current", chunk_bytes=chunk_bytes, resume_from=start if resume else None,
+        policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
+        rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
+                       seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
+                       resume_from=start if found is not None else None,
                        attrs={"setup": SETUP_NAME, "algorithm": config.algorithm,
                               "flip_probability": config.flip_probability, "sites_j": {"pos": 1, "neg": -1},
-                              **(attrs or {})})
+                              **policy, **(attrs or {})})
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -275,16 +290,15 @@ def train(
         bar = tqdm(total=config.steps, initial=start, desc=config.algorithm, unit="step", leave=False)
     final_loss, final_test = float("nan"), None
     try:
-        with rec if rec is not None else contextlib.nullcontext():
-            if rec is not None and not resume:
+        with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
+            if rec is not None and found is None:
                 write_flips(rec, flips, config.flip_probability)
-            ckpt_every = checkpoint_every or (rec.chunk_steps * every if rec is not None else 0)
             last_ckpt = time.perf_counter()
             for t in range(start, config.steps + 1):
                 last = t == config.steps
                 state = setup.forward(t)
                 if rec is not None and (t == 0 or last or t % every == 0):
-                    if t > 0 or resume:  # step 0 of a new run was recorded by the recorder when it opened
+                    if t > 0 or found is not None:  # step 0 of a new run was recorded when the recorder opened
                         rec.record(t, inner={k: v.detach() for k, v in state.inner.items()})
                     rec.log(step=t, **setup.scalars(state))  # first: a non-finite loss stops here
                     if t % test_every == 0 or last:
@@ -294,10 +308,14 @@ def train(
                     final_test = setup.evaluate().get("test_error")
                     break
                 setup.step(state)
-                if (rec is not None and (t + 1) % ckpt_every == 0 and t + 1 < config.steps
-                        and (checkpoint_every or time.perf_counter() - last_ckpt >= DEFAULT_CHECKPOINT_SECONDS)):
+                # Step t+1's state is complete here: the only place a checkpoint (or a deferred Ctrl-C) may happen.
+                if rec is not None and (interrupt.requested or (
+                        (t + 1) % checkpoint_every == 0 if checkpoint_every
+                        else time.perf_counter() - last_ckpt >= checkpoint_seconds)):
                     rec.flush(checkpoint=setup.state(), next_step=t + 1)
                     last_ckpt = time.perf_counter()
+                if interrupt.requested:
+                    raise KeyboardInterrupt
                 if bar is not None:
                     bar.update(1)
     except DivergenceError as exc:
@@ -305,33 +323,25 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+        if writer is not None:
+            writer.release()  # in case the recorder never opened (closing it releases the lock too)
     path = rec.path if rec is not None else None
     return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
                       seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0,
                       final_test_error=final_test)
 
 
-def _load_checkpoint(out: str | os.PathLike | None, config: LabelNoiseConfig, setup: LabelNoiseSetup,
-                     flips: np.ndarray) -> int:
-    """Restore ``setup`` from the store's last checkpoint; return the step to continue from.
-
-    A local version of :func:`dyn.train`'s resume for this setup: the checkpoint holds the weights; data and flips
-    are re-drawn from the seed and must equal the stored ones.
-    """
-    if out is None:
-        raise ConfigError("resume needs the store to continue")
-    attrs = dict(open_run(out).attrs)
-    if attrs.get("setup") != SETUP_NAME:
-        raise StoreError(f"{out} was not recorded by the {SETUP_NAME} setup (setup={attrs.get('setup')!r})")
-    if attrs.get("status") == "complete":
-        raise StoreError(f"{out} is already complete; nothing to resume")
-    if LabelNoiseConfig.from_dict(attrs["config"]) != config:
-        raise ConfigError(f"resume: the config differs from the one stored in {out}")
-    step, state = read_checkpoint(out)
-    setup.load_state(state)
+def _restore(setup: LabelNoiseSetup, out: str | os.PathLike, flips: np.ndarray, step: int,
+             state: Mapping[str, np.ndarray]) -> int:
+    """Restore ``setup`` from a checkpoint's arrays; data and flips are re-drawn from the seed and must equal the
+    stored ones. Returns the step to continue from."""
+    try:
+        setup.load_state(state)
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise StoreError(f"{out}: the checkpoint of step {step} cannot be restored: {str(exc).splitlines()[0]}") from None
     noise = read_static(out, SITES[0], "noise_vectors")
     if not np.array_equal(noise, setup.data.xi.cpu().numpy()):
-        raise StoreError(f"resume: the data drawn from seed {config.seed} differ from those stored in {out}")
+        raise StoreError(f"resume: the data drawn from seed {setup.config.seed} differ from those stored in {out}")
     if not np.array_equal(read_flips(out), flips):
-        raise StoreError(f"resume: the flips drawn from seed {config.seed} differ from those stored in {out}")
+        raise StoreError(f"resume: the flips drawn from seed {setup.config.seed} differ from those stored in {out}")
     return step
