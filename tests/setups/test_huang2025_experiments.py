@@ -96,6 +96,11 @@ def test_optimizers_change_the_trajectory_on_the_same_data(tmp_path):
         assert run.attrs["optimizer"] == configs[name].optimizer
         finals[name] = run.site("pos")["noise_inner"].values
     assert np.array_equal(finals["gd"][0], finals["adam"][0])  # same data and initialisation
+    from dyn.theory.huang2025_label_noise import LabelNoiseTheory
+
+    with pytest.raises(ConfigError, match="trained with optimizer 'adam'"):  # refused, never silently judged
+        dyn.compare(tmp_path / "adam.zarr", LabelNoiseTheory())
+    assert len(dyn.compare(tmp_path / "gd.zarr", LabelNoiseTheory())) > 0
     for name in ("momentum", "adam"):
         assert not np.allclose(finals[name][-1], finals["gd"][-1], rtol=1e-3, atol=1e-6)
 
