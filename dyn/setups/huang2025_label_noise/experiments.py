@@ -94,7 +94,8 @@ def _raw_ratio(run: Run) -> np.ndarray:
     return noise.astype(np.float64) / signal.astype(np.float64)
 
 
-def _panels(curves: pd.DataFrame, hue: str, order: list[str], labels: dict[str, str], title: str):
+def _panels(curves: pd.DataFrame, hue: str, order: list[str], labels: dict[str, str], title: str, *,
+            spread: bool = True):
     """Figure 2's three panels (ratio, training loss, test accuracy), one line per ``hue`` value, mean ± 1σ."""
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -119,8 +120,8 @@ def _panels(curves: pd.DataFrame, hue: str, order: list[str], labels: dict[str, 
             ax.axhline(0.5, color="gray", ls=":", lw=1.2)
             ax.set_ylim(0.0, 1.02)
         sns.despine(ax=ax)
-    handles = [Line2D([], [], color=palette[k], lw=2, label=f"{labels.get(k, k)} (mean ± 1σ over seeds)")
-               for k in order]
+    suffix = " (mean ± 1σ over seeds)" if spread else ""
+    handles = [Line2D([], [], color=palette[k], lw=2, label=f"{labels.get(k, k)}{suffix}") for k in order]
     handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="ratio 1 / chance accuracy 0.5"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     fig.suptitle(title)
@@ -174,8 +175,9 @@ def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, over
         curves = pd.concat(frames, ignore_index=True)
         curves.to_parquet(tmp / "curves.parquet", index=False)
         title = (f"Figure 2 reproduction ({'small' if small else 'paper'} size, {seeds} seed"
-                 f"{'s' if seeds > 1 else ''}, mean ± 1σ)")
-        save_figure(_panels(curves, "algorithm", ["gd", "label_noise"], ALGORITHM_LABELS, title), tmp, "figure2")
+                 f"{'s, mean ± 1σ' if seeds > 1 else ''})")
+        save_figure(_panels(curves, "algorithm", ["gd", "label_noise"], ALGORITHM_LABELS, title, spread=seeds > 1),
+                    tmp, "figure2")
         summary = _summarise(curves, "algorithm")
         summary.to_csv(tmp / "summary.csv", index=False)
     return summary
@@ -408,7 +410,8 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
         curves.to_parquet(tmp / "curves.parquet", index=False)
         title = (f"Optimizers on the same data ({'small' if small else 'Figure-2'} size, {seeds} seed"
                  f"{'s' if seeds > 1 else ''})")
-        save_figure(_panels(curves, "optimizer", OPTIMIZER_ORDER, OPTIMIZER_LABELS, title), tmp, "optimizers")
+        save_figure(_panels(curves, "optimizer", OPTIMIZER_ORDER, OPTIMIZER_LABELS, title, spread=seeds > 1), tmp,
+                    "optimizers")
         summary = _summarise(curves, "optimizer")
         wide = summary.pivot(index="optimizer", columns="metric", values=["mean", "std"])
         table = pd.DataFrame({"optimizer": OPTIMIZER_ORDER})
