@@ -333,17 +333,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "reproduce",
-        help="reproduce the paper's experiments (figure1, table1)",
+        help="reproduce the papers' experiments (figure1, table1, figure2, figure3, optimizers)",
         description="figure1: train single- and multi-modal runs of the paper's synthetic setup for several seeds, "
                     "record every step, evaluate the OOD linear probe every 10 epochs, and draw the four panels "
                     "(loss, OOD accuracy, signal learning, noise memorization) with mean ± 1 sd bands. "
                     "table1: the ColoredMNIST protocol on scikit-learn's bundled digits (nothing downloaded), "
                     "single-modal SimCLR-style vs multi-modal image+caption, linear-probe train/test accuracy "
-                    "beside the paper's, and what the image encoder's first layer aligned with.",
+                    "beside the paper's, and what the image encoder's first layer aligned with. "
+                    "figure2 (huang2025-label-noise): standard vs label-noise GD over seeds, ratio of noise "
+                    "memorization to signal learning, training loss, test accuracy. figure3: test accuracy over "
+                    "SNR x n for both algorithms (a resumable Dask sweep). optimizers: GD, label-noise GD, SGD with "
+                    "momentum and Adam on the same data.",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="which experiment: figure1 or table1 (huang2024)")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="which experiment: figure1, table1 (huang2024); figure2, figure3, optimizers "
+                                                         "(huang2025-label-noise)")
     p.add_argument("--out", required=True, help="output folder (parents created)")
-    p.add_argument("--seeds", type=int, help="number of seeds (default 5 for figure1, 3 for table1)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 5 for figure1, 3 for table1 and figure2, "
+                                                      "1 for figure3 and optimizers)")
     p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a reproduction folder dyn wrote at --out (never another folder)")

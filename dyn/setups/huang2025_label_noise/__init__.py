@@ -21,9 +21,9 @@ import importlib
 from typing import Any
 
 from ..base import Setup, load_preset, register_setup
-from .config import ALGORITHMS, SETUP_NAME, LabelNoiseConfig
+from .config import ALGORITHMS, OPTIMIZERS, SETUP_NAME, LabelNoiseConfig, with_snr
 
-__all__ = ["ALGORITHMS", "SETUP", "SETUP_NAME", "LabelNoiseConfig", "load_preset", "train"]
+__all__ = ["ALGORITHMS", "OPTIMIZERS", "SETUP", "SETUP_NAME", "LabelNoiseConfig", "load_preset", "train"]
 
 #: the torch side, imported on first use so that registering the setup stays cheap
 _LAZY = {"train": "trainer", "LabelNoiseSetup": "trainer", "read_flips": "trainer", "FLIPS_GROUP": "trainer",
@@ -44,4 +44,8 @@ SETUP = register_setup(Setup(
     config=LabelNoiseConfig,
     package=__name__,
     trainer=f"{__name__}.trainer:train",
+    derived_axes={"snr": with_snr},  # Figure 3's axis: ||mu|| = SNR sigma_p sqrt(d)
+    ignored_axes=lambda config: ("p",) if config.algorithm == "gd" else (),  # standard GD ignores p
+    phase_diagram=f"{__name__}.experiments:phase_diagram",
+    experiments=f"{__name__}.experiments:EXPERIMENTS",
 ))

@@ -29,12 +29,14 @@ from typing import Any, Mapping
 
 from ...errors import ConfigError
 
-__all__ = ["SETUP_NAME", "ALGORITHMS", "LabelNoiseConfig"]
+__all__ = ["SETUP_NAME", "ALGORITHMS", "OPTIMIZERS", "LabelNoiseConfig", "with_snr"]
 
 #: The value of the ``setup`` key in presets and of the ``setup`` root attribute of every run store.
 SETUP_NAME = "huang2025-label-noise"
 #: Standard full-batch GD (ε ≡ 1) and label-noise GD (Algorithm 1).
 ALGORITHMS = ("gd", "label_noise")
+#: The update applied to the gradient of the (flipped-label) loss: plain GD (the paper), heavy-ball SGD, Adam.
+OPTIMIZERS = ("gd", "momentum", "adam")
 _DTYPES = ("float32", "float64")
 
 
@@ -77,6 +79,13 @@ class LabelNoiseConfig:
         Precision of training (the recorded inner products are stored as float32 either way).
     device : str
         Torch device.
+    optimizer : {"gd", "momentum", "adam"}
+        The update applied to the full-batch gradient of the loss chosen by ``algorithm``: plain GD with step η
+        (the paper's update (2); the default), ``torch.optim.SGD`` with heavy-ball ``momentum``, or
+        ``torch.optim.Adam`` with learning rate η (default betas). Not in the paper: only ``"gd"`` runs are the
+        theorem's setting.
+    momentum : float
+        Momentum coefficient of ``optimizer="momentum"``, in [0, 1) (ignored otherwise).
     record_every : int
         Record every k-th step (step 0 and the last step always are). The exact update-identity claims need 1.
     test_every : int
@@ -113,6 +122,8 @@ class LabelNoiseConfig:
     seed: int = 0
     dtype: str = "float64"
     device: str = "cpu"
+    optimizer: str = "gd"
+    momentum: float = 0.9
     record_every: int = 1
     test_every: int = 10
     population_draws: int = 100_000
@@ -146,6 +157,10 @@ class LabelNoiseConfig:
             raise ConfigError(f"mu_axis must lie in [0, d={self.d}), got {self.mu_axis}")
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
         object.__setattr__(self, "notes", {str(k): str(v) for k, v in self.notes.items()})
@@ -182,6 +197,20 @@ class LabelNoiseConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def with_snr(config: LabelNoiseConfig, snr: float) -> LabelNoiseConfig:
+    """Derived sweep axis ``snr``: ``config`` with ‖μ‖ = SNR · σ_p √d (the paper does not say how Figure 3 varies
+    the SNR; notes §8.2 RECON: through ‖μ‖ at fixed σ_p and d).
+
+    Examples
+    --------
+    >>> round(with_snr(LabelNoiseConfig(), 0.05).mu_norm, 4)
+    1.118
+    """
+    if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not (math.isfinite(snr) and snr > 0):
+        raise ConfigError(f"snr must be a positive number, got {snr!r}")
+    return config.replace(mu_norm=float(snr) * config.sigma_p * math.sqrt(config.d))
 
 
 def _field_names() -> set[str]:

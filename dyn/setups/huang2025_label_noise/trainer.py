@@ -121,7 +121,7 @@ class LabelNoiseSetup:
             gen = torch.Generator().manual_seed(config.seed + 4)
             draws = torch.randn(config.population_draws, 2 * config.m, generator=gen, dtype=torch.float64)
             self._draws = draws.to(device)  # drawn on the CPU (identical on every device), moved once
-        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
+        self.optimizer = make_optimizer(self.net.parameters(), config)
 
     def forward(self, t: int) -> StepState:
         """The full-batch forward pass at the current weights, with the flips of step ``t`` (None at the end)."""
@@ -162,7 +162,7 @@ class LabelNoiseSetup:
         return out
 
     def step(self, state: StepState) -> None:
-        """One GD step on L^ε_S (Algorithm 1) by autograd."""
+        """One step of the configured optimizer on L^ε_S (Algorithm 1 for ``optimizer="gd"``) by autograd."""
         self.optimizer.zero_grad(set_to_none=True)
         state.loss_noisy().backward()
         self.optimizer.step()
@@ -175,6 +175,20 @@ class LabelNoiseSetup:
         with torch.no_grad():
             for name, w in self.net.banks().items():
                 w.copy_(torch.as_tensor(np.asarray(state[f"weight_{name}"])))
+
+
+def make_optimizer(params: Any, config: LabelNoiseConfig) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer of ``config.optimizer`` at learning rate η.
+
+    ``"gd"`` is ``SGD`` without momentum or weight decay: exactly the paper's update (2) (and the only optimizer
+    the theory's identities describe); ``"momentum"`` is heavy-ball ``SGD(momentum=config.momentum)``; ``"adam"``
+    is ``Adam`` with its default betas and eps.
+    """
+    if config.optimizer == "gd":
+        return torch.optim.SGD(params, lr=config.eta, momentum=0.0, weight_decay=0.0)
+    if config.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=config.eta, momentum=config.momentum, weight_decay=0.0)
+    return torch.optim.Adam(params, lr=config.eta)
 
 
 def write_flips(rec: Recorder, flips: np.ndarray, p: float) -> None:
@@ -258,6 +272,9 @@ def train(
     t0 = time.perf_counter()
     if not isinstance(config, LabelNoiseConfig):
         raise ConfigError(f"config must be a LabelNoiseConfig, got {type(config).__name__}")
+    if resume and config.optimizer != "gd":
+        raise ConfigError(f"resume is only supported for optimizer 'gd' (the checkpoint holds the weights, not the "
+                          f"{config.optimizer} optimizer's state)")
     resumed = open_for_resume(out, setup=SETUP_NAME, config=config) if resume else None
     writer = resumed.writer if resumed is not None else None
     found = resumed.checkpoint if resumed is not None else None
@@ -280,7 +297,7 @@ def train(
         rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
                        seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
                        resume_from=start if found is not None else None,
-                       attrs={"setup": SETUP_NAME, "algorithm": config.algorithm,
+                       attrs={"setup": SETUP_NAME, "algorithm": config.algorithm, "optimizer": config.optimizer,
                               "flip_probability": config.flip_probability, "sites_j": {"pos": 1, "neg": -1},
                               **policy, **(attrs or {})})
     bar = None

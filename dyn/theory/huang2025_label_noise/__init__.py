@@ -46,6 +46,10 @@ class LabelNoiseTheory(Theory):
         cfg = run.attrs.get("config")
         if run.attrs.get("setup") != SETUP_NAME or not isinstance(cfg, dict):
             return f"it was not trained by dyn's {SETUP_NAME} setup (setup={run.attrs.get('setup')!r})"
+        optimizer = cfg.get("optimizer", "gd")
+        if optimizer != "gd":
+            return (f"it was trained with optimizer {optimizer!r}; the theorems and the update identities describe "
+                    "plain GD (optimizer 'gd')")
         missing = [s for s in ("pos", "neg") if s not in run.sites]
         if missing:
             return f"the run lacks the filter-bank site(s) {', '.join(missing)}"
