@@ -27,10 +27,11 @@ def _deterministic():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
+@pytest.fixture
+def one_thread():
     """Tiny problems run fastest on one torch thread and do not fight other jobs for the cores (with two threads
-    on a loaded machine a 300-step tiny run took 8 s instead of 0.3 s)."""
+    on a loaded machine a 300-step tiny run took 8 s instead of 0.3 s). Opt-in (``pytest.mark.usefixtures``):
+    tests that compare an in-process run bitwise with a ``dyn`` subprocess keep the default thread count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

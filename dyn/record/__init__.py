@@ -7,8 +7,9 @@ Works on any PyTorch loop; imports only :mod:`dyn.store` (and torch). Knows noth
 from __future__ import annotations
 
 from . import probes
+from .devices import resolve_device
 from .recorder import DEFAULT_CHUNK_BYTES, Recorder
 from .schedules import Schedule, every
 from .site import Site
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "probes"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "probes", "resolve_device"]

@@ -15,6 +15,9 @@ from dyn.setups.huang2025_label_noise import LabelNoiseConfig, train, with_snr
 from dyn.setups.huang2025_label_noise.experiments import figure3, optimizer_configs, race_boundary
 from dyn.theory.huang2025_label_noise.quantities import Params
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 
 
 def test_figure2_small_reproduces_the_papers_shape(tmp_path, capsys):

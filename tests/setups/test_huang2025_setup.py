@@ -10,6 +10,7 @@ import torch
 
 import dyn
 from dyn.setups.huang2025_label_noise import (
+
     SETUP_NAME,
     LabelNoiseConfig,
     LabelNoiseSetup,
@@ -21,6 +22,8 @@ from dyn.setups.huang2025_label_noise import (
     read_flips,
     train,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**changes) -> LabelNoiseConfig:

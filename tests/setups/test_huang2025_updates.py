@@ -11,6 +11,9 @@ import dyn
 from dyn.setups.huang2025_label_noise import LabelNoiseConfig, LabelNoiseSetup, closed_form_gradient, train
 from dyn.theory.huang2025_label_noise.quantities import J, coefficient_increments
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 
 def config(algorithm: str, **changes) -> LabelNoiseConfig:
     base = dict(algorithm=algorithm, d=120, n=16, n_test=0, m=5, steps=40, eta=0.8, p=0.25, sigma0=0.05,

@@ -18,6 +18,9 @@ from dyn.theory.huang2025_label_noise import CLAIMS, LabelNoiseTheory, Params, R
 from dyn.theory.huang2025_label_noise import claims as C
 from dyn.theory.huang2025_label_noise.quantities import binary_entropy
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 
 def said(v) -> str:
     """What a verdict says: the reason of a "not checkable" verdict, else what was observed."""

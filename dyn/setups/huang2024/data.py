@@ -16,8 +16,9 @@ import torch
 
 from .config import Config
 from ...errors import ConfigError
+from ...record import resolve_device
 
-__all__ = ["SyntheticData", "make_data", "basis_vector", "resolve_device"]
+__all__ = ["SyntheticData", "make_data", "basis_vector"]
 
 
 def basis_vector(d: int, axis: int, norm: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -84,25 +85,6 @@ class SyntheticData:
             raise ConfigError("redraw_augmentation needs data made by make_data")
         eps = torch.randn(self.eps.shape, generator=self._eps_generator, dtype=torch.float64) * self.sigma_eps
         self.eps = eps.to(device=self.eps.device, dtype=self.eps.dtype)
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device that exists on this machine, or a one-line ConfigError naming the problem.
-
-    Checked when training starts, not when a config is read, so runs recorded on a GPU can be analysed anywhere.
-    """
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device {name!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count()),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }.get(dev.type, True)
-    if not available:
-        raise ConfigError(f"device {name!r} is not available on this machine (set device=cpu)")
-    return dev
 
 
 def _negative_mask(y: torch.Tensor, negatives: int | str, gen: torch.Generator) -> torch.Tensor:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import ConfigError
+from ...record import resolve_device
 from .config import LabelNoiseConfig
 
-__all__ = ["LabelNoiseData", "make_data", "draw_noise", "draw_flips", "resolve_device"]
+__all__ = ["LabelNoiseData", "make_data", "draw_noise", "draw_flips"]
 
 
 @dataclass
@@ -93,22 +94,6 @@ def draw_flips(config: LabelNoiseConfig) -> torch.Tensor:
     gen = torch.Generator().manual_seed(config.seed + 3)
     u = torch.rand(shape, generator=gen, dtype=torch.float64)
     return torch.where(u < config.p, -1, 1).to(torch.int8)
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device that exists on this machine, or a one-line ConfigError naming the problem."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device {name!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
-    ok = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count()),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }.get(dev.type, True)
-    if not ok:
-        raise ConfigError(f"device {name!r} is not available on this machine (set device=cpu)")
-    return dev
 
 
 def make_data(config: LabelNoiseConfig) -> LabelNoiseData:

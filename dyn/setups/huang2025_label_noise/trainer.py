@@ -36,6 +36,7 @@ import torch
 from ...record import Recorder, Site
 from ...store import read_static
 from ..base import DeferredInterrupt, checkpoint_policy, open_for_resume
+from ..base import RunSummary as BaseRunSummary
 from ...errors import ConfigError, DivergenceError, StoreError
 from .config import SETUP_NAME, LabelNoiseConfig
 from .data import LabelNoiseData, draw_flips, make_data
@@ -52,21 +53,17 @@ DEFAULT_CHUNK_BYTES = 8 << 20
 
 
 @dataclass
-class RunSummary:
-    """What :func:`train` reports: where the run is and how it ended (``dyn.train``'s fields plus test error)."""
+class RunSummary(BaseRunSummary):
+    """What :func:`train` reports: :class:`dyn.setups.base.RunSummary`'s fields plus the final test error."""
 
-    path: Path | None
-    status: str
-    steps: int
-    final_loss: float
-    seconds: float
-    nbytes: int
     final_test_error: float | None = None
 
     def __str__(self) -> str:
-        test = "" if self.final_test_error is None else f", test error {self.final_test_error:.4g}"
-        return (f"{self.status}: {self.steps} steps, final loss {self.final_loss:.4g}{test}, {self.seconds:.1f} s, "
-                f"store {self.path} ({self.nbytes / 2**20:.1f} MiB)")
+        base = super().__str__()
+        if self.final_test_error is None:
+            return base
+        head, _, tail = base.partition(", ")  # "<status>: <steps> steps", then the rest
+        return f"{head}, test error {self.final_test_error:.4g}, {tail}"
 
 
 @dataclass
