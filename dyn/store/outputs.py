@@ -108,7 +108,11 @@ def output_kind(path: str | os.PathLike) -> str | None:
     if not p.is_dir():
         return None
     if (p / "zarr.json").is_file():
-        return "run" if _is_run_store(p) else None
+        if _is_run_store(p):
+            return "run"
+        meta = _read_json(p / "zarr.json") or {}
+        attrs = meta.get("attributes") if isinstance(meta, dict) else None
+        return "export" if isinstance(attrs, dict) and attrs.get("dyn_output") == "export" else None
     mark = _read_json(p / MARKER)
     if mark is not None and mark.get("dyn_output") in ("report", "reproduction"):
         return mark["dyn_output"]
@@ -146,6 +150,8 @@ def _zarr_file(rel: Path) -> bool:
 def _foreign(path: Path, kind: str) -> list[str]:
     """What is inside the dyn output ``path`` (of ``kind``) that dyn did not write, or changed since."""
     if kind == "run":
+        return foreign_in_store(path)
+    if kind == "export" and path.is_dir():  # a gridded zarr export: only zarr's own files inside
         return foreign_in_store(path)
     if kind == "export":
         mark = _read_json(_sidecar(path)) or {}

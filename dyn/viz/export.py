@@ -32,7 +32,7 @@ import xarray as xr
 from ..analysis.run import Run
 from ..errors import ConfigError, DynError, StoreError
 from ..store import reading
-from ..store.outputs import claim_output, staged_file
+from ..store.outputs import claim_output, io_errors, make_parents, staged_file
 
 __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
@@ -267,7 +267,7 @@ def provenance(run: Run) -> dict[str, str | int]:
         "config": _json(a.get("config") or {}),
         "recorded_with": _json(a.get("libraries") or {}),
         "exported_with": _json(versions),
-        "dyn_schema_version": int(a.get("dyn_schema_version", 0)),
+        "source_schema_version": int(a.get("dyn_schema_version", 0)),  # not dyn_schema_version: not a run store
         "history": f"{now}: exported by dyn {versions.get('dyn', '?')} from {source} (status {a.get('status')})",
     }
     return out
@@ -362,33 +362,34 @@ def export_grid(
 
     if format not in GRID_FORMATS:
         raise ConfigError(f"unknown gridded format {format!r} (choose from {', '.join(GRID_FORMATS)})")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists (use overwrite=True / --overwrite to replace it)")
+    inputs = [run] if isinstance(run, (str, os.PathLike)) else [getattr(run, "path", None)]
+    inputs = [i for i in inputs if i is not None]
+    out = claim_output(out, kind="export", inputs=inputs, overwrite=overwrite)
     tree = grid(run)
+    if format == "grid-netcdf":
+        encoding = {}
+        for node in tree.subtree:
+            enc = {}
+            for name, da in node.ds.data_vars.items():
+                chunks = tuple(c[0] for c in da.chunks) if da.chunks else None
+                enc[name] = {"zlib": True, "complevel": complevel, "shuffle": True,
+                             **({"chunksizes": chunks} if chunks and da.ndim else {})}
+            encoding[node.path] = enc
+        with staged_file(out, overwrite=overwrite, inputs=inputs) as tmp:
+            tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        return out
+    tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
+    make_parents(out)
     tmp = out.with_name(f".{out.name}.partial")
     try:
-        if format == "grid-netcdf":
-            encoding = {}
-            for node in tree.subtree:
-                enc = {}
-                for name, da in node.ds.data_vars.items():
-                    chunks = tuple(c[0] for c in da.chunks) if da.chunks else None
-                    enc[name] = {"zlib": True, "complevel": complevel, "shuffle": True,
-                                 **({"chunksizes": chunks} if chunks and da.ndim else {})}
-                encoding[node.path] = enc
-            tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-        else:
-            with warnings.catch_warnings():  # zarr notes that consolidated metadata is not in the v3 spec yet
-                warnings.simplefilter("ignore")
-                tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-        raise
+        with io_errors(str(out)), warnings.catch_warnings():  # zarr: consolidated metadata not in the v3 spec yet
+            warnings.simplefilter("ignore")
+            tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
+            if out.exists():
+                claim_output(out, kind="export", inputs=inputs, overwrite=True)
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -11,7 +11,7 @@ import xarray as xr
 import dyn
 from dyn.analysis.run import Run
 from dyn.cli import main
-from dyn.errors import ConfigError
+from dyn.errors import ConfigError, StoreError
 from dyn.viz.export import export_grid
 
 
@@ -54,8 +54,10 @@ def test_grid_export_by_suffix_and_refuses_to_overwrite(runs, tmp_path, capsys):
     out = tmp_path / "curves.zarr"
     assert main(["export", str(runs["multi"]), "--out", str(out)]) == 0
     assert xr.open_datatree(out, engine="zarr")["g"]["gamma"].sizes["step"] == 31
-    with pytest.raises(ConfigError):
+    with pytest.raises(StoreError, match="already exists"):
         export_grid(runs["multi"], out, format="grid-zarr")
+    with pytest.raises(ConfigError, match="is an input of this command"):  # never an input, even with overwrite
+        export_grid(runs["multi"], runs["multi"], format="grid-zarr", overwrite=True)
     assert main(["export", str(runs["multi"]), "--out", str(out), "--format", "grid-zarr", "--overwrite"]) == 0
 
 
