@@ -380,7 +380,9 @@ def export_grid(
         return out
     tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
     make_parents(out)
-    tmp = out.with_name(f".{out.name}.partial")
+    import uuid
+
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")  # unique: never a folder that was already there
     try:
         with io_errors(str(out)), warnings.catch_warnings():  # zarr: consolidated metadata not in the v3 spec yet
             warnings.simplefilter("ignore")
