@@ -1,0 +1,112 @@
+"""Progress bars for dyn's long calls, with one rule for when they show.
+
+``progress=None`` (the default of every long call) means *auto*: a bar is shown in a Jupyter notebook and when
+standard error is a terminal, and not otherwise (logs, CI, pipes). ``True`` forces it (e.g. into a log file),
+``False`` hides it. The environment variable ``DYN_PROGRESS`` (``0``/``1``) overrides the auto choice, for users
+who want bars everywhere or nowhere without passing an argument. Bars go to standard error.
+
+Nothing here imports torch; tqdm is imported only when a bar is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+__all__ = ["progress_enabled", "progress_bar", "in_notebook"]
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (an IPython ZMQ shell)."""
+    shell_mod = sys.modules.get("IPython")
+    if shell_mod is None:
+        return False
+    try:
+        shell = shell_mod.get_ipython()
+    except Exception:  # pragma: no cover - IPython half-imported
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Resolve a ``progress`` argument: True/False as given; None → ``DYN_PROGRESS`` if set, else on in notebooks
+    and terminals (standard error is a TTY), off otherwise.
+
+    Examples
+    --------
+    >>> progress_enabled(False), progress_enabled(True)
+    (False, True)
+    """
+    if progress is not None:
+        return bool(progress)
+    env = os.environ.get("DYN_PROGRESS", "").strip().lower()
+    if env in ("0", "false", "no", "off"):
+        return False
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if in_notebook():
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when progress is off: every method does nothing."""
+
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_description(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def progress_bar(total: int | None = None, *, desc: str = "", unit: str = "it", progress: bool | None = None,
+                 leave: bool = False, initial: int = 0) -> Any:
+    """A tqdm bar (notebook widget in Jupyter, text on standard error elsewhere) when :func:`progress_enabled`,
+    else an object with the same methods that does nothing.
+
+    Examples
+    --------
+    >>> with progress_bar(3, desc="runs", progress=False) as bar:
+    ...     for _ in range(3):
+    ...         bar.update(1)
+    >>> bar.n
+    3
+    """
+    if not progress_enabled(progress):
+        bar = _NoBar()
+        bar.n = initial
+        return bar
+    if in_notebook():
+        try:
+            from tqdm.notebook import tqdm
+
+            return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
+        except ImportError:  # no ipywidgets: fall back to text
+            pass
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial, file=sys.stderr, dynamic_ncols=True)
