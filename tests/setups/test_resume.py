@@ -198,7 +198,9 @@ def test_default_policy_checkpoints_every_few_seconds(tiny, tmp_path, monkeypatc
             return self.now
 
     clock = Clock()
-    monkeypatch.setattr(trainer, "time", clock)
+    from dyn.setups import driver
+
+    monkeypatch.setattr(driver, "time", clock)  # the training loop every trainer shares
     original = Huang2024Setup.loss
 
     def slow_loss(self, anchors=None):

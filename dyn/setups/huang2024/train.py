@@ -11,19 +11,18 @@ of being computed a second time.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import time
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from ...errors import ConfigError, DivergenceError, StoreError
+from ...errors import ConfigError, StoreError
 from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
 from ...store import read_static
-from ..base import DEFAULT_CHECKPOINT_SECONDS, DeferredInterrupt, RunSummary, checkpoint_policy, open_for_resume, store_size
+from ..base import DEFAULT_CHECKPOINT_SECONDS, RunSummary
+from ..driver import Steps, drive
 from .config import Config
 from .data import SyntheticData, make_data
 from .model import PatchReLUEncoder
@@ -136,12 +135,54 @@ class Huang2024Setup:
         return idx.to(self.config.device)
 
 
+class _Steps(Steps):
+    """One GD (or minibatch SGD) step of the paper's loss, for :func:`~dyn.setups.driver.drive`."""
+
+    def __init__(self, config: Config, evaluate_every: int | None):
+        self.setup = _build(config)
+        self.sites = self.setup.sites
+        self.evaluate_every = evaluate_every
+        self.opt = torch.optim.SGD(self.setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
+
+    def forward(self, step: int, last: bool) -> ContrastiveLoss:
+        if self.setup.config.redraw_eps and step > 0:
+            self.setup.data.redraw_augmentation()
+        return self.setup.loss(None if last else self.setup.anchors())
+
+    def inner(self, state: ContrastiveLoss) -> Mapping[str, torch.Tensor]:
+        return self.setup.last_inner
+
+    def log(self, rec: Recorder, step: int, state: ContrastiveLoss, last: bool) -> None:
+        scalars = state.scalars()
+        if self.evaluate_every and (step % self.evaluate_every == 0 or last):
+            scalars["probe_acc"] = self.setup.probe_accuracy("paper")
+            scalars["probe_acc_transfer"] = self.setup.probe_accuracy("transfer")
+        rec.log(step=step, **scalars)
+
+    def update(self, state: ContrastiveLoss) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        state.loss.backward()
+        self.opt.step()
+
+    def state(self) -> dict[str, tuple[tuple[str, ...], Any]]:
+        return self.setup.state()
+
+    def restore(self, out: str | os.PathLike, step: int, arrays: Mapping[str, Any]) -> int:
+        return _restore(self.setup, out, step, arrays)
+
+    def finish(self, state: ContrastiveLoss) -> dict[str, Any]:
+        return {"final_loss": float(state.loss.detach())}
+
+    def postfix(self, step: int, state: ContrastiveLoss) -> dict[str, str]:
+        return {"loss": f"{float(state.loss.detach()):.4f}"}
+
+
 def train(
     config: Config,
     out: str | os.PathLike | None,
     *,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     attrs: Mapping[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
@@ -158,14 +199,15 @@ def train(
     ``checkpoint_every`` steps when given, the recorded steps are written and the weights and RNG states stored,
     so a run killed at any moment loses at most that much work. Ctrl-C finishes the current step and checkpoints
     before stopping (a second Ctrl-C stops at once). The policy is stored with the run (root attributes
-    ``checkpoint_every``, ``checkpoint_seconds``) and a resumed run keeps it unless given a new one.
+    ``checkpoint_every``, ``checkpoint_seconds``) and a resumed run keeps it unless given a new one. The loop is
+    :func:`dyn.setups.driver.drive`, shared by every setup.
 
     Parameters
     ----------
     config : Config
     out : path of the new run store, or None to train without recording (the benchmarks' baseline).
     overwrite : replace an existing run store.
-    progress : show a progress bar.
+    progress : show a progress bar (None: in notebooks and terminals, see :mod:`dyn.progress`).
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
     checkpoint_every : steps between checkpoints (None: time-based, see ``checkpoint_seconds``).
@@ -197,79 +239,10 @@ def train(
     >>> summary.status, summary.steps
     ('complete', 5)
     """
-    t0 = time.perf_counter()
-    resumed = open_for_resume(out, setup="huang2024", config=config) if resume else None
-    writer = resumed.writer if resumed is not None else None
-    found = resumed.checkpoint if resumed is not None else None
-    try:
-        checkpoint_every, checkpoint_seconds = checkpoint_policy(checkpoint_every, checkpoint_seconds,
-                                                                 resumed.attrs if resumed is not None else None)
-        if resumed is not None:
-            attrs = {**{k: resumed.attrs[k] for k in ("preset",) if k in resumed.attrs}, **(attrs or {})}
-        setup = _build(config)
-        start = _restore(setup, out, *found) if found is not None else 0
-    except BaseException:
-        if writer is not None:
-            writer.release()
-        raise
-    opt = torch.optim.SGD(setup.parameters(), lr=config.eta, momentum=0.0, weight_decay=0.0)
-    every = config.record_every
-    rec = bar = None
-    final_loss = float("nan")
-    try:
-        if out is not None:
-            policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
-            rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
-                           seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
-                           resume_from=start if found is not None else None,
-                           attrs={"setup": "huang2024", "modality": config.modality, **policy, **(attrs or {})})
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=config.steps, initial=start, desc=f"{config.modality}-modal", unit="step", leave=False)
-        with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
-            last_ckpt = time.perf_counter()
-            for t in range(start, config.steps + 1):
-                last = t == config.steps
-                if config.redraw_eps and t > 0:
-                    setup.data.redraw_augmentation()
-                out_t = setup.loss(None if last else setup.anchors())
-                if rec is not None and (t == 0 or last or t % every == 0):
-                    if t > 0 or found is not None:  # step 0 of a new run was recorded when the recorder opened
-                        rec.record(t, inner=setup.last_inner)
-                    scalars = out_t.scalars()
-                    if evaluate_every and (t % evaluate_every == 0 or last):
-                        scalars["probe_acc"] = setup.probe_accuracy("paper")
-                        scalars["probe_acc_transfer"] = setup.probe_accuracy("transfer")
-                    rec.log(step=t, **scalars)
-                if last:
-                    final_loss = float(out_t.loss.detach())
-                    break
-                opt.zero_grad(set_to_none=True)
-                out_t.loss.backward()
-                opt.step()
-                # Step t+1's state is complete here: the only place a checkpoint (or a deferred Ctrl-C) may happen.
-                if rec is not None and (interrupt.requested or (
-                        (t + 1) % checkpoint_every == 0 if checkpoint_every
-                        else time.perf_counter() - last_ckpt >= checkpoint_seconds)):
-                    rec.flush(checkpoint=setup.state(), next_step=t + 1)
-                    last_ckpt = time.perf_counter()
-                if interrupt.requested:
-                    raise KeyboardInterrupt
-                if bar is not None:
-                    bar.update(1)
-                    if t % 10 == 0:
-                        bar.set_postfix(loss=f"{float(out_t.loss.detach()):.4f}")
-    except DivergenceError as exc:
-        raise DivergenceError(f"{exc}; store {rec.path} is marked diverged", exc.step) from None
-    finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.release()  # in case the recorder never opened (closing it releases the lock too)
-    path = rec.path if rec is not None else None
-    return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
-                      seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0)
+    return drive(lambda: _Steps(config, evaluate_every), config, out, setup="huang2024",
+                 run_attrs={"modality": config.modality}, overwrite=overwrite, progress=progress,
+                 desc=f"{config.modality}-modal", attrs=attrs, chunk_bytes=chunk_bytes,
+                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume)
 
 
 def _bytes_needed(config: Config) -> int:

@@ -23,9 +23,7 @@ Logged at every recorded step t, at the weights W(t):
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,9 +33,9 @@ import torch
 
 from ...record import Recorder, Site
 from ...store import read_static
-from ..base import DeferredInterrupt, checkpoint_policy, open_for_resume
 from ..base import RunSummary as BaseRunSummary
-from ...errors import ConfigError, DivergenceError, StoreError
+from ..driver import Steps, drive
+from ...errors import ConfigError, StoreError
 from .config import SETUP_NAME, LabelNoiseConfig
 from .data import LabelNoiseData, draw_flips, make_data
 from .model import SquaredReLUCNN, logistic_loss, output_from_inner, population_error
@@ -210,17 +208,12 @@ def read_flips(path: str | os.PathLike) -> np.ndarray:
     return read_static(path, FLIPS_GROUP, "epsilon")
 
 
-def store_size(path: str | os.PathLike) -> int:
-    """Bytes on disk under ``path``."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def train(
     config: LabelNoiseConfig,
     out: str | os.PathLike | None,
     *,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     attrs: Mapping[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
@@ -234,7 +227,7 @@ def train(
     config : LabelNoiseConfig
     out : path of the new run store, or None to train without recording.
     overwrite : replace an existing store.
-    progress : show a progress bar.
+    progress : show a progress bar (None: in notebooks and terminals, see :mod:`dyn.progress`).
     attrs : extra root attributes (e.g. the preset name).
     chunk_bytes : target bytes per stored chunk.
     checkpoint_every : steps between checkpoints (None: time-based, see ``checkpoint_seconds``).
@@ -266,83 +259,52 @@ def train(
     >>> sorted(dyn.open(out).children)
     ['flips', 'neg', 'pos']
     """
-    t0 = time.perf_counter()
     if not isinstance(config, LabelNoiseConfig):
         raise ConfigError(f"config must be a LabelNoiseConfig, got {type(config).__name__}")
     if resume and config.optimizer != "gd":
         raise ConfigError(f"resume is only supported for optimizer 'gd' (the checkpoint holds the weights, not the "
                           f"{config.optimizer} optimizer's state)")
-    resumed = open_for_resume(out, setup=SETUP_NAME, config=config) if resume else None
-    writer = resumed.writer if resumed is not None else None
-    found = resumed.checkpoint if resumed is not None else None
-    try:
-        checkpoint_every, checkpoint_seconds = checkpoint_policy(checkpoint_every, checkpoint_seconds,
-                                                                 resumed.attrs if resumed is not None else None)
-        if resumed is not None:
-            attrs = {**{k: resumed.attrs[k] for k in ("preset",) if k in resumed.attrs}, **(attrs or {})}
-        setup = LabelNoiseSetup(config)
-        flips = setup.flips.numpy()
-        start = _restore(setup, out, flips, *found) if found is not None else 0
-    except BaseException:
-        if writer is not None:
-            writer.release()
-        raise
-    every, test_every = config.record_every, config.test_every
-    rec = None
-    if out is not None:
-        policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
-        rec = Recorder(writer if writer is not None else out, setup.sites, every=every, config=config.to_dict(),
-                       seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
-                       resume_from=start if found is not None else None,
-                       attrs={"setup": SETUP_NAME, "algorithm": config.algorithm, "optimizer": config.optimizer,
-                              "flip_probability": config.flip_probability, "sites_j": {"pos": 1, "neg": -1},
-                              **policy, **(attrs or {})})
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    run_attrs = {"algorithm": config.algorithm, "optimizer": config.optimizer,
+                 "flip_probability": config.flip_probability, "sites_j": {"pos": 1, "neg": -1}}
+    return drive(lambda: _Steps(config), config, out, setup=SETUP_NAME, run_attrs=run_attrs, summary=RunSummary,
+                 overwrite=overwrite, progress=progress, desc=config.algorithm, attrs=attrs, chunk_bytes=chunk_bytes,
+                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume)
 
-        bar = tqdm(total=config.steps, initial=start, desc=config.algorithm, unit="step", leave=False)
-    final_loss, final_test = float("nan"), None
-    try:
-        with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
-            if rec is not None and found is None:
-                write_flips(rec, flips, config.flip_probability)
-            last_ckpt = time.perf_counter()
-            for t in range(start, config.steps + 1):
-                last = t == config.steps
-                state = setup.forward(t)
-                if rec is not None and (t == 0 or last or t % every == 0):
-                    if t > 0 or found is not None:  # step 0 of a new run was recorded when the recorder opened
-                        rec.record(t, inner={k: v.detach() for k, v in state.inner.items()})
-                    rec.log(step=t, **setup.scalars(state))  # first: a non-finite loss stops here
-                    if t % test_every == 0 or last:
-                        rec.log(step=t, **setup.evaluate())
-                if last:
-                    final_loss = float(logistic_loss(state.margins.detach()))
-                    final_test = setup.evaluate().get("test_error")
-                    break
-                setup.step(state)
-                # Step t+1's state is complete here: the only place a checkpoint (or a deferred Ctrl-C) may happen.
-                if rec is not None and (interrupt.requested or (
-                        (t + 1) % checkpoint_every == 0 if checkpoint_every
-                        else time.perf_counter() - last_ckpt >= checkpoint_seconds)):
-                    rec.flush(checkpoint=setup.state(), next_step=t + 1)
-                    last_ckpt = time.perf_counter()
-                if interrupt.requested:
-                    raise KeyboardInterrupt
-                if bar is not None:
-                    bar.update(1)
-    except DivergenceError as exc:
-        raise DivergenceError(f"{exc}; store {rec.path} is marked diverged", exc.step) from None
-    finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.release()  # in case the recorder never opened (closing it releases the lock too)
-    path = rec.path if rec is not None else None
-    return RunSummary(path=path, status="complete", steps=config.steps, final_loss=final_loss,
-                      seconds=time.perf_counter() - t0, nbytes=store_size(path) if path else 0,
-                      final_test_error=final_test)
+
+class _Steps(Steps):
+    """One (label-noise) GD step, for :func:`~dyn.setups.driver.drive`."""
+
+    def __init__(self, config: LabelNoiseConfig):
+        self.setup = LabelNoiseSetup(config)
+        self.sites = self.setup.sites
+        self.flips = self.setup.flips.numpy()
+
+    def forward(self, step: int, last: bool) -> Any:
+        return self.setup.forward(step)
+
+    def inner(self, state: Any) -> Mapping[str, torch.Tensor]:
+        return {k: v.detach() for k, v in state.inner.items()}
+
+    def log(self, rec: Recorder, step: int, state: Any, last: bool) -> None:
+        rec.log(step=step, **self.setup.scalars(state))  # first: a non-finite loss stops here
+        if step % self.setup.config.test_every == 0 or last:
+            rec.log(step=step, **self.setup.evaluate())
+
+    def update(self, state: Any) -> None:
+        self.setup.step(state)
+
+    def state(self) -> dict[str, tuple[tuple[str, ...], Any]]:
+        return self.setup.state()
+
+    def restore(self, out: str | os.PathLike, step: int, arrays: Mapping[str, Any]) -> int:
+        return _restore(self.setup, out, self.flips, step, arrays)
+
+    def begin(self, rec: Recorder) -> None:
+        write_flips(rec, self.flips, self.setup.config.flip_probability)
+
+    def finish(self, state: Any) -> dict[str, Any]:
+        return {"final_loss": float(logistic_loss(state.margins.detach())),
+                "final_test_error": self.setup.evaluate().get("test_error")}
 
 
 def _restore(setup: LabelNoiseSetup, out: str | os.PathLike, flips: np.ndarray, step: int,
