@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import json
 import math
 import os
 import signal
@@ -36,7 +37,7 @@ from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -225,9 +226,52 @@ def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
 
 def unknown_key_message(config_cls: type, key: str) -> str:
     names = [f.name for f in fields(config_cls) if f.name != "notes"]
-    close = difflib.get_close_matches(key, names, n=1)
+    close = difflib.get_close_matches(str(key), names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown config key {key!r}{hint}"
+    setup = getattr(config_cls, "setup_name", None)
+    return f"unknown config key {key!r}{f' for setup {setup}' if setup else ''}{hint}"
+
+
+#: The field annotations a setup's config may use, with the Python types each accepts (bool only where named).
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "int | str": (int, str)}
+
+
+class SetupConfig:
+    """What every setup's config dataclass shares: field type checks, a validated ``replace``, and the
+    dict/JSON round trip a run store keeps. A config is a frozen dataclass inheriting from this class, with
+    fields annotated by the names in ``_FIELD_TYPES`` and an optional ``notes`` table.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> Config(d=10).replace(n=5).to_dict()["n"]
+    5
+    """
+
+    def check_field_types(self) -> None:
+        """A one-line :class:`ConfigError` for the first field whose value is not of its annotated type."""
+        for f in fields(self):
+            if f.name == "notes":
+                continue
+            value, expected = getattr(self, f.name), _FIELD_TYPES[f.type]
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise ConfigError(f"{f.name} must be of type {f.type}, got {type(value).__name__} {value!r}")
+
+    def replace(self, **changes: Any) -> Any:
+        """A validated copy with ``changes`` applied (unknown keys are a :class:`ConfigError`)."""
+        return replace_config(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (``notes`` included)."""
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Build a config from a mapping (e.g. a store's ``config`` attribute), rejecting unknown keys by name."""
+        return config_from_dict(cls, data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 def parse_overrides(items: list[str], config_cls: type) -> dict[str, Any]:

@@ -7,13 +7,12 @@ from its store. Presets (``data/presets/huang2024/``) and ``--set`` overrides ar
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ...errors import ConfigError
-from ..base import config_from_dict, replace_config
+from ..base import SetupConfig
 
 __all__ = ["Config", "with_n_snr2", "with_c_mu"]
 
@@ -23,7 +22,7 @@ _DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(SetupConfig):
     """Settings of one run of the Huang et al. 2024 synthetic experiment.
 
     Vectors the paper writes as ``μ = 5e₁`` are given by a norm and an axis (0-based): ``mu_norm=5, mu_axis=0``.
@@ -110,9 +109,7 @@ class Config:
     notes: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name != "notes":
-                _check_type(f.name, getattr(self, f.name), f.type)
+        self.check_field_types()
         for name in ("d", "n", "m", "steps", "record_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -168,30 +165,6 @@ class Config:
     def c_mu(self) -> float:
         """C_μ = ‖μ̃‖ / ‖μ‖ (Assumption 4.1(7))."""
         return self.mu_tilde_norm / self.mu_norm if self.mu_norm > 0 else math.inf
-
-    def replace(self, **changes: Any) -> "Config":
-        """Return a validated copy with ``changes`` applied."""
-        return replace_config(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict (``notes`` included)."""
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
-        """Build a config from a mapping, rejecting unknown keys by name."""
-        return config_from_dict(cls, data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "int | str": (int, str)}
-    expected = kinds[annotation]
-    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
-    if not ok:
-        raise ConfigError(f"{name} must be of type {annotation}, got {type(value).__name__} {value!r}")
 
 
 def with_n_snr2(config: Config, n_snr2: float) -> Config:

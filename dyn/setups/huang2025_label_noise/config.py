@@ -17,17 +17,12 @@ Presets are TOML files in ``data/presets/`` (shipped inside the package as ``dyn
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import json
 import math
-import tomllib
-from dataclasses import dataclass, field, fields
-from importlib import resources
-from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 from ...errors import ConfigError
+from ..base import SetupConfig
 
 __all__ = ["SETUP_NAME", "ALGORITHMS", "OPTIMIZERS", "LabelNoiseConfig", "with_snr"]
 
@@ -41,7 +36,7 @@ _DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class LabelNoiseConfig:
+class LabelNoiseConfig(SetupConfig):
     """Settings of one run of the synthetic experiment of Huang, Han et al. 2025.
 
     The signal is ``μ = mu_norm · e_{mu_axis}``; the noise patches are ``ξ ~ N(0, σ_p² (I − μμᵀ/‖μ‖²))``
@@ -107,6 +102,7 @@ class LabelNoiseConfig:
     dyn.errors.ConfigError: p must be a probability in [0, 1], got 1.5
     """
 
+    setup_name: ClassVar[str] = SETUP_NAME  # named in errors about unknown keys
     algorithm: str = "label_noise"
     d: int = 2000
     n: int = 200
@@ -130,9 +126,7 @@ class LabelNoiseConfig:
     notes: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name != "notes":
-                _check_type(f.name, getattr(self, f.name), f.type)
+        self.check_field_types()
         if not isinstance(self.notes, Mapping):
             raise ConfigError(f"notes must be a table of strings, got {type(self.notes).__name__}")
         for name in ("d", "n", "m", "steps", "record_every", "test_every"):
@@ -176,28 +170,6 @@ class LabelNoiseConfig:
         """SNR = ‖μ‖ / (σ_p √d) (Assumption 3.1)."""
         return self.mu_norm / (self.sigma_p * math.sqrt(self.d))
 
-    def replace(self, **changes: Any) -> "LabelNoiseConfig":
-        """A validated copy with ``changes`` applied (unknown keys are a :class:`~dyn.ConfigError`)."""
-        for key in changes:
-            if key not in _field_names():
-                raise ConfigError(_unknown_key_message(key))
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict (``notes`` included)."""
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LabelNoiseConfig":
-        """Build a config from a mapping (e.g. a store's ``config`` attribute), rejecting unknown keys by name."""
-        for key in data:
-            if key not in _field_names():
-                raise ConfigError(_unknown_key_message(key))
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
 
 def with_snr(config: LabelNoiseConfig, snr: float) -> LabelNoiseConfig:
     """Derived sweep axis ``snr``: ``config`` with ‖μ‖ = SNR · σ_p √d (the paper does not say how Figure 3 varies
@@ -211,21 +183,3 @@ def with_snr(config: LabelNoiseConfig, snr: float) -> LabelNoiseConfig:
     if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not (math.isfinite(snr) and snr > 0):
         raise ConfigError(f"snr must be a positive number, got {snr!r}")
     return config.replace(mu_norm=float(snr) * config.sigma_p * math.sqrt(config.d))
-
-
-def _field_names() -> set[str]:
-    return {f.name for f in fields(LabelNoiseConfig)}
-
-
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    kinds = {"int": (int,), "float": (int, float), "str": (str,)}
-    expected = kinds[annotation]
-    if not isinstance(value, expected) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be of type {annotation}, got {type(value).__name__} {value!r}")
-
-
-def _unknown_key_message(key: str) -> str:
-    names = sorted(_field_names() - {"notes"})
-    close = difflib.get_close_matches(str(key), names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown config key {key!r} for setup {SETUP_NAME}{hint}"
