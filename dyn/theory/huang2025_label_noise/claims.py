@@ -316,20 +316,22 @@ def _compute_identity_residuals(rec: Recording) -> dict[str, Any]:
        "gamma_jr(t+1) - gamma_jr(t) = -(eta/nm) sum_i l'_i eps_i sigma'(y_i <w_jr, mu>) |mu|^2, with the stored flips "
        "(update (4), RECON; both algorithms)", "equal at every step within the float error bound")
 def signal_update(rec: Recording) -> Outcome:
+    return _update_outcome(rec, "gamma")
+
+
+def _update_outcome(rec: Recording, which: str) -> Outcome:
+    """The outcome of an update identity: the largest residual of ``which`` (gamma or rho) against its bound."""
     r = _identity_residuals(rec)
-    return Outcome(f"max |residual| = {_fmt(r['gamma_abs'])} over {r['steps']} steps ({_fmt(r['gamma_ratio'])} of the "
-                   "error bound)", r["gamma_ratio"] <= 1.0,
-                   {"max_residual": r["gamma_abs"], "residual_over_bound": r["gamma_ratio"], "steps": r["steps"]})
+    worst, ratio = r[f"{which}_abs"], r[f"{which}_ratio"]
+    return Outcome(f"max |residual| = {_fmt(worst)} over {r['steps']} steps ({_fmt(ratio)} of the error bound)",
+                   ratio <= 1.0, {"max_residual": worst, "residual_over_bound": ratio, "steps": r["steps"]})
 
 
 @claim("identity.noise_update", "identity",
        "rho_jri(t+1) - rho_jri(t) = -(eta/nm) j y_i l'_i eps_i sigma'(<w_jr, xi_i>) |xi_i|^2 (updates (5)/(6), RECON; "
        "both algorithms)", "equal at every step within the float error bound")
 def noise_update(rec: Recording) -> Outcome:
-    r = _identity_residuals(rec)
-    return Outcome(f"max |residual| = {_fmt(r['rho_abs'])} over {r['steps']} steps ({_fmt(r['rho_ratio'])} of the "
-                   "error bound)", r["rho_ratio"] <= 1.0,
-                   {"max_residual": r["rho_abs"], "residual_over_bound": r["rho_ratio"], "steps": r["steps"]})
+    return _update_outcome(rec, "rho")
 
 
 @claim("identity.gating", "identity", "rho_jri is frozen on every step where <w_jr(t), xi_i> <= 0 (squared-ReLU gate, "
