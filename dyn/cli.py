@@ -66,7 +66,8 @@ def _one_of(name: str):
 def _export_epilog() -> str:
     from .viz.export import FORMATS, REDUCTIONS
 
-    return (f"formats: {', '.join(FORMATS)} (grid-*: the (step, neuron, probe) grid for xarray; .zarr -> grid-zarr); "
+    return (f"formats: {', '.join(FORMATS)} (csv, parquet: the long table; netcdf = grid-netcdf, grid-zarr: the "
+            "(step, neuron, probe) grid for xarray, .nc and .zarr suffixes; --reduce applies to the long table); "
             f"reductions: {', '.join(REDUCTIONS)}. "
             "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max")
 
@@ -328,9 +329,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write tidy long-form coefficient curves (CSV, Parquet, NetCDF)",
-        description="Write one row per (run, site, step, neuron, probe, quantity) with quantity in signal_inner, "
-                    "noise_inner, gamma, rho; --reduce max|absmax|mean reduces over neurons (and samples).",
+        help="write coefficient curves: tidy long form (CSV, Parquet) or the grid (NetCDF, zarr)",
+        description="CSV/Parquet: one row per (run, site, step, neuron, probe, quantity) with quantity in "
+                    "signal_inner, noise_inner (every probe set), gamma, rho; --reduce max|absmax|mean reduces over "
+                    "neurons (and samples). NetCDF/zarr: every probe set and gamma, rho on their (step, neuron, "
+                    "probe) grid, compressed, with provenance.",
     )
     p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
