@@ -66,9 +66,32 @@ def _one_of(name: str):
 def _export_epilog() -> str:
     from .viz.export import FORMATS, REDUCTIONS
 
-    return (f"formats: {', '.join(FORMATS)} (grid-*: the (step, neuron, probe) grid for xarray; .zarr -> grid-zarr); "
+    return (f"formats: {', '.join(FORMATS)} (csv, parquet: the long table; netcdf = grid-netcdf, grid-zarr: the "
+            "(step, neuron, probe) grid for xarray, .nc and .zarr suffixes; --reduce applies to the long table); "
             f"reductions: {', '.join(REDUCTIONS)}. "
             "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max")
+
+
+def _add_progress(p: argparse.ArgumentParser, quiet: str | None = None) -> None:
+    """``--progress/--no-progress`` (default: auto, see :mod:`dyn.progress`) and, where the command had it,
+    ``--quiet`` (``quiet`` is its help text), which implies ``--no-progress``."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on standard error (default: on when it is a terminal or in Jupyter, off "
+                        "otherwise; DYN_PROGRESS=0/1 overrides the default)")
+    if quiet is not None:
+        p.add_argument("--quiet", action="store_true", help=quiet)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """The command's progress choice, resolved once (:func:`dyn.progress.progress_enabled`) so that every bar of
+    the command (outer and per step) follows the same decision."""
+    from .errors import ConfigError
+    from .progress import progress_enabled
+
+    quiet = getattr(args, "quiet", False)
+    if quiet and args.progress:
+        raise ConfigError("--quiet and --progress both given (--quiet means --no-progress)")
+    return progress_enabled(False if quiet else args.progress)
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -108,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         attrs = read_attrs(args.resume)
         setup = get_setup(str(attrs.get("setup")))
         config = setup.config.from_dict(attrs.get("config") or {})
-        summary = setup.train(config, args.resume, progress=not args.quiet, resume=True,
+        summary = setup.train(config, args.resume, progress=_progress(args), resume=True,
                               checkpoint_every=args.checkpoint_every)
         print(f"dyn run: resumed; {summary}")
         return 0
@@ -124,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[key] = value
     config = load_preset(args.preset, **overrides)
     setup = next(s for s in _setups().values() if isinstance(config, s.config))
-    summary = setup.train(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
+    summary = setup.train(config, args.out, overwrite=args.overwrite, progress=_progress(args),
                           attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every)
     print(f"dyn run: {summary}")
     return 0
@@ -140,12 +163,22 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .store.outputs import claim_output
     from .viz.report import write_report
 
+    progress = _progress(args)
     claim_output(args.out, kind="report", inputs=args.runs, overwrite=args.overwrite)
     for run in args.runs:
         _check_stored_config(run)
-    out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite)
+    out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite, progress=progress)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
     return 0
+
+
+def _echo(progress: bool):
+    """``print``, or with a bar on the terminal a print that clears and redraws it (lines and bar not mixed)."""
+    if not progress:
+        return print
+    from .progress import progress_write
+
+    return progress_write
 
 
 def _check_stored_config(path: str) -> None:
@@ -166,7 +199,8 @@ def _check_stored_config(path: str) -> None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .viz.export import export
 
-    path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite)
+    path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite,
+                  progress=_progress(args))
     print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
@@ -175,32 +209,37 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.reproduce import reproduce
     from .store.outputs import claim_output
 
+    progress = _progress(args)
     claim_output(args.out, kind="reproduction", overwrite=args.overwrite)
     print(reproduce(args.experiment, args.out, seeds=args.seeds, small=args.small, overwrite=args.overwrite,
-                    progress=not args.quiet))
+                    progress=progress))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .experiments.sweep import expand, load_grid, phase_diagram, sweep
+    from .progress import progress_kwarg
     from .store.outputs import save_figure
 
+    progress = _progress(args)
     grid = load_grid(args.grid)
     total = len(expand(grid))
     done = {"n": 0, "failed": 0}
+    echo = _echo(progress)
 
-    def progress(row: dict) -> None:
+    def on_result(row: dict) -> None:
         done["n"] += 1
         done["failed"] += row.get("status") != "complete"
-        if not args.quiet:
-            print(f"  [{done['n']}/{total}] {row['id']}: {row.get('status')}"
-                  + (f" ({row.get('error')})" if row.get("status") != "complete" else f", {row.get('winner')}"),
-                  flush=True)
+        if not args.quiet:  # one line per run (stdout, also in logs); the bar, if any, is the sweep's (stderr)
+            echo(f"  [{done['n']}/{total}] {row['id']}: {row.get('status')}"
+                 + (f" ({row.get('error')})" if row.get("status") != "complete" else f", {row.get('winner')}"))
+            sys.stdout.flush()
 
     where = "sequentially" if args.sequential else (args.scheduler or f"a LocalCluster of {args.workers} workers")
-    print(f"dyn sweep: {total} runs on {where}")
+    print(f"dyn sweep: {total} runs on {where}", flush=True)
+    # progress_kwarg: sweep() gains its `progress` keyword (bar over runs, Dask dashboard link) on another branch
     results = sweep(grid, args.out, scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
-                    sequential=args.sequential, on_result=progress)
+                    sequential=args.sequential, on_result=on_result, **progress_kwarg(sweep, progress))
     figure = phase_diagram(results, setup=grid["setup"])
     if figure is not None:
         save_figure(figure, args.out, "phase-diagram")
@@ -263,7 +302,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set tau=0.2 (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run store dyn wrote at --out (never another folder, nor one holding other files)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress(p, quiet="no progress bar (same as --no-progress)")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="write recorded steps and a resumable checkpoint every N steps (default: every 10 s of "
                         "training); stored with the run, kept by --resume")
@@ -285,13 +324,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a report folder dyn wrote at --out (never another folder, nor one holding other files)")
+    _add_progress(p)
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser(
         "export",
-        help="write tidy long-form coefficient curves (CSV, Parquet, NetCDF)",
-        description="Write one row per (run, site, step, neuron, probe, quantity) with quantity in signal_inner, "
-                    "noise_inner, gamma, rho; --reduce max|absmax|mean reduces over neurons (and samples).",
+        help="write coefficient curves: tidy long form (CSV, Parquet) or the grid (NetCDF, zarr)",
+        description="CSV/Parquet: one row per (run, site, step, neuron, probe, quantity) with quantity in "
+                    "signal_inner, noise_inner (every probe set), gamma, rho; --reduce max|absmax|mean reduces over "
+                    "neurons (and samples). NetCDF/zarr: every probe set and gamma, rho on their (step, neuron, "
+                    "probe) grid, compressed, with provenance.",
     )
     p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
@@ -301,6 +343,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="reduce over neurons/samples, listed below (default none)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an export file dyn wrote at --out and nobody changed since")
+    _add_progress(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -353,7 +396,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a reproduction folder dyn wrote at --out (never another folder)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_progress(p, quiet="no progress bars (same as --no-progress)")
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(
@@ -372,7 +415,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true", help="no Dask: run in this process (throughput baseline)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh, replacing a previous dyn sweep in --out (never another folder)")
-    p.add_argument("--quiet", action="store_true", help="no per-run lines")
+    _add_progress(p, quiet="no progress bar and no per-run lines")
     p.set_defaults(func=_cmd_sweep)
     return parser
 

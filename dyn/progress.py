@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["progress_enabled", "progress_bar", "in_notebook"]
+__all__ = ["progress_enabled", "progress_bar", "in_notebook", "progress_write", "progress_kwarg"]
 
 
 def in_notebook() -> bool:
@@ -100,13 +100,54 @@ def progress_bar(total: int | None = None, *, desc: str = "", unit: str = "it", 
         bar = _NoBar()
         bar.n = initial
         return bar
-    if in_notebook():
+    if in_notebook() and _has_widgets():
         try:
             from tqdm.notebook import tqdm
 
             return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
-        except ImportError:  # no ipywidgets: fall back to text
+        except ImportError:  # ipywidgets present but unusable (e.g. no front end): fall back to text
             pass
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial, file=sys.stderr, dynamic_ncols=True)
+
+
+def _has_widgets() -> bool:
+    """Whether ipywidgets is installed. Checked before tqdm.notebook is tried: without it that bar fails only once
+    built, and its half-made object then prints an error from its destructor."""
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def progress_write(text: str, *, file: Any = None) -> None:
+    """Print a line without breaking a text bar on the terminal (through ``tqdm.write``, which clears the bars,
+    prints, and redraws them); ``file`` defaults to standard output.
+
+    Examples
+    --------
+    >>> progress_write("run 1 of 3 done")
+    run 1 of 3 done
+    """
+    from tqdm import tqdm
+
+    tqdm.write(text, file=file if file is not None else sys.stdout)
+
+
+def progress_kwarg(function: Any, progress: bool | None) -> dict[str, bool | None]:
+    """``{"progress": progress}`` if ``function`` takes a ``progress`` keyword, else ``{}``: lets a caller pass the
+    choice on to a callee that may not have the keyword yet (e.g. a plugin's trainer, or an older ``sweep``).
+
+    Examples
+    --------
+    >>> progress_kwarg(lambda *, progress=None: None, True), progress_kwarg(lambda: None, True)
+    ({'progress': True}, {})
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: pass nothing it may reject
+        return {}
+    takes = "progress" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"progress": progress} if takes else {}

@@ -22,13 +22,28 @@ def available_experiments() -> dict[str, tuple[str, str, Callable[..., str]]]:
 
 
 def reproduce(name: str, out: str | os.PathLike, *, seeds: int | None = None, small: bool = False,
-              overwrite: bool = False, progress: bool = False) -> str:
+              overwrite: bool = False, progress: bool | None = None) -> str:
     """Run the reproduction ``name`` into the folder ``out``; returns the summary text it prints.
+
+    Parameters
+    ----------
+    name : an experiment of :func:`available_experiments` (``figure1``, ``table1``, ``figure2``, ...).
+    out : the folder to write.
+    seeds : number of seeds (None: the experiment's default).
+    small : the seconds-long version.
+    overwrite : replace a reproduction folder dyn wrote at ``out``.
+    progress : one bar over the experiment's runs and figures (plus the trainers' per-step bars); None (default):
+        on in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
 
     Raises
     ------
     ConfigError
         ``name`` is not offered by any registered setup.
+
+    Examples
+    --------
+    >>> sorted(available_experiments())  # reproduce("figure1", "out/f1", small=True) runs one of them
+    ['figure1', 'figure2', 'figure3', 'optimizers', 'table1']
     """
     experiments = available_experiments()
     if name not in experiments:

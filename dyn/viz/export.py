@@ -1,4 +1,4 @@
-"""Exports of recorded curves: tidy long-form tables (CSV, Parquet, NetCDF) and the gridded recording (NetCDF, zarr).
+"""Exports of recorded curves: tidy long-form tables (CSV, Parquet) and the gridded recording (NetCDF, zarr).
 
 One row per (run, site, step, neuron, probe, quantity) with quantity in ``signal_inner``, ``noise_inner`` (and every
 other recorded probe set, e.g. ``noise_aug_inner``), ``gamma``, ``rho``; ``probe`` is the signal name or the sample
@@ -14,6 +14,13 @@ other probe set, with the exact ``gamma`` and ``rho`` on the same dims; compress
 provenance of the source store. They are written chunk by chunk of steps (dask), so peak memory is bounded by a
 chunk, not by the store.
 
+NetCDF is always the grid: format ``netcdf`` and the ``.nc`` suffix mean ``grid-netcdf``. The long table as NetCDF
+(one variable per column along a ``row`` dimension, which older versions wrote) holds the same numbers as the grid
+but was ~85x larger (1007 MiB against 12 MiB for a figure-1 store), several times slower and had to be assembled in
+memory (2.9 GiB peak); xarray users open the grid directly, and table users get the long form from CSV or Parquet,
+which stream. A reduced (``reduce``) or selected (``quantities``) export is a table: asked of NetCDF it is refused
+with a message naming ``parquet``.
+
 The raw inner products never depend on the γ/ρ solve: ``quantities=("signal_inner", "noise_inner")`` reads the
 recording only, and with the default quantities a site whose solve fails is exported without γ/ρ (with a warning).
 """
@@ -23,7 +30,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,12 +39,15 @@ import xarray as xr
 from ..analysis.run import Run
 from ..errors import ConfigError, DynError, StoreError
 from ..store import reading
+from ..progress import progress_bar
 from ..store.outputs import claim_output, io_errors, make_parents, staged_file
 
 __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
 GRID_FORMATS = ("grid-netcdf", "grid-zarr")
+#: ``netcdf`` is ``grid-netcdf`` (the long table is CSV or Parquet; see the module notes)
 FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS)
+_ALIASES = {"netcdf": "grid-netcdf"}
 REDUCTIONS = ("none", "max", "absmax", "mean")
 #: the exact coefficients; every recorded probe set (``<name>_inner``) can be exported too
 COEFFICIENTS = ("gamma", "rho")
@@ -64,9 +74,10 @@ def _quantities(quantities: tuple[str, ...] | None) -> tuple[tuple[str, ...] | N
     return quantities, True
 
 
-def _blocks(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None = None) -> Iterator[pd.DataFrame]:
+def _blocks(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None = None,
+            bar: Any = None) -> Iterator[pd.DataFrame]:
     with reading(run.path, "the recorded curves"):
-        yield from _blocks_unchecked(run, reduce, step_block, *_quantities(quantities))
+        yield from _blocks_unchecked(run, reduce, step_block, *_quantities(quantities), bar=bar)
 
 
 def _sources(run: Run, site: str, quantities: tuple[str, ...] | None, explicit: bool) -> dict[str, xr.DataArray]:
@@ -92,12 +103,16 @@ def _sources(run: Run, site: str, quantities: tuple[str, ...] | None, explicit: 
 
 
 def _blocks_unchecked(run: Run, reduce: str, step_block: int, quantities: tuple[str, ...] | None,
-                      explicit: bool) -> Iterator[pd.DataFrame]:
+                      explicit: bool, bar: Any = None) -> Iterator[pd.DataFrame]:
     for site in run.sites:
         ds = run.site(site)
+        if bar is not None:
+            bar.set_postfix_str(f"site {site}")
         sources = _sources(run, site, quantities, explicit)
         n = ds.sizes["step"]
         for start in range(0, n, step_block):
+            if bar is not None and start:  # the previous block of steps is written: the consumer asked for more
+                bar.update(step_block)
             part = slice(start, min(start + step_block, n))
             for quantity, da in sources.items():
                 da = da.isel(step=part)
@@ -120,6 +135,8 @@ def _blocks_unchecked(run: Run, reduce: str, step_block: int, quantities: tuple[
                                            else [pd.NA] * len(frame), dtype="Int64")
                 frame["run"], frame["site"], frame["quantity"] = run.name, site, quantity
                 yield frame[COLUMNS]
+        if bar is not None and n:
+            bar.update(n - (n - 1) // step_block * step_block)  # the site's last block
 
 
 def tidy(run: str | os.PathLike | xr.DataTree | Run, *, reduce: str = "none", step_block: int = 10_000,
@@ -153,20 +170,25 @@ def export(
     overwrite: bool = False,
     step_block: int = 2_000,
     quantities: tuple[str, ...] | None = None,
+    progress: bool | None = None,
 ) -> Path:
-    """Write the long-form table to ``out`` as CSV, Parquet or NetCDF (format from the suffix if not given).
+    """Write the long-form table to ``out`` as CSV or Parquet, or the grid as NetCDF or zarr (format from the suffix
+    if not given: ``.csv``, ``.parquet``/``.pq``, ``.nc``, ``.zarr``).
 
-    CSV and Parquet are streamed block by block of steps; NetCDF is assembled in memory. The file is written under
+    CSV and Parquet are streamed block by block of steps; ``netcdf`` (``.nc``) is the gridded NetCDF of
+    :func:`export_grid`, as are ``grid-netcdf`` and ``grid-zarr`` (``.zarr``). The file is written under
     a temporary name and moved into place only when complete, so a failed export never leaves a partial file or
     touches an existing one. ``out`` follows :func:`dyn.store.outputs.claim_output`: missing parent folders are
     created, and ``overwrite`` replaces only an export dyn wrote (marked by a sidecar ``.<name>.dyn-output.json``
     holding its hash) that nobody changed since — never the run itself, a store's file or another file.
-    ``quantities`` as in :func:`tidy`.
+    ``quantities`` as in :func:`tidy` (long form only). ``progress``: a bar over the steps written; None (default):
+    on in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
 
     Raises
     ------
     ConfigError
-        Unknown format or reduction; the output exists without ``overwrite``, or is the run itself.
+        Unknown format or reduction; the output exists without ``overwrite``, or is the run itself; ``reduce`` or
+        ``quantities`` asked of a gridded format (NetCDF, zarr).
     StoreError
         The output cannot be created or may not be replaced; the run cannot be read (damaged, missing chunks).
     WriteError
@@ -183,13 +205,20 @@ def export(
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     _quantities(quantities)
+    format = _ALIASES.get(format, format)
+    if format in GRID_FORMATS and (reduce != "none" or quantities is not None):
+        what = f"reduce={reduce!r}" if reduce != "none" else "quantities"
+        raise ConfigError(f"{format} holds the whole (step, neuron, probe) grid; for {what} write the long table "
+                          "with format 'parquet' (or 'csv')")
     # fail before the (slow) read; checked again, with the run's path, before the file is replaced
     claim_output(out, kind="export", inputs=[run] if isinstance(run, (str, os.PathLike)) else [], overwrite=overwrite)
     if format in GRID_FORMATS:
-        return export_grid(run, out, format=format, overwrite=overwrite)
+        return export_grid(run, out, format=format, overwrite=overwrite, progress=progress)
     run = Run.coerce(run)
-    with staged_file(out, overwrite=overwrite, inputs=[run.path] if run.path else []) as tmp:
-        blocks = _blocks(run, reduce, step_block, quantities)
+    total = sum(run.site(site).sizes["step"] for site in run.sites)
+    with staged_file(out, overwrite=overwrite, inputs=[run.path] if run.path else []) as tmp, \
+            progress_bar(total, desc=f"export {format}", unit="step", progress=progress, leave=True) as bar:
+        blocks = _blocks(run, reduce, step_block, quantities, bar=bar)
         if format == "csv":
             with open(tmp, "w", newline="") as f:
                 for i, frame in enumerate(blocks):
@@ -210,15 +239,6 @@ def export(
             finally:
                 if writer is not None:
                     writer.close()
-        else:
-            frame = pd.concat(list(blocks), ignore_index=True)
-            ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in COLUMNS if c not in ("neuron", "signal", "sample")})
-            ds["neuron"] = ("row", frame["neuron"].fillna(-1).to_numpy(dtype=np.int64))
-            ds["neuron"].encoding["_FillValue"] = -1  # CF: missing neuron (reduced rows)
-            ds = ds.assign_coords(row=np.arange(len(frame)))
-            ds.attrs.update(description="dyn tidy export: one row per (run, site, step, neuron, probe, quantity)",
-                            reduce=reduce, Conventions="CF-1.10", **provenance(run))
-            ds.to_netcdf(tmp, engine="netcdf4")
     return out
 
 
@@ -346,10 +366,13 @@ def export_grid(
     format: str = "grid-netcdf",
     overwrite: bool = False,
     complevel: int = 4,
+    progress: bool | None = None,
 ) -> Path:
     """Write :func:`grid` to ``out``: NetCDF-4 (zlib, shuffle; one group per site) or zarr, chunk by chunk.
 
-    The file is written under a temporary name and moved into place when complete.
+    The file is written under a temporary name and moved into place when complete. ``format`` ``netcdf`` is
+    ``grid-netcdf``. ``progress``: a bar over the chunks computed and written; None (default): on in notebooks and
+    terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
 
     Raises
     ------
@@ -360,6 +383,7 @@ def export_grid(
     """
     import shutil
 
+    format = _ALIASES.get(format, format)
     if format not in GRID_FORMATS:
         raise ConfigError(f"unknown gridded format {format!r} (choose from {', '.join(GRID_FORMATS)})")
     inputs = [run] if isinstance(run, (str, os.PathLike)) else [getattr(run, "path", None)]
@@ -375,7 +399,7 @@ def export_grid(
                 enc[name] = {"zlib": True, "complevel": complevel, "shuffle": True,
                              **({"chunksizes": chunks} if chunks and da.ndim else {})}
             encoding[node.path] = enc
-        with staged_file(out, overwrite=overwrite, inputs=inputs) as tmp:
+        with staged_file(out, overwrite=overwrite, inputs=inputs) as tmp, _DaskBar(format, progress):
             tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         return out
     tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
@@ -384,8 +408,8 @@ def export_grid(
 
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")  # unique: never a folder that was already there
     try:
-        with io_errors(str(out)), warnings.catch_warnings():  # zarr: consolidated metadata not in the v3 spec yet
-            warnings.simplefilter("ignore")
+        with io_errors(str(out)), warnings.catch_warnings(), _DaskBar(format, progress):  # zarr: consolidated
+            warnings.simplefilter("ignore")  # metadata is not in the v3 spec yet
             tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
             if out.exists():
                 claim_output(out, kind="export", inputs=inputs, overwrite=True)
@@ -395,3 +419,40 @@ def export_grid(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+class _DaskBar:
+    """A progress bar over the dask tasks of the computations run inside the ``with`` (each write of the gridded
+    export is one or more dask computations; the bar's total grows as each one starts)."""
+
+    def __init__(self, format: str, progress: bool | None) -> None:
+        self.format, self.progress = format, progress
+        self.bar: Any = None
+        self.callback: Any = None
+
+    def __enter__(self) -> "_DaskBar":
+        from ..progress import progress_enabled
+
+        if not progress_enabled(self.progress):
+            return self
+        from dask.callbacks import Callback
+
+        bar = self.bar = progress_bar(0, desc=f"export {self.format}", unit="task", progress=True, leave=True)
+
+        class _Tasks(Callback):
+            def _start_state(self, dsk: Any, state: dict) -> None:
+                bar.total += sum(len(state[k]) for k in ("ready", "waiting", "running"))
+                bar.refresh()
+
+            def _posttask(self, key: Any, result: Any, dsk: Any, state: dict, worker_id: Any) -> None:
+                bar.update(1)
+
+        self.callback = _Tasks()
+        self.callback.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.callback is not None:
+            self.callback.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.close()

@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
 from ..analysis.run import Run
+from ..progress import progress_bar, progress_enabled, progress_write
 from ..store.outputs import save_figure, staged_folder
 from ..theory.base import CONDITION_STAGES, Theory
 from ..theory.compare import compare, numbers_table, theory_or_none
@@ -153,7 +154,8 @@ def write_report(
     *,
     theory: str | Theory | None = None,
     overwrite: bool = False,
-    echo=print,
+    echo: Callable[[str], Any] | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Compare each run with its theory and write ``out/report.md``, ``<run>-verdicts.csv``, ``<run>-numbers.csv``
     and figures.
@@ -161,14 +163,41 @@ def write_report(
     The report opens with the runs side by side (the theory's headline numbers and each run's two-level summary),
     defines the theory's symbols once, then gives every claim with its statement. Every store is opened (and
     validated) before anything is written; the folder is assembled under a temporary name and moved into place when
-    complete. ``echo`` receives the terminal output, line by line.
+    complete. ``echo`` receives the terminal output, line by line (default: printed, through ``tqdm.write`` while a
+    bar is shown so that lines and bar do not mix). ``progress``: one bar over the work (each run's
+    comparison, each run's figures, the interactive page; its postfix names the current one); None (default): on
+    in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = dyn.train(dyn.load_preset("huang2024-tiny", steps=20), os.path.join(folder, "r.zarr"))
+    >>> out = write_report([os.path.join(folder, "r.zarr")], os.path.join(folder, "rep"), echo=lambda line: None,
+    ...                    progress=False)
+    >>> sorted(p.name for p in out.glob("report.*"))
+    ['report.html', 'report.md']
     """
     runs = [Run.coerce(r) for r in runs]
     theories = [theory_or_none(run, theory) for run in runs]  # None: a run no theory judges (summary instead)
     names = _unique_names(runs)
     out = Path(out)
     judged = [(name, run, th) for name, run, th in zip(names, runs, theories) if th is not None]
-    tables = {name: compare(run, th) for name, run, th in judged}
+    show = progress_enabled(progress)
+    echo = echo if echo is not None else progress_write if show else print
+    with progress_bar(len(judged) + len(runs) + (len(runs) > 1) + 1, desc="analyze", unit="task",
+                      progress=show, leave=True) as bar:
+        tables = {}
+        for name, run, th in judged:
+            bar.set_postfix_str(f"{name}: checking the claims of {th.name}")
+            tables[name] = compare(run, th)
+            bar.update(1)
+        return _write(runs, names, theories, judged, tables, out, overwrite, echo, bar)
+
+
+def _write(runs: list[Run], names: list[str], theories: list[Theory | None], judged: list[tuple[str, Run, Theory]],
+           tables: dict[str, pd.DataFrame], out: Path, overwrite: bool, echo, bar: Any) -> Path:
+    """:func:`write_report`'s files, once the runs are compared; ``bar`` advances per run and figure."""
     heads = {name: th.headline(run) for name, run, th in judged}
     overview = side_by_side(heads, tables) if judged else None
     with staged_folder(out, overwrite=overwrite) as tmp:
@@ -186,8 +215,10 @@ def write_report(
                 report += [f"## Definitions ({th.name})", ""]
                 report += [f"- **{k}**: {v}" for k, v in th.definitions.items()] + [""]
         for name, run, th in zip(names, runs, theories):
+            bar.set_postfix_str(f"{name}: tables and figures")
             if th is None:
                 report += _summary_section(name, run, tmp, echo)
+                bar.update(1)
                 continue
             table = tables[name]
             summary = summary_lines(table)
@@ -217,13 +248,21 @@ def write_report(
                        f"![{name} coefficients]({name}-coefficients.png)", "",
                        f"![{name} gamma heatmap]({name}-heatmap-gamma.png)", "",
                        f"![{name} rho heatmap]({name}-heatmap-rho.png)", ""]
+            bar.update(1)
         if len(runs) > 1:
+            bar.set_postfix_str("signal vs noise figure")
             save_figure(plot.plot_signal_vs_noise(dict(zip(names, runs))), tmp, "signal-vs-noise")
             report += ["## Signal learning vs noise memorization", "", "![signal vs noise](signal-vs-noise.png)", ""]
+            bar.update(1)
         (tmp / "report.md").write_text("\n".join(report))
-        from .html import write_html_report  # the interactive, self-contained page beside report.md
+        from .html import _no_claims, write_html_report  # the interactive, self-contained page beside report.md
 
-        write_html_report(runs, tmp / "report.html", names=names, theories=theories)
+        bar.set_postfix_str("interactive report.html")
+        # the comparisons made above, not made again (each one solves for the coefficients of every site)
+        write_html_report(runs, tmp / "report.html", names=names, theories=theories,
+                          tables=[tables[name] if th is not None else _no_claims()
+                                  for name, th in zip(names, theories)])
+        bar.update(1)
     return out
 
 

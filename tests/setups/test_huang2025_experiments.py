@@ -20,10 +20,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
-def test_figure2_small_reproduces_the_papers_shape(tmp_path, capsys):
+def test_figure2_small_reproduces_the_papers_shape(tmp_path, capsys, monkeypatch):
     out = tmp_path / "fig2"
+    monkeypatch.setenv("DYN_PROGRESS", "1")  # bars wanted everywhere, but --quiet hides them
     assert main(["reproduce", "figure2", "--seeds", "2", "--small", "--out", str(out), "--quiet"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
+    assert "%|" not in captured.err
     assert "paper, label-noise GD" in text and "ratio" in text
     for name in ("figure2.png", "figure2.svg", "curves.parquet", "summary.csv"):
         assert (out / name).stat().st_size > 0

@@ -12,8 +12,11 @@ from dyn.cli import main
 
 def test_figure1_small_reproduces_the_papers_shape(tmp_path, capsys):
     out = tmp_path / "fig1"
-    assert main(["reproduce", "figure1", "--seeds", "3", "--small", "--out", str(out), "--quiet"]) == 0
-    assert "probe_acc" in capsys.readouterr().out
+    assert main(["reproduce", "figure1", "--seeds", "3", "--small", "--out", str(out), "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "probe_acc" in captured.out and "%|" not in captured.out
+    # the outer bar: 3 seeds x 2 modalities, then 3 figures; and the trainers' per-step bars under it
+    assert "figure1: 100%|" in captured.err and "9/9" in captured.err
     for name in ("figure1.png", "figure1.svg", "figure1-coefficients.png", "curves.parquet", "summary.csv"):
         assert (out / name).stat().st_size > 0
     assert len(list((out / "runs").glob("*.zarr"))) == 6
@@ -48,8 +51,12 @@ def test_table1_small_one_seed_prints_table_and_ablation(tmp_path, capsys):
     from dyn.analysis.run import Run
 
     out = tmp_path / "t1"
-    assert main(["reproduce", "table1", "--seeds", "1", "--small", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    assert main(["reproduce", "table1", "--seeds", "1", "--small", "--out", str(out), "--progress"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    # one bar over every model trained (runs.csv) and the two figures; bars on stderr only
+    tasks = len(pd.read_csv(out / "runs.csv")) + 2
+    assert f"{tasks}/{tasks}" in captured.err and "100%|" in captured.err and "%|" not in printed
     assert "nan" not in printed.lower() and "±" not in printed
     assert "| 88.43 | 12.68 |" in printed and "| 87.77 | 82.13 |" in printed and "OOD test gap" in printed
     assert "caption colour-word rate q" in printed and "train colour-class correlation p" in printed

@@ -78,3 +78,37 @@ def test_long_form_has_typed_probe_columns_every_probe_set_and_parquet_provenanc
     assert meta["source_status"] == "complete" and json.loads(meta["config"])["steps"] == 30
     back = pd.read_parquet(out)
     assert str(back["sample"].dtype) == "Int64" and len(back) == len(frame)
+
+
+@pytest.mark.parametrize("argv", [["--format", "netcdf"], []])
+def test_netcdf_is_the_grid_and_holds_the_long_tables_numbers(runs, tmp_path, argv):
+    """`--format netcdf` and the `.nc` suffix (the long table along `row` before) write the gridded NetCDF; every
+    value of the long table (the brute-force reference: one row per step, neuron, probe) is in it."""
+    from dyn.viz.export import tidy
+
+    out = tmp_path / "curves.nc"
+    assert main(["export", str(runs["single"]), "--out", str(out), *argv]) == 0
+    tree = xr.open_datatree(out, engine="netcdf4")
+    assert "row" not in tree.dims and tree["h"]["rho"].dims == ("step", "neuron", "sample")
+    frame = tidy(runs["single"])
+    for quantity, probe_dim in (("rho", "sample"), ("noise_aug_inner", "sample"), ("gamma", "signal")):
+        part = frame[(frame.site == "h") & (frame.quantity == quantity)]
+        node = tree["h"][quantity]
+        probes = [str(p) for p in node[probe_dim].values]
+        expected = part.pivot_table(index=["step", "neuron"], columns="probe", values="value")[probes]
+        got = node.values.reshape(-1, len(probes))
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-6, atol=1e-6)  # stored as float32
+    tree.close()
+
+
+def test_netcdf_refuses_reduced_or_selected_tables_naming_parquet(runs, tmp_path, capsys):
+    from dyn.viz.export import export
+
+    out = tmp_path / "curves.nc"
+    assert main(["export", str(runs["single"]), "--out", str(out), "--reduce", "max"]) == 2
+    err = capsys.readouterr().err
+    assert "parquet" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ConfigError, match="'parquet'"):
+        export(runs["single"], out, format="grid-zarr", quantities=("gamma",))
+    assert export(runs["single"], tmp_path / "c.csv", reduce="max").exists()  # the long table takes them

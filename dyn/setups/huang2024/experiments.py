@@ -28,6 +28,7 @@ import pandas as pd
 
 from ...analysis.run import Run
 from ...errors import ConfigError, StoreError
+from ...progress import progress_bar, progress_enabled
 from ...store.outputs import save_figure, staged_folder
 from ..base import load_preset
 from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
@@ -139,7 +140,7 @@ def figure1(
     small: bool = False,
     evaluate_every: int = 10,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Train single- and multi-modal runs for ``seeds`` seeds, draw Figure 1, save curves and a summary.
 
@@ -148,30 +149,55 @@ def figure1(
     side by side), ``out/curves.parquet`` and ``out/summary.csv``.
     The folder is assembled under a temporary name and moved into place when complete.
 
+    Parameters
+    ----------
+    out : the folder to write.
+    seeds : number of seeds (each trains a single- and a multi-modal run).
+    small : the seconds-long version of :func:`figure1_config`.
+    evaluate_every : steps between evaluations of the OOD probe.
+    overwrite : replace a reproduction folder dyn wrote at ``out``.
+    progress : one bar over the runs and figures (its postfix names the run or figure being made), plus each
+        run's per-step bar; None (default): on in notebooks and terminals, off otherwise
+        (:func:`dyn.progress.progress_enabled`).
+
     Returns
     -------
     pandas.DataFrame
         The summary: per modality and metric, mean and standard deviation over seeds at the last step.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> summary = figure1(os.path.join(tempfile.mkdtemp(), "f1"), seeds=1, small=True, progress=False)  # doctest: +SKIP
+    >>> sorted(summary["modality"].unique())  # doctest: +SKIP
+    ['multi', 'single']
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
+    show = progress_enabled(progress)  # resolved once: the outer bar and the trainers' bars follow one decision
+    figures = (("figure1", ["loss", "probe_acc", "signal_inner_max", "noise_inner_max"]),
+               ("figure1-coefficients", ["loss", "probe_acc", "gamma_max", "rho_max"]),
+               ("figure1-probes", ["probe_acc", "probe_acc_transfer"]))
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \
+            progress_bar(2 * seeds + len(figures), desc="figure1", unit="task", progress=show, leave=True) as bar:
         frames = []
         for seed in range(seeds):
             for modality in ("single", "multi"):
+                bar.set_postfix_str(f"training {modality}-seed{seed}")
                 cfg = figure1_config(modality, seed, small=small)
                 path = tmp / "runs" / f"{modality}-seed{seed}.zarr"
                 path.parent.mkdir(exist_ok=True)
-                train(cfg, path, evaluate_every=evaluate_every, progress=progress,
+                train(cfg, path, evaluate_every=evaluate_every, progress=show,
                       attrs={"preset": "huang2024-figure1" + ("(small)" if small else ""), "experiment": "figure1"})
                 frames.append(run_curves(Run(path), label={"modality": modality, "seed": seed}))
+                bar.update(1)
         curves = pd.concat(frames, ignore_index=True)
         curves.to_parquet(tmp / "curves.parquet", index=False)
         title = f"Figure 1 reproduction ({'small' if small else 'paper'} size, {seeds} seed{'s' if seeds > 1 else ''}, mean ± 1σ)"
-        for stem, metrics in (("figure1", ["loss", "probe_acc", "signal_inner_max", "noise_inner_max"]),
-                              ("figure1-coefficients", ["loss", "probe_acc", "gamma_max", "rho_max"]),
-                              ("figure1-probes", ["probe_acc", "probe_acc_transfer"])):
+        for stem, metrics in figures:
+            bar.set_postfix_str(f"drawing {stem}")
             save_figure(_panels(curves, metrics, title), tmp, stem)
+            bar.update(1)
         last = curves.loc[curves.groupby(["modality", "seed", "metric"])["step"].idxmax()]
         summary = last.groupby(["modality", "metric"])["value"].agg(["mean", "std"]).reset_index()
         summary.to_csv(tmp / "summary.csv", index=False)
@@ -325,6 +351,7 @@ def table1(
     seeds: int = 3,
     small: bool = False,
     overwrite: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """ColoredMNIST (Table 1) on scikit-learn's bundled digits, single- vs multi-modal, over seeds, with ablation.
 
@@ -339,6 +366,9 @@ def table1(
     ``out/protocol.json`` (the settings and why), ``out/directions.{png,svg}`` (what the image encoder's first
     layer aligns with: digit shapes, colours, per-sample noise, against random directions of the same count and
     norms), ``out/ablation.{png,svg}``, ``out/curves.parquet`` and the recorded default runs under ``out/runs/``.
+
+    ``progress``: one bar over the runs of the table and the ablation, then the figures (its postfix names the
+    run); None (default): on in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
 
     Returns
     -------
@@ -355,17 +385,27 @@ def table1(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batches of 512 x 192: a second intra-op thread costs more than it saves
     try:
-        return _table1(out, seeds, small, overwrite, default, rates, correlations)
+        return _table1(out, seeds, small, overwrite, default, rates, correlations, progress_enabled(progress))
     finally:
         torch.set_num_threads(threads)
 
 
+def _table1_runs(seeds: int, default: DigitsConfig, caption_rates: tuple[float, ...],
+                 correlations: tuple[float, ...]) -> int:
+    """How many models :func:`_table1` trains (the length of its progress bar)."""
+    per_seed = sum(len(caption_rates) if modality == "multi" and p == default.p_colour else 1
+                   for p in correlations for modality in ("single", "multi"))
+    return seeds * per_seed
+
+
 def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, default: DigitsConfig,
-            caption_rates: tuple[float, ...], correlations: tuple[float, ...]) -> pd.DataFrame:
+            caption_rates: tuple[float, ...], correlations: tuple[float, ...], show: bool = False) -> pd.DataFrame:
     """:func:`table1`'s work: every run of the table and the ablation grid, then the files."""
     import json
 
-    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
+    total = _table1_runs(seeds, default, caption_rates, correlations) + 2  # + the two figures
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \
+            progress_bar(total, desc="table1", unit="task", progress=show, leave=True) as bar:
         rows, curves = [], []
         for seed in range(seeds):
             for p in correlations:
@@ -379,7 +419,9 @@ def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, de
                         path = tmp / "runs" / f"{modality}-seed{seed}.zarr" if is_default else None
                         if path is not None:
                             path.parent.mkdir(exist_ok=True)
+                        bar.set_postfix_str(f"training {modality}-seed{seed} p={p:g} q={q:g}")
                         res = train_digits(cfg, data, out=path)
+                        bar.update(1)
                         rows.append({"modality": modality, "seed": seed, "p_colour": p, "caption_colour_rate": q,
                                      "default": is_default, **res})
                         if path is not None:
@@ -407,8 +449,11 @@ def _table1(out: str | os.PathLike, seeds: int, small: bool, overwrite: bool, de
         (tmp / "table1.md").write_text(_table1_markdown(table, ablation, seeds, default))
         frame = pd.concat(curves, ignore_index=True)
         frame.to_parquet(tmp / "curves.parquet", index=False)
-        save_figure(_directions_figure(frame), tmp, "directions")
-        save_figure(_ablation_figure(ablation, default), tmp, "ablation")
+        for stem, draw in (("directions", lambda: _directions_figure(frame)),
+                           ("ablation", lambda: _ablation_figure(ablation, default))):
+            bar.set_postfix_str(f"drawing {stem}")
+            save_figure(draw(), tmp, stem)
+            bar.update(1)
     table.attrs["ablation"] = ablation
     return table
 
@@ -493,7 +538,7 @@ def phase_diagram(results: pd.DataFrame):
 
 
 def _figure1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                     progress: bool) -> str:
+                     progress: bool | None = None) -> str:
     seeds = seeds or 5
     summary = figure1(out, seeds=seeds, small=small, overwrite=overwrite, progress=progress)
     lines = [f"Figure 1 ({seeds} seeds): value at the last step, mean ± std over seeds"]
@@ -511,8 +556,8 @@ def _figure1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, 
 
 
 def _table1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                    progress: bool) -> str:
-    table1(out, seeds=seeds or 3, small=small, overwrite=overwrite)
+                    progress: bool | None = None) -> str:
+    table1(out, seeds=seeds or 3, small=small, overwrite=overwrite, progress=progress)
     report = (Path(out) / "table1.md").read_text(encoding="utf-8")
     return report.rstrip("\n") + (f"\ndyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the "
                                   f"runs in {out}/")

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ...analysis.run import Run
 from ...errors import ConfigError
+from ...progress import progress_bar, progress_enabled, progress_kwarg
 from ...store.outputs import save_figure, staged_folder
 from ...theory.huang2025_label_noise.quantities import Params, Recording
 from ..base import find_grid, load_preset
@@ -140,7 +141,7 @@ def _summarise(curves: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, overwrite: bool = False,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool | None = None) -> pd.DataFrame:
     """Train standard GD and label-noise GD for ``seeds`` paired seeds, draw Figure 2, save curves and a summary.
 
     Writes ``out/runs/<algorithm>-seed<k>.zarr``, ``out/figure2.{png,svg}``, ``out/curves.parquet`` and
@@ -152,7 +153,8 @@ def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, over
     seeds : number of seeds (runs with one seed share data and initialisation across the two algorithms).
     small : the seconds-long version (``huang2025-tiny``, 300 steps).
     overwrite : replace an existing ``out``.
-    progress : show progress bars.
+    progress : one bar over the runs and the figure (its postfix names the run), plus each run's per-step bar;
+        None (default): on in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
 
     Returns
     -------
@@ -163,21 +165,27 @@ def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, over
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
     from .trainer import train
 
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    show = progress_enabled(progress)  # resolved once: the outer bar and the trainers' bars follow one decision
+    with staged_folder(out, overwrite=overwrite) as tmp, \
+            progress_bar(2 * seeds + 1, desc="figure2", unit="task", progress=show, leave=True) as bar:
         frames = []
         (tmp / "runs").mkdir(exist_ok=True)
         for seed in range(seeds):
             for algorithm in ("gd", "label_noise"):
+                bar.set_postfix_str(f"training {algorithm}-seed{seed}")
                 path = tmp / "runs" / f"{algorithm}-seed{seed}.zarr"
-                train(figure2_config(algorithm, seed, small=small), path, progress=progress,
+                train(figure2_config(algorithm, seed, small=small), path, progress=show,
                       attrs={"preset": "huang2025-tiny" if small else "huang2025-figure2", "experiment": "figure2"})
                 frames.append(run_curves(Run(path), label={"algorithm": algorithm, "seed": seed}))
+                bar.update(1)
         curves = pd.concat(frames, ignore_index=True)
         curves.to_parquet(tmp / "curves.parquet", index=False)
         title = (f"Figure 2 reproduction ({'small' if small else 'paper'} size, {seeds} seed"
                  f"{'s, mean ± 1σ' if seeds > 1 else ''})")
+        bar.set_postfix_str("drawing figure2")
         save_figure(_panels(curves, "algorithm", ["gd", "label_noise"], ALGORITHM_LABELS, title, spread=seeds > 1),
                     tmp, "figure2")
+        bar.update(1)
         summary = _summarise(curves, "algorithm")
         summary.to_csv(tmp / "summary.csv", index=False)
     return summary
@@ -202,7 +210,7 @@ _FIG2_METRICS = ["ratio", "raw_ratio", "gamma_max", "rho_max", "loss", "loss_noi
 
 
 def _figure2_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                     progress: bool) -> str:
+                     progress: bool | None = None) -> str:
     seeds = seeds or 3
     summary = figure2(out, seeds=seeds, small=small, overwrite=overwrite, progress=progress)
     lines = [f"Figure 2 ({'small' if small else 'paper'} size, {seeds} seed{'s' if seeds > 1 else ''}): value at "
@@ -298,7 +306,8 @@ def _edges(centers: np.ndarray) -> np.ndarray:
 
 
 def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = None, overwrite: bool = False,
-            workers: int = 2, sequential: bool = False, grid: str | os.PathLike | dict | None = None) -> pd.DataFrame:
+            workers: int = 2, sequential: bool = False, grid: str | os.PathLike | dict | None = None,
+            progress: bool | None = None) -> pd.DataFrame:
     """Run the Figure-3 grid with :func:`dyn.experiments.sweep.sweep` into ``out`` and draw the heatmaps.
 
     Re-running into the same ``out`` resumes (finished runs are read back). Writes the sweep (``out/runs``,
@@ -314,6 +323,8 @@ def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = 
     workers, sequential : as :func:`dyn.experiments.sweep.sweep`.
     grid : another grid (a file, a shipped name or a dict from :func:`~dyn.experiments.sweep.load_grid`) with the
         axes ``snr``, ``n`` and ``algorithm``; default the shipped one ``small`` selects.
+    progress : the sweep's bar over runs (and its Dask dashboard link); None (default): on in notebooks and
+        terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
     """
     from ...experiments.sweep import load_grid, sweep
 
@@ -326,7 +337,8 @@ def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = 
         raise ConfigError(f"figure3: the grid needs the axes snr, n and algorithm (missing: {', '.join(sorted(missing))})")
     if seeds is not None:
         grid["axes"]["seed"] = list(range(seeds))
-    results = sweep(grid, out, workers=workers, overwrite=overwrite, sequential=sequential)
+    results = sweep(grid, out, workers=workers, overwrite=overwrite, sequential=sequential,
+                    **progress_kwarg(sweep, progress))
     failed = results[results["status"] != "complete"]
     if len(failed):
         raise ConfigError(f"figure3: {len(failed)} run(s) failed, first: {failed['error'].iloc[0]}")
@@ -340,8 +352,8 @@ def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = 
 
 
 def _figure3_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                     progress: bool) -> str:
-    table = figure3(out, small=small, seeds=seeds, overwrite=overwrite)
+                     progress: bool | None = None) -> str:
+    table = figure3(out, small=small, seeds=seeds, overwrite=overwrite, progress=progress)
     lines = [f"Figure 3 ({'small' if small else 'paper'} grid): final test accuracy (mean over seeds), rows n, "
              "columns SNR"]
     for algorithm in ("gd", "label_noise"):
@@ -377,7 +389,7 @@ def optimizer_configs(base: Any) -> dict[str, Any]:
 
 
 def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, overwrite: bool = False,
-               progress: bool = False) -> pd.DataFrame:
+               progress: bool | None = None) -> pd.DataFrame:
     """Train every optimizer of :func:`optimizer_configs` on the same data and compare them.
 
     Base config: ``huang2025-figure2`` at η = 1.0 and 1000 steps (Figure 3's training length), or with ``small``
@@ -385,7 +397,8 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
     ``out/optimizers.{png,svg}`` (the Figure-2 panels per optimizer), ``out/curves.parquet`` and
     ``out/optimizers.csv``: per optimizer, mean/std over seeds of
     the final ``max ρ̄ / max γ``, max γ and max ρ̄, the final clean training loss and the final test accuracy
-    (``winner``: noise memorization when max ρ̄ > max γ at the end).
+    (``winner``: noise memorization when max ρ̄ > max γ at the end). ``progress``: one bar over the runs and the
+    figure, plus each run's per-step bar; None (default): on in notebooks and terminals, off otherwise.
 
     Returns
     -------
@@ -396,22 +409,29 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
     from .trainer import train
 
-    with staged_folder(out, overwrite=overwrite) as tmp:
+    show = progress_enabled(progress)
+    with staged_folder(out, overwrite=overwrite) as tmp, \
+            progress_bar(len(OPTIMIZER_ORDER) * seeds + 1, desc="optimizers", unit="task", progress=show,
+                         leave=True) as bar:
         frames = []
         (tmp / "runs").mkdir(exist_ok=True)
         for seed in range(seeds):
             base = (figure2_config("gd", seed, small=True) if small else
                     load_preset("huang2025-figure2", seed=seed, eta=1.0, steps=1000))
             for name, cfg in optimizer_configs(base).items():
+                bar.set_postfix_str(f"training {name}-seed{seed}")
                 path = tmp / "runs" / f"{name}-seed{seed}.zarr"
-                train(cfg, path, progress=progress, attrs={"experiment": "optimizers", "optimizer_label": name})
+                train(cfg, path, progress=show, attrs={"experiment": "optimizers", "optimizer_label": name})
                 frames.append(run_curves(Run(path), label={"optimizer": name, "seed": seed}))
+                bar.update(1)
+        bar.set_postfix_str("drawing optimizers")
         curves = pd.concat(frames, ignore_index=True)
         curves.to_parquet(tmp / "curves.parquet", index=False)
         title = (f"Optimizers on the same data ({'small' if small else 'Figure-2'} size, {seeds} seed"
                  f"{'s' if seeds > 1 else ''})")
         save_figure(_panels(curves, "optimizer", OPTIMIZER_ORDER, OPTIMIZER_LABELS, title, spread=seeds > 1), tmp,
                     "optimizers")
+        bar.update(1)
         summary = _summarise(curves, "optimizer")
         wide = summary.pivot(index="optimizer", columns="metric", values=["mean", "std"])
         table = pd.DataFrame({"optimizer": OPTIMIZER_ORDER})
@@ -424,7 +444,7 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
 
 
 def _optimizers_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                        progress: bool) -> str:
+                        progress: bool | None = None) -> str:
     seeds = seeds or 1
     table = optimizers(out, seeds=seeds, small=small, overwrite=overwrite, progress=progress)
     lines = [f"Optimizers on the same data ({'small' if small else 'Figure-2 data, eta 1.0, 1000 steps'}, "
