@@ -169,7 +169,9 @@ def codec_chain(codec: str | Sequence[Mapping[str, Any]], dtype: np.dtype | str)
         if codec not in CODECS:
             raise StoreError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         codec = CODECS[codec]
-    chain: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    # zarr leaves out the byte order of one-byte types
+    chain: list[dict[str, Any]] = [{"name": "bytes"} if dtype.itemsize == 1 else
+                                   {"name": "bytes", "configuration": {"endian": "little"}}]
     for c in codec:
         c = {"name": c["name"], "configuration": dict(c["configuration"])}
         if c["name"] == "blosc":  # zarr fills in the type size from the data type, before cname

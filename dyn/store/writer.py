@@ -8,11 +8,17 @@ metadata of every group and array, with their shapes): plain ``xr.open_datatree(
 only ever replaced whole (written under a temporary name, then ``os.replace``, atomic on POSIX and Windows), and
 appending ``k`` recorded steps to the ``n`` committed ones is
 
-1. grow every per-step array to ``n + k`` in its own ``zarr.json`` (readers do not look there);
-2. write the chunks holding steps ``n .. n + k`` of every array — zarr writes each chunk file under a temporary
-   name and renames it, so a partly filled chunk that is rewritten is never seen half written and its earlier
-   rows never change;
-3. replace the root ``zarr.json``: every per-step array ``n + k`` long, ``n_recorded`` and ``last_step`` with it.
+1. write the chunks holding steps ``n .. n + k`` of every per-step array. A chunk that already holds committed
+   rows (the partly filled last one) is written under a temporary name and renamed, so it is never seen half
+   written and its earlier rows never change; chunks beyond the committed length are written in place (no
+   reader looks at them). The last, partly filled chunk of each array is kept in memory, so an append never
+   reads back from disk;
+2. replace the root ``zarr.json``: every per-step array ``n + k`` long, ``n_recorded`` and ``last_step`` with it.
+
+The arrays' own ``zarr.json`` files, which readers do not look at, are brought to the committed length at each
+checkpoint and at close. Files are written by dyn's own small zarr v3 writer (:mod:`dyn.store.v3`): the metadata
+is the JSON zarr-python would write, without zarr's per-array asynchronous machinery (which cost more than a
+paper-scale run); reading stays with zarr and xarray.
 
 So at every instant — between any two file operations, while the writer runs or after it was killed — a reader
 sees one committed length in every group (aligned, no padding rows), and every chunk of that range is on disk.
@@ -29,6 +35,14 @@ would also need an ``fsync`` of every chunk, which dyn does not pay for.
 
 One writer per store: an OS lock (``flock``) on the store folder, taken before anything in it is read or
 changed and released by the OS when the process dies, so a crash never leaves a stale lock.
+
+An overwritten store is not emptied first: the new store is written over the old files (a root ``zarr.json``
+with nothing committed comes first, so none of them is visible), and :meth:`StoreWriter.close` removes what the
+new store did not use. Emptying first cost a walk and hundreds of unlink/rmdir calls before the first step.
+
+Codec
+-----
+CODEC_TABLE_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -59,6 +73,9 @@ __all__ = ["StoreWriter", "library_versions", "CODECS"]
 #: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
 #: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
 DEFAULT_CODEC = "none"
+#: Largest chunk of a per-step array (bytes): with uncompressed chunks, the padding of a partly filled last
+#: chunk costs at most this much disk and rewrite time (see the module docstring's codec table).
+STEP_CHUNK_BYTES = 8 << 20
 # Attributes that describe an unfinished run; a run that completes drops them.
 _UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
 #: The two checkpoint slots, written in turn (:meth:`StoreWriter.write_checkpoint`).
@@ -271,7 +288,11 @@ class StoreWriter:
     def _step_array(self, group: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> ArraySpec:
         sizes = tuple(n for _, n in trailing)
         fill = -1 if np.dtype(dtype).kind == "i" else np.nan
-        spec = ArraySpec.new((self.n_recorded, *sizes), (self.chunk_steps, *sizes), dtype,
+        # Wide arrays get chunks of at most STEP_CHUNK_BYTES: the last chunk is written whole, padded with fill
+        # values, so this bounds the padding (disk, and the cost of rewriting a partly filled chunk).
+        row = np.dtype(dtype).itemsize * int(np.prod(sizes, dtype=np.int64))
+        rows = _chunk_rows(self.chunk_steps, STEP_CHUNK_BYTES // max(row, 1))
+        spec = ArraySpec.new((self.n_recorded, *sizes), (rows, *sizes), dtype,
                              ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none")
         path = f"{group}/{name}".lstrip("/")
         self._put_array(path, spec)
@@ -605,6 +626,18 @@ class StoreWriter:
         self.release()
         if self._created and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _chunk_rows(steps: int, most: int) -> int:
+    """Rows per chunk of a per-step array: at most ``most``, and preferably a divisor of ``steps`` (the rows the
+    recorder hands over at once), so that its appends fill whole chunks and never rewrite a partly filled one."""
+    if steps <= most:
+        return max(steps, 1)
+    most = max(most, 1)
+    for rows in range(most, max(most // 2, 1) - 1, -1):
+        if steps % rows == 0:
+            return rows
+    return most
 
 
 def _unlink(path: str) -> None:
