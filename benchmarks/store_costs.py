@@ -22,6 +22,7 @@ the functions return the raw samples so a caller can report ranges.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -70,14 +71,20 @@ def _phases_once(path: Path, cfg, setup, codec: str | None = None) -> dict[str, 
 
     sites = setup.sites
     out: dict[str, float] = {}
-    t = time.perf_counter()
+    clock = [time.perf_counter(), time.process_time()]
+
+    def lap(name: str) -> None:  # wall seconds, and CPU seconds of the whole process (all threads) as <name>_cpu
+        wall, cpu = time.perf_counter(), time.process_time()
+        out[name], out[f"{name}_cpu"] = wall - clock[0], cpu - clock[1]
+        clock[:] = [time.perf_counter(), time.process_time()]
+
     writer = StoreWriter(path, overwrite=True, **({} if codec is None else {"codec": codec}))
     writer.prepare()
-    out["prepare"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("prepare")
+    clock[:] = [time.perf_counter(), time.process_time()]
     statics = {name: Recorder._site_statics(site) for name, site in sites.items()}
-    out["host"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("host")
+    clock[:] = [time.perf_counter(), time.process_time()]
     layouts = {}
     for name, site in sites.items():
         st = statics[name]
@@ -87,18 +94,18 @@ def _phases_once(path: Path, cfg, setup, codec: str | None = None) -> dict[str, 
             step_dims={var: dim for var, (dim, _) in site.layout().items()},
             coords={**site.coords, **({CHANGE_DIM: (CHANGE_DIM, ["sum_sq"])} if site.track_change else {})},
             attrs=site.attrs)
-    out["layout"] = time.perf_counter() - t
+    lap("layout")
     per_step = max(site.weight.shape[0] * site.n_columns * 4 for site in sites.values())
     chunk_steps = int(min(max(DEFAULT_CHUNK_BYTES // per_step, 1), 4096))
-    t = time.perf_counter()
+    clock[:] = [time.perf_counter(), time.process_time()]
     writer.create({"sites": list(sites), "config": cfg.to_dict()}, chunk_steps)
-    out["create"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("create")
+    clock[:] = [time.perf_counter(), time.process_time()]
     for name, layout in layouts.items():
         writer.add_site(name, coords=layout["coords"], step_vars=layout["step_vars"], static=layout["static"],
                         attrs=layout["attrs"])
-    out["add_site"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("add_site")
+    clock[:] = [time.perf_counter(), time.process_time()]
     inner = {}
     with torch.no_grad():
         for name, site in sites.items():
@@ -106,11 +113,14 @@ def _phases_once(path: Path, cfg, setup, codec: str | None = None) -> dict[str, 
             products[0, :, : site.n_probes] = (site.weight @ site.probe_matrix()).to("cpu", torch.float32).numpy()
             inner[name] = {var: products[:, :, cols] for var, (_, cols) in site.layout().items()}
     writer.append(np.array([0]), inner, {"loss": np.array([0.5])})
-    out["append"] = time.perf_counter() - t
-    t = time.perf_counter()
+    lap("append")
+    clock[:] = [time.perf_counter(), time.process_time()]
     writer.close("complete")
-    out["close"] = time.perf_counter() - t
-    out["total"] = sum(out.values())
+    lap("close")
+    out["total"] = sum(v for k, v in out.items() if not k.endswith("_cpu"))
+    out["total_cpu"] = sum(v for k, v in out.items() if k.endswith("_cpu"))
+    out["writer"] = sum(out[k] for k in ("prepare", "create", "add_site", "append", "close"))
+    out["writer_cpu"] = sum(out[f"{k}_cpu"] for k in ("prepare", "create", "add_site", "append", "close"))
     return out
 
 
@@ -136,8 +146,10 @@ def create_close(sizes: dict[str, int] = PAPER, repeats: int = 7, workdir: str |
         _phases_once(tmp / "warm.zarr", cfg, setup)  # imports, first-call costs
         samples: dict[str, list[float]] = {}
         for _ in range(repeats):
+            os.sync()  # start each repeat with no dirty pages: measure the store, not the previous repeat's writeback
             for key, value in _phases_once(tmp / "store.zarr", cfg, setup, codec).items():
                 samples.setdefault(key, []).append(value)
+            os.sync()
             opened, closed = _recorder_once(tmp / "rec.zarr", cfg, setup)
             samples.setdefault("recorder_open", []).append(opened)
             samples.setdefault("recorder_close", []).append(closed)
@@ -191,6 +203,7 @@ def codec_table(chunks: list[np.ndarray], repeats: int = 3, workdir: str | Path 
                         raise AssertionError(f"{name} did not round-trip exactly")
             ratios, encodes, sizes, raws, costs = [], [], [], [], []
             for _ in range(repeats):
+                os.sync()
                 t = time.perf_counter()
                 for i, c in enumerate(chunks):
                     c.tofile(tmp / f"raw{i}")
@@ -200,6 +213,7 @@ def codec_table(chunks: list[np.ndarray], repeats: int = 3, workdir: str | Path 
                 t = time.perf_counter()
                 encoded = [c if codec is None else codec.encode(c) for c in chunks]
                 enc = time.perf_counter() - t
+                os.sync()
                 t = time.perf_counter()
                 for i, data in enumerate(encoded):
                     with open(tmp / f"{name}{i}", "wb") as f:
@@ -261,6 +275,7 @@ def append_throughput(chunks: list[np.ndarray] | None = None, repeats: int = 3, 
     ratios, raws, takes = [], [], []
     try:
         for rep in range(repeats):
+            os.sync()  # both start with no dirty pages (the kernel's writeback throttling is not the store's cost)
             t = time.perf_counter()
             with open(tmp / f"raw{rep}.bin", "wb") as f:  # a new file, as a new recording is
                 for c in chunks:
@@ -272,6 +287,7 @@ def append_throughput(chunks: list[np.ndarray] | None = None, repeats: int = 3, 
             writer.add_site("h", coords={"neuron": np.arange(m), "sample": np.arange(probes),
                                          "signal": np.array(["mu"])},
                             step_vars={"noise_inner": ("neuron", "sample")}, static={})
+            os.sync()
             t = time.perf_counter()
             step0 = 0
             for c in chunks:

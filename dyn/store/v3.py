@@ -15,11 +15,12 @@ Supported data types: ``bool``, signed and unsigned integers, ``float16/32/64``,
 
 Examples
 --------
->>> import numpy as np, tempfile, zarr
+>>> import json, numpy as np, tempfile, zarr
 >>> from pathlib import Path
 >>> root = Path(tempfile.mkdtemp())
 >>> arr = ArraySpec.new((5, 3), (4, 3), np.float32, ["step", "x"], np.nan, codec="zstd")
->>> arr.write(root / "a", np.arange(15, dtype=np.float32).reshape(5, 3))
+>>> arr.write(root / "a", np.arange(15, dtype=np.float32).reshape(5, 3))  # the chunks, then the metadata
+>>> write_file(root / "a" / "zarr.json", json.dumps(arr.meta()).encode())
 >>> float(zarr.open_array(str(root / "a"), mode="r")[4, 2])
 14.0
 """
@@ -68,9 +69,17 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def write_file(path: Path, data: Any) -> None:
+def _put(fd: int, data: Any, size: int | None) -> None:
+    with os.fdopen(fd, "wb", closefd=True) as f:
+        f.write(data)
+        if size is not None and size > f.tell():
+            f.truncate(size)  # a hole: the file system stores no bytes for it and reads it back as zeros
+
+
+def write_file(path: Path, data: Any, size: int | None = None) -> None:
     """Write ``data`` (bytes-like) to ``path`` atomically: a temporary name zarr's own files may have
-    (``<name>.<32 hex>.partial``, which :func:`dyn.store.outputs.foreign_in_store` accepts), then ``os.replace``."""
+    (``<name>.<32 hex>.partial``, which :func:`dyn.store.outputs.foreign_in_store` accepts), then ``os.replace``.
+    ``size``: extend the file to this many bytes with zeros (see :meth:`ArraySpec.append`)."""
     tmp = f"{path}.{uuid.uuid4().hex}.partial"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -78,8 +87,7 @@ def write_file(path: Path, data: Any) -> None:
         os.makedirs(path.parent, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        with os.fdopen(fd, "wb", closefd=True) as f:
-            f.write(data)
+        _put(fd, data, size)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -89,24 +97,23 @@ def write_file(path: Path, data: Any) -> None:
         raise
 
 
-def write_chunk(path: Path, data: Any, visible: bool = True) -> None:
+def write_chunk(path: Path, data: Any, visible: bool = True, size: int | None = None) -> None:
     """Write a chunk file. One that may be visible (a commit shows it: it holds committed rows) is replaced
     atomically (:func:`write_file`). One that is not is written straight to its name: no reader looks at it
     before the commit that shows it, and a file left half written by a killed writer lies beyond that commit.
     An old file there (of an overwritten store) is unlinked first: replacing a file by rename makes ext4 flush
     the new data at once (``auto_da_alloc``), which costs more than the write."""
     if visible and os.path.lexists(path):
-        return write_file(path, data)
+        return write_file(path, data, size)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileNotFoundError:
         os.makedirs(path.parent, exist_ok=True)
-        return write_chunk(path, data, visible)
+        return write_chunk(path, data, visible, size)
     except FileExistsError:
         os.unlink(path)
-        return write_chunk(path, data, visible)
-    with os.fdopen(fd, "wb", closefd=True) as f:
-        f.write(data)
+        return write_chunk(path, data, visible, size)
+    _put(fd, data, size)
 
 
 def group_meta(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -275,6 +282,16 @@ class ArraySpec:
             raise StoreError(f"unreadable array metadata ({exc})") from None
 
     @property
+    def raw(self) -> bool:
+        """Chunks are the values' bytes as they are (no compressor): rows beyond the array's end need not be
+        written, the file is extended with a hole instead (see :meth:`append`)."""
+        return len(self.codecs) == 1 and self.codecs[0]["name"] == "bytes"
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return int(np.prod(self.chunks, dtype=np.int64)) * self.numpy_dtype.itemsize
+
+    @property
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(object) if self.dtype == "string" else self.dtype
 
@@ -319,11 +336,15 @@ class ArraySpec:
         for coords in self._grid():
             sel = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, self.chunks, self.shape))
             block = values[sel]
+            size = None
             if block.shape != self.chunks:
-                full = self.filled()
-                full[tuple(slice(0, s) for s in block.shape)] = block
-                block = full
-            write_chunk(self.chunk_path(root, coords), encode_chunk(block, self.codecs), visible)
+                if self.raw and block.shape[1:] == self.chunks[1:]:
+                    size = self.chunk_nbytes  # short only along the first axis: the rows after the end are a hole
+                else:
+                    full = self.filled()
+                    full[tuple(slice(0, s) for s in block.shape)] = block
+                    block = full
+            write_chunk(self.chunk_path(root, coords), encode_chunk(block, self.codecs), visible, size)
 
     def read_chunk(self, root: Path, coords: Sequence[int]) -> np.ndarray:
         """One chunk decoded from disk (for continuing a partly filled chunk of a resumed store)."""
@@ -342,8 +363,11 @@ class ArraySpec:
     def append(self, root: Path, start: int, values: np.ndarray) -> None:
         """Write rows ``start .. start + len(values)`` of an array that grows along its first axis.
 
-        Every chunk touched is written whole (rows not yet written hold the fill value); the last, partly filled
-        one stays in memory (``tail``) for the next append. The shape is not changed here: the caller grows it.
+        Every chunk touched is written whole; the last, partly filled one stays in memory (``tail``) for the next
+        append. Its rows after the array's end are never read (readers cut chunks to the array's shape): a
+        compressed chunk holds the fill value there (compressed to almost nothing), an uncompressed one a hole
+        (the file is extended with zeros that take no disk space and cost no write). The shape is not changed
+        here: the caller grows it.
         Rows before ``start`` are taken as committed: the chunk holding some of them is replaced atomically, the
         chunks after it are beyond every commit.
         """
@@ -362,13 +386,17 @@ class ArraySpec:
                 block = rows  # a whole chunk: encoded straight from the caller's rows
             else:
                 if self.tail_index != index:
-                    # a chunk started before this writer (resume) is read back once; a new one starts as fill
-                    self.tail = self.read_chunk(root, (index, *rest)) if off else self.filled()
+                    # a chunk started before this writer (resume) is read back once; a new one starts empty
+                    if off:
+                        self.tail = self.read_chunk(root, (index, *rest))
+                    else:
+                        self.tail = np.empty(self.chunks, self.numpy_dtype) if self.raw else self.filled()
                     self.tail_index = index
                 self.tail[off: off + take] = rows
-                block = self.tail
+                block = self.tail[: off + take] if self.raw else self.tail
             write_chunk(self.chunk_path(root, (index, *rest)), encode_chunk(block, self.codecs),
-                        visible=(off > 0 and pos == start) or index * cs < self.visible_rows)
+                        visible=(off > 0 and pos == start) or index * cs < self.visible_rows,
+                        size=self.chunk_nbytes if self.raw and off + take < cs else None)
             if off + take == cs and self.tail_index == index:
                 self.tail, self.tail_index = None, None
             pos += take
