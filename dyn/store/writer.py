@@ -60,10 +60,11 @@ on a shared 2-core machine::
 
 The page cache takes raw bytes at 1-4 GiB/s here, so every codec that saves bytes (at best 12% at a usable
 speed, 24% at 210-420 MiB/s) costs more time than it saves: ``StoreWriter.append`` reaches 0.46-0.90 of
-``numpy.tofile`` uncompressed, 0.26-0.42 with lz4 without shuffle, 0.10-0.22 with lz4 + shuffle. The price of
-``none``: the last, partly filled chunk of a per-step array is written whole, padded with NaN (compressors shrink
-a padded chunk to under 1%), so a run stores up to one chunk (at most :data:`STEP_CHUNK_BYTES`, by default the
-recorder's 8 MiB) of padding per wide per-step array, and its first append writes that chunk.
+``numpy.tofile`` uncompressed, 0.26-0.42 with lz4 without shuffle, 0.10-0.22 with lz4 + shuffle. What
+compressors did for free, shrinking the NaN padding of the last, partly filled chunk of a per-step array (written
+whole, as zarr requires), costs nothing uncompressed either: the rows after the array's end are never read, so
+dyn writes the chunk up to its data and extends the file with a hole (zeros that take no disk space). A
+file system without holes stores zeros there: up to one chunk (:data:`STEP_CHUNK_BYTES`) per wide array.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ __all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions"]
 #: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
 #: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
 DEFAULT_CODEC = "none"
-#: Largest chunk of a per-step array (bytes): with uncompressed chunks, the padding of a partly filled last
-#: chunk costs at most this much disk and rewrite time (see the module docstring's codec table).
+#: Largest chunk of a per-step array (bytes), whatever the recorder's ``chunk_bytes``: bounds the rewrite of a
+#: partly filled last chunk (see the module docstring's codec section).
 STEP_CHUNK_BYTES = 8 << 20
 # Attributes that describe an unfinished run; a run that completes drops them.
 _UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
@@ -613,34 +614,29 @@ class StoreWriter:
 
     @staticmethod
     def _remove_outside_grid(folder: Path, spec: ArraySpec) -> None:
+        """Remove from an array's folder everything but its zarr.json and the chunk files of its grid."""
         counts = [-(-n // c) for n, c in zip(spec.shape, spec.chunks)]
-        for dirpath, dirnames, filenames in os.walk(folder):
-            rel = Path(dirpath).relative_to(folder).parts
-            if not rel:
-                if not spec.shape:  # a 0-d array's one chunk is the file "c"
-                    dirnames[:] = []
-                    continue
-                for name in dirnames:
-                    if name != "c":
-                        shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
-                dirnames[:] = [d for d in dirnames if d == "c"]
-                for name in filenames:
-                    if name != "zarr.json":
-                        _unlink(os.path.join(dirpath, name))
-                continue
-            level = len(rel) - 1  # the chunk axis the names in this folder index
-            inside = all(p.isdigit() and int(p) < counts[i] for i, p in enumerate(rel[1:]))
-            if not inside or level >= len(counts):
-                shutil.rmtree(dirpath, ignore_errors=True)
-                dirnames[:] = []
-                continue
-            for name in list(dirnames):
-                if not (name.isdigit() and int(name) < counts[level]) or level + 1 >= len(counts):
-                    shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
-                    dirnames.remove(name)
-            for name in filenames:
-                if not (name.isdigit() and int(name) < counts[level] and level + 1 == len(counts)):
-                    _unlink(os.path.join(dirpath, name))
+
+        def prune(where: str, level: int) -> None:  # ``where`` holds the names of chunk axis ``level``
+            for entry in os.scandir(where):
+                inside = entry.name.isdigit() and level < len(counts) and int(entry.name) < counts[level]
+                last = level + 1 == len(counts)
+                if entry.is_dir(follow_symlinks=False) and inside and not last:
+                    prune(entry.path, level + 1)
+                elif entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                elif not (inside and last):
+                    _unlink(entry.path)
+
+        for entry in os.scandir(folder):
+            if entry.name == "zarr.json" or (entry.name == "c" and not spec.shape and entry.is_file()):
+                continue  # a 0-d array's one chunk is the file "c"
+            if entry.name == "c" and entry.is_dir(follow_symlinks=False) and spec.shape:
+                prune(entry.path, 0)
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                _unlink(entry.path)
 
     def abort(self) -> None:
         """Remove a store whose creation failed, if this writer created (or emptied) it; anything else is left."""
