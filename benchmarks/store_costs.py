@@ -268,6 +268,8 @@ def append_throughput(chunks: list[np.ndarray] | None = None, repeats: int = 3, 
             walk = np.cumsum(rng.standard_normal((rows, m, probes)).astype(np.float32) * 1e-3, axis=0) + start
             start = walk[-1]
             chunks.append(walk)
+    # whole chunks of one array shape, as the recorder hands them over (each append fills whole chunks)
+    chunks = [c for c in chunks if c.shape == chunks[0].shape]
     m, probes = chunks[0].shape[1:]
     chunk_steps = len(chunks[0])
     nbytes = sum(c.nbytes for c in chunks)
