@@ -100,7 +100,7 @@ def site_arrays(
     coords["basis"] = np.array(basis_names)
     coords["basis_dual"] = np.array(basis_names)
     basis = np.concatenate([signals, noise]).astype(np.float64)
-    static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), basis @ basis.T)}
+    static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), _gram(basis))}
     if labels is not None:
         static["label"] = (("sample",), labels)
     if store_probes:
@@ -119,6 +119,24 @@ def site_arrays(
         "step_vars": {var: ("neuron", dim) for var, dim in step_dims.items()},
         "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names), **dict(attrs or {})},
     }
+
+
+_BLAS: list[Any] = []  # threadpoolctl's controller, made once (it inspects the loaded libraries: ~10 ms)
+
+
+def _gram(basis: np.ndarray) -> np.ndarray:
+    """``basis @ basis.T`` on one BLAS thread: for these small products, BLAS's thread pool costs more than the
+    arithmetic (10-150 ms instead of ~1.5 ms at paper scale when the cores are busy, e.g. with a training loop)."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController  # installed with scikit-learn, a dependency
+            _BLAS.append(ThreadpoolController())
+        except ImportError:
+            _BLAS.append(None)
+    if _BLAS[0] is None or basis.shape[0] * basis.shape[1] > 4_000_000:  # big: the threads pay off
+        return basis @ basis.T
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        return basis @ basis.T
 
 
 def _expected_kind(name: str, dims: tuple[str, ...], root: bool) -> tuple[str, str]:

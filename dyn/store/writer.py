@@ -8,11 +8,17 @@ metadata of every group and array, with their shapes): plain ``xr.open_datatree(
 only ever replaced whole (written under a temporary name, then ``os.replace``, atomic on POSIX and Windows), and
 appending ``k`` recorded steps to the ``n`` committed ones is
 
-1. grow every per-step array to ``n + k`` in its own ``zarr.json`` (readers do not look there);
-2. write the chunks holding steps ``n .. n + k`` of every array — zarr writes each chunk file under a temporary
-   name and renames it, so a partly filled chunk that is rewritten is never seen half written and its earlier
-   rows never change;
-3. replace the root ``zarr.json``: every per-step array ``n + k`` long, ``n_recorded`` and ``last_step`` with it.
+1. write the chunks holding steps ``n .. n + k`` of every per-step array. A chunk that already holds committed
+   rows (the partly filled last one) is written under a temporary name and renamed, so it is never seen half
+   written and its earlier rows never change; chunks beyond the committed length are written in place (no
+   reader looks at them). The last, partly filled chunk of each array is kept in memory, so an append never
+   reads back from disk;
+2. replace the root ``zarr.json``: every per-step array ``n + k`` long, ``n_recorded`` and ``last_step`` with it.
+
+The arrays' own ``zarr.json`` files, which readers do not look at, are brought to the committed length at each
+checkpoint and at close. Files are written by dyn's own small zarr v3 writer (:mod:`dyn.store.v3`): the metadata
+is the JSON zarr-python would write, without zarr's per-array asynchronous machinery (which cost more than a
+paper-scale run); reading stays with zarr and xarray.
 
 So at every instant — between any two file operations, while the writer runs or after it was killed — a reader
 sees one committed length in every group (aligned, no padding rows), and every chunk of that range is on disk.
@@ -29,11 +35,40 @@ would also need an ``fsync`` of every chunk, which dyn does not pay for.
 
 One writer per store: an OS lock (``flock``) on the store folder, taken before anything in it is read or
 changed and released by the OS when the process dies, so a crash never leaves a stale lock.
+
+An overwritten store is not emptied first: the new store is written over the old files (a root ``zarr.json``
+with nothing committed comes first, so none of them is visible), and :meth:`StoreWriter.close` removes what the
+new store did not use. Emptying first cost a walk and hundreds of unlink/rmdir calls before the first step.
+
+Codec
+-----
+New numeric arrays are stored uncompressed by default (``StoreWriter(codec=...)`` picks another, see
+:data:`dyn.store.v3.CODECS`); strings use zarr's default ``vlen-utf8`` + ``zstd``. Chosen by measurement
+(``benchmarks/store_costs.py``) on the inner products of a real recording (figure-1 run, d=2000, n=100, m=50,
+multi-modal, 600 steps: 23.2 MiB float32), all codecs lossless (checked bit for bit), ranges over 3 invocations
+on a shared 2-core machine::
+
+    codec                      size/raw   encode MiB/s
+    none                       1.000      -
+    zstd level 1 / 3           0.932      330-470 / 310-610
+    zstd level -3              1.000      920-3700
+    blosc lz4, no shuffle      1.000      1600-3500
+    blosc lz4, shuffle         0.888      600-1740     (the previous default)
+    blosc lz4, bitshuffle      0.882      440-1120
+    blosc zstd-1, shuffle      0.899      160-640
+    blosc zstd-3, shuffle      0.763      210-420
+
+The page cache takes raw bytes at 1-4 GiB/s here, so every codec that saves bytes (at best 12% at a usable
+speed, 24% at 210-420 MiB/s) costs more time than it saves: ``StoreWriter.append`` reaches 0.46-0.90 of
+``numpy.tofile`` uncompressed, 0.26-0.42 with lz4 without shuffle, 0.10-0.22 with lz4 + shuffle. What
+compressors did for free, shrinking the NaN padding of the last, partly filled chunk of a per-step array (written
+whole, as zarr requires), costs nothing uncompressed either: the rows after the array's end are never read, so
+dyn writes the chunk up to its data and extends the file with a hole (zeros that take no disk space). A
+file system without holes stores zeros there: up to one chunk (:data:`STEP_CHUNK_BYTES`) per wide array.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import fcntl
 import json
@@ -47,26 +82,27 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync as zarr_sync
 
 from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
 from .outputs import atomic_write, claim_output, foreign_in_store, io_errors, make_parents
 from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
+from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
 
-__all__ = ["StoreWriter", "library_versions"]
+__all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions"]
 
-# Inner products of float32 weights compress by only ~10-15%; fast lz4 keeps the writer at disk speed.
-_COMPRESSOR = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
-# Write chunks that hold only the fill value too: then a missing chunk file always means damage.
-_ARRAY_CONFIG = {"write_empty_chunks": True}
+#: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
+#: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
+DEFAULT_CODEC = "none"
+#: Largest chunk of a per-step array (bytes), whatever the recorder's ``chunk_bytes``: bounds the rewrite of a
+#: partly filled last chunk (see the module docstring's codec section).
+STEP_CHUNK_BYTES = 8 << 20
 # Attributes that describe an unfinished run; a run that completes drops them.
 _UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
 #: The two checkpoint slots, written in turn (:meth:`StoreWriter.write_checkpoint`).
 _SLOTS = ("slot_0", "slot_1")
+_GROUP_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
 
 
 def _version(dist: str) -> str | None:
@@ -76,31 +112,32 @@ def _version(dist: str) -> str | None:
         return None
 
 
+_LIBRARIES: dict[str, str] = {}
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries a run depends on, stored with every run (no imports needed)."""
-    out = {
-        "dyn": _version("dyn") or "unknown",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "xarray": xr.__version__,
-        "zarr": zarr.__version__,
-    }
-    torch_version = _version("torch")
-    if torch_version:
-        out["torch"] = torch_version
-    return out
+    if not _LIBRARIES:  # reading package metadata costs milliseconds; versions do not change in a process
+        _LIBRARIES.update({
+            "dyn": _version("dyn") or "unknown",
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "xarray": xr.__version__,
+            "zarr": zarr.__version__,
+        })
+        torch_version = _version("torch")
+        if torch_version:
+            _LIBRARIES["torch"] = torch_version
+    return dict(_LIBRARIES)
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _node_json(node: Any) -> dict[str, Any]:
-    """A group's or array's metadata exactly as zarr writes it to its ``zarr.json``."""
-    meta = json.loads(node.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
-    if meta.get("node_type") == "group":
-        meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": {}}
-    return meta
+def _dumps(meta: Mapping[str, Any]) -> bytes:
+    # no indent: only then does json use its C encoder (zarr indents; readers parse, so the bytes may differ)
+    return json.dumps(meta, default=json_default).encode()
 
 
 class StoreWriter:
@@ -116,6 +153,9 @@ class StoreWriter:
     append : bool
         Open the existing store to continue it: the writer lock is taken at once, before anything is read
         (:meth:`reopen` continues it at a checkpoint, :meth:`prepare` starts it afresh from step 0).
+    codec : {"none", "zstd", "blosc-lz4", "blosc-zstd"}
+        Compression of the numeric arrays this writer creates (default ``"none"``, chosen by measurement: see
+        the module docstring). Arrays continued in a resumed store keep the codecs they were created with.
 
     Attributes
     ----------
@@ -126,23 +166,42 @@ class StoreWriter:
     -----
     Nothing is created until :meth:`prepare`/:meth:`create`, so a caller can validate all its inputs first and
     leave no half-written store behind on bad input. See the module docstring for the commit protocol.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, xarray as xr
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> w = StoreWriter(path)
+    >>> w.create({"sites": ["h"]}, chunk_steps=4)
+    >>> w.add_site("h", coords={"neuron": np.arange(2), "sample": np.arange(3), "signal": np.array(["mu"])},
+    ...            step_vars={"noise_inner": ("neuron", "sample")}, static={})
+    >>> w.append(np.arange(5), {"h": {"noise_inner": np.ones((5, 2, 3), np.float32)}}, {"loss": np.zeros(5)})
+    >>> w.close("complete")
+    >>> xr.open_datatree(path, engine="zarr")["h"]["noise_inner"].shape
+    (5, 2, 3)
     """
 
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, append: bool = False):
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, append: bool = False,
+                 codec: str = DEFAULT_CODEC):
+        if codec not in CODECS:
+            raise StoreError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         self.path = Path(path)
         self.overwrite = overwrite
+        self.codec = codec
         self.attrs: dict[str, Any] = {}
         self._lock_fd: int | None = None
         self._created = False  # this writer made (or emptied) the folder: abort() may remove it
         self._prepared = False
+        self._live = False  # created or reopened: close() commits
+        self._reused = False  # files of an earlier store may remain: close() removes what this one does not use
         self.chunk_steps = 0
         self.n_recorded = 0
         self.last_step = -1
-        self._nodes: dict[str, Any] = {}  # committed groups and arrays (zarr Async*) by path; "" is the root
-        self._meta: dict[str, dict[str, Any]] = {}  # their zarr.json contents, for the commit record
-        self._step_arrays: dict[tuple[str, str], Any] = {}  # (group, name) -> per-step AsyncArray
-        self._slots: dict[str, Any] = {}  # checkpoint slot -> its AsyncGroup, once this writer wrote it
-        self._slot_arrays: dict[str, dict[str, Any]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}  # zarr.json contents of committed nodes by path ("" excluded)
+        self._arrays: dict[str, ArraySpec] = {}  # committed arrays by path
+        self._step_arrays: dict[tuple[str, str], str] = {}  # (group, name) -> path of a per-step array
+        self._stale_meta: set[str] = set()  # per-step arrays whose own zarr.json lags behind the commit
+        self._slot_arrays: dict[str, dict[str, ArraySpec]] = {}  # checkpoint slot -> arrays, once written here
         if append:
             if not self.path.is_dir():
                 read_attrs(self.path)  # raises the one-line reason
@@ -181,23 +240,24 @@ class StoreWriter:
         """Claim the folder and take the writer lock; fast and synchronous, so a caller learns at once when the
         path cannot be used (:meth:`create` may then run elsewhere).
 
-        A new path is created with its parents. An existing folder being overwritten is locked, checked again
-        (nothing but a dyn run store) and emptied. A store opened with ``append`` is started afresh: everything
-        but its root ``zarr.json`` (the run's settings) is removed, so a crash before :meth:`create` rewrites it
-        still leaves a store that ``--resume`` restarts.
+        A new path is created with its parents. An existing folder being overwritten is locked and checked again
+        (nothing but a dyn run store). A store opened with ``append`` is started afresh. In both cases the old
+        files are not deleted first: the new store writes over them (every file it writes replaces one atomically,
+        and its commits show only what it wrote), and :meth:`close` removes whatever it did not use. Deleting
+        first would cost a walk and thousands of unlink/rmdir calls before the first step.
         """
         if self._lock_fd is not None:
-            self._clear(keep_root=True)
-            self._prepared = True
+            self._check_clean()
+            self._reused = self._prepared = True
             return
         if self.path.exists():
             self._lock_fd = self._lock(self.path)  # never delete a store another process is writing
             try:
-                claim_output(self.path, kind="run", overwrite=True)
-                self._clear(keep_root=False)
+                claim_output(self.path, kind="run", overwrite=True)  # checked again, under the lock
             except BaseException:
                 self.release()
                 raise
+            self._reused = True
         else:
             make_parents(self.path)
             try:
@@ -207,16 +267,10 @@ class StoreWriter:
             self._lock_fd = self._lock(self.path)
         self._created = self._prepared = True
 
-    def _clear(self, *, keep_root: bool) -> None:
+    def _check_clean(self) -> None:
         foreign = foreign_in_store(self.path)
         if foreign:
             raise StoreError(f"refusing to clear {self.path}: it holds {foreign[0]}, which dyn did not write")
-        with io_errors(str(self.path)):
-            for entry in self.path.iterdir():
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                elif not (keep_root and entry.name == "zarr.json"):
-                    entry.unlink()
 
     def create(self, attrs: Mapping[str, Any], chunk_steps: int) -> None:
         """Create the store with root ``attrs`` and the root ``step`` coordinate (calls :meth:`prepare` if needed)."""
@@ -234,54 +288,62 @@ class StoreWriter:
             "chunk_steps": self.chunk_steps,
             **attrs,
         }
-        self._nodes, self._meta, self._step_arrays = {}, {}, {}
-        self._write_root()  # from here on the folder is a dyn store (with nothing committed yet)
+        self._meta, self._arrays, self._step_arrays, self._slot_arrays = {}, {}, {}, {}
         with io_errors(str(self.path)):
-            self._nodes[""] = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)._async_group
-            zarr_sync(self._step_array("", "step", (), np.int64))
+            self._write_root()  # from here on the folder is a dyn store (with nothing committed yet)
+            self._step_array("", "step", (), np.int64)
+        self._live = True
         self._commit()
 
-    async def _step_array(self, group: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> Any:
+    def _put_array(self, path: str, spec: ArraySpec) -> None:
+        """Write an array's own zarr.json and remember it for the next commit."""
+        meta = spec.meta()
+        _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
+        self._arrays[path], self._meta[path] = spec, meta
+
+    def _put_group(self, path: str, attrs: Mapping[str, Any] | None) -> None:
+        meta = group_meta(attrs)
+        _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
+        # zarr consolidates a child group with an (empty) consolidated metadata entry of its own
+        self._meta[path] = {**meta, "consolidated_metadata": dict(_GROUP_CONSOLIDATED)}
+
+    def _step_array(self, group: str, name: str, trailing: tuple[tuple[str, int], ...], dtype: Any) -> ArraySpec:
+        sizes = tuple(n for _, n in trailing)
         fill = -1 if np.dtype(dtype).kind == "i" else np.nan
-        arr = await self._nodes[group].create_array(
-            name,
-            shape=(self.n_recorded, *(n for _, n in trailing)),
-            chunks=(self.chunk_steps, *(n for _, n in trailing)),
-            dtype=dtype,
-            dimension_names=["step", *(d for d, _ in trailing)],
-            fill_value=fill,
-            compressors=[_COMPRESSOR] if trailing else None,
-            config=_ARRAY_CONFIG,
-            overwrite=True,  # an array created after the last commit by a run that was then killed
-        )
-        self._add_node(f"{group}/{name}".lstrip("/"), arr)
-        self._step_arrays[(group, name)] = arr
-        return arr
+        # Wide arrays get chunks of at most STEP_CHUNK_BYTES: the last chunk is written whole, padded with fill
+        # values, so this bounds the padding (disk, and the cost of rewriting a partly filled chunk).
+        row = np.dtype(dtype).itemsize * int(np.prod(sizes, dtype=np.int64))
+        rows = _chunk_rows(self.chunk_steps, STEP_CHUNK_BYTES // max(row, 1))
+        spec = ArraySpec.new((self.n_recorded, *sizes), (rows, *sizes), dtype,
+                             ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none")
+        path = f"{group}/{name}".lstrip("/")
+        self._put_array(path, spec)
+        self._step_arrays[(group, name)] = path
+        return spec
 
-    def _add_node(self, path: str, node: Any) -> None:
-        self._nodes[path] = node
-        self._meta[path] = _node_json(node)
-
-    async def _static_array(self, group: Any, path: str | None, name: str, dims: tuple[str, ...], values: np.ndarray,
-                            attrs: Mapping | None, existing: dict[str, Any] | None = None) -> None:
-        """Create or fill a static array; ``path`` names a committed node (None: not part of the recording), and
-        ``existing`` holds arrays written before under the same group (a checkpoint slot)."""
+    def _static_array(self, folder: Path, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None,
+                      old: ArraySpec | None, visible: bool) -> ArraySpec:
+        """Write a static array into ``folder``: its chunks, then its zarr.json. An array of the same shape and data
+        type (``old``) is rewritten in place, chunk by chunk, keeping its codecs. ``visible``: a commit shows the
+        array there, so its chunks are replaced atomically: committed readers never see one missing."""
         values = np.asarray(values)
         if values.dtype.kind in "UO":
             values = values.astype(str)
-        old = self._nodes.get(path) if path else (existing or {}).get(name)
-        if old is not None and old.shape == values.shape and old.dtype == values.dtype:
-            arr = old  # rewrite its chunks in place (atomically): committed readers never see it missing
+        if old is not None and old.shape == values.shape and old.dtype == stored_dtype(values.dtype):
+            spec = old
+            if attrs is not None:
+                spec.attrs = dict(attrs)
         else:
-            typed = {"dtype": str} if values.dtype.kind == "U" else {"dtype": values.dtype, "compressors": [_COMPRESSOR]}
-            arr = await group.create_array(name, shape=values.shape, dimension_names=list(dims), overwrite=True,
-                                           attributes=dict(attrs or {}), config=_ARRAY_CONFIG, **typed)
-        if values.size:
-            await arr.setitem(..., values)
-        if path:
-            self._add_node(path, arr)
-        elif existing is not None:
-            existing[name] = arr
+            spec = ArraySpec.new(values.shape, None, values.dtype, dims, codec=self.codec, attrs=attrs)
+        spec.write(folder, values, visible=visible)
+        _write_meta(folder / "zarr.json", _dumps(spec.meta()), visible)
+        return spec
+
+    def _static(self, group: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None) -> None:
+        path = f"{group}/{name}".lstrip("/")
+        old = self._arrays.get(path)  # committed: readers may be reading it
+        spec = self._static_array(self.path / path, dims, values, attrs, old, visible=old is not None)
+        self._arrays[path], self._meta[path] = spec, spec.meta()
 
     def add_site(
         self,
@@ -292,45 +354,32 @@ class StoreWriter:
         static: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays.
-
-        All arrays are created and filled concurrently in one round trip to zarr's event loop, then committed.
-        """
-
-        async def build() -> None:
-            group = await self._nodes[""].create_group(site, attributes=dict(attrs or {}), overwrite=True)
-            self._add_node(site, group)
-            await asyncio.gather(
-                *(self._static_array(group, f"{site}/{dim}", dim, (dim,), values, None) for dim, values in coords.items()),
-                *(self._static_array(group, f"{site}/{name}", name, dims, values, None)
-                  for name, (dims, values) in static.items()),
-                self._step_array(site, "step", (), np.int64),
-                *(self._step_array(site, name, ((d2, len(coords[d2])), (d3, len(coords[d3]))), np.float32)
-                  for name, (d2, d3) in step_vars.items()),
-            )
-
+        """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays; then
+        commit."""
         with io_errors(str(self.path)):
-            zarr_sync(build())
+            self._put_group(site, attrs)
+            for dim, values in coords.items():
+                self._static(site, dim, (dim,), values, None)
+            for name, (dims, values) in static.items():
+                self._static(site, name, dims, values, None)
+            self._step_array(site, "step", (), np.int64)
+            for name, (d2, d3) in step_vars.items():
+                self._step_array(site, name, ((d2, len(coords[d2])), (d3, len(coords[d3]))), np.float32)
         self._commit()
 
     def write_static(self, site: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None = None) -> None:
         """Write (or replace) a static array of a site, e.g. ``weight_final``; committed with the next commit."""
         with io_errors(str(self.path)):
-            zarr_sync(self._static_array(self._nodes[site], f"{site}/{name}", name, dims, values, attrs))
+            self._static(site, name, dims, values, attrs)
 
     def write_group(self, name: str, arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
                     attrs: Mapping[str, Any] | None = None) -> None:
         """Write a static group of the run beside the sites (e.g. a trainer's random draws, with their own
         dimensions and coordinates), committed at once: plain xarray sees it as a child of the run's tree."""
-
-        async def build() -> None:
-            group = await self._nodes[""].create_group(name, attributes=dict(attrs or {}), overwrite=True)
-            self._add_node(name, group)
-            await asyncio.gather(*(self._static_array(group, f"{name}/{key}", key, dims, values, None)
-                                   for key, (dims, values) in arrays.items()))
-
         with io_errors(str(self.path)):
-            zarr_sync(build())
+            self._put_group(name, attrs)
+            for key, (dims, values) in arrays.items():
+                self._static(name, key, dims, values, None)
         self._commit()
 
     # -- committing ---------------------------------------------------------------------------------------------
@@ -344,7 +393,7 @@ class StoreWriter:
                                       "metadata": {path: self._meta[path] for path in sorted(self._meta) if path}},
             "node_type": "group",
         }
-        atomic_write(self.path / "zarr.json", json.dumps(meta).encode())
+        atomic_write(self.path / "zarr.json", json.dumps(meta, default=json_default).encode())
 
     def _commit(self, **changes: Any) -> None:
         """Commit: attribute ``changes`` (None removes one) and the current shapes, in one atomic replace."""
@@ -355,6 +404,14 @@ class StoreWriter:
                 self.attrs[key] = value
         self.attrs["n_recorded"], self.attrs["last_step"] = self.n_recorded, self.last_step
         self._write_root()
+
+    def _sync_step_meta(self) -> None:
+        """Bring the per-step arrays' own zarr.json files to the committed length. Readers take shapes from the
+        commit record only, so this is done at checkpoints and at close, not at every append (a dozen file
+        replacements per append would cost more than the data at small chunk sizes)."""
+        for path in sorted(self._stale_meta):
+            write_file(self.path / path / "zarr.json", _dumps(self._meta[path]))
+        self._stale_meta.clear()
 
     # -- appending ----------------------------------------------------------------------------------------------
     def append(
@@ -372,29 +429,24 @@ class StoreWriter:
         if k == 0:
             return
         start, stop = self.n_recorded, self.n_recorded + k
-        new_scalars = [name for name in scalars if ("", name) not in self._step_arrays]
-
-        async def write() -> None:
-            # All arrays are written concurrently on zarr's event loop: one round trip instead of one per array.
-            created = await asyncio.gather(*(self._step_array("", name, (), np.float64) for name in new_scalars))
-            arrays = list(self._step_arrays.items())
-            await asyncio.gather(*(arr.resize((stop, *arr.shape[1:])) for _, arr in arrays))
-            writes = [arr.setitem(slice(0, start), np.full(start, np.nan)) for arr in created if start]
-            for (group, var), arr in arrays:
+        with io_errors(str(self.path)):
+            for name in scalars:
+                if ("", name) not in self._step_arrays:
+                    spec = self._step_array("", name, (), np.float64)
+                    spec.append(self.path / name, 0, np.full(start, np.nan))
+            for (group, var), path in self._step_arrays.items():
                 if var == "step":
-                    values = steps
+                    values = np.asarray(steps)
                 elif group == "":
                     values = scalars.get(var)
                     values = np.full(k, np.nan) if values is None else np.asarray(values, np.float64)
                 else:
-                    values = inner[group][var]
-                writes.append(arr.setitem(slice(start, stop), values))
-            await asyncio.gather(*writes)
-
-        with io_errors(str(self.path)):
-            zarr_sync(write())
-        for (group, name), arr in self._step_arrays.items():
-            self._meta[f"{group}/{name}".lstrip("/")] = _node_json(arr)
+                    values = np.asarray(inner[group][var])
+                spec = self._arrays[path]
+                spec.append(self.path / path, start, values)
+                spec.shape = (stop, *spec.shape[1:])
+                self._meta[path] = spec.meta()
+                self._stale_meta.add(path)
         self.n_recorded = stop
         self.last_step = int(steps[-1])
         self._commit()
@@ -420,7 +472,8 @@ class StoreWriter:
         """Continue the store (opened with ``append``) at ``before_step``: cut it to the steps before, commit.
 
         Only what the last commit shows is used: arrays written after it by a run that was then killed are
-        ignored (and replaced if written again). Returns the root attributes.
+        ignored (and replaced if written again). Arrays continue with the codecs they were created with (a store
+        written by an earlier dyn, blosc-compressed, stays so). Returns the root attributes.
 
         Raises
         ------
@@ -439,59 +492,71 @@ class StoreWriter:
             raise StoreError(f"{self.path} has no committed layout to continue (it stopped while being created)")
         self.chunk_steps = int(self.attrs["chunk_steps"])
         self.n_recorded = int(self.attrs.get("n_recorded", 0))
+        self._meta, self._arrays, self._step_arrays = {}, {}, {}
+        for path, meta in committed.items():
+            self._meta[path] = meta
+            if not isinstance(meta, dict) or meta.get("node_type") != "array":
+                continue
+            try:
+                spec = ArraySpec.from_meta(meta)
+            except StoreError as exc:
+                raise StoreError(f"{self.path}: cannot continue {path}: {exc}") from None
+            self._arrays[path] = spec
+            if spec.dims[:1] == ["step"]:
+                group, _, name = path.rpartition("/")
+                self._step_arrays[(group, name)] = path
         with io_errors(str(self.path)):
-            self._nodes = {"": zarr.open_group(str(self.path), mode="r+", use_consolidated=False)._async_group}
-            for path in sorted(committed, key=lambda p: p.count("/")):
-                if committed[path].get("node_type") == "group":
-                    node = zarr.open_group(str(self.path), path=path, mode="r+", use_consolidated=False)._async_group
-                else:
-                    node = zarr.open_array(str(self.path), path=path, mode="r+")._async_array.with_config(_ARRAY_CONFIG)
-                    if (node.metadata.dimension_names or (None,))[0] == "step":
-                        group, _, name = path.rpartition("/")
-                        self._step_arrays[(group, name)] = node
-                self._add_node(path, node)
-            steps = np.asarray(zarr.open_array(str(self.path), path="step", mode="r")[: self.n_recorded])
+            steps = self._read_rows("step", self.n_recorded)
             keep = int(np.searchsorted(steps, before_step))
-
-            async def cut() -> None:
-                # Chunks beyond the cut stay until overwritten: a reader of the previous commit may still read them.
-                await asyncio.gather(*(a.resize((keep, *a.shape[1:]), delete_outside_chunks=False)
-                                       for a in self._step_arrays.values()))
-
-            zarr_sync(cut())
-        for (group, name), arr in self._step_arrays.items():
-            self._meta[f"{group}/{name}".lstrip("/")] = _node_json(arr)
+            # Chunks beyond the cut stay until overwritten: a reader of the previous commit may still read them.
+            for path in self._step_arrays.values():
+                spec = self._arrays[path]
+                spec.visible_rows = max(spec.visible_rows, spec.shape[0])  # readers of the last commit see these
+                spec.shape = (keep, *spec.shape[1:])
+                spec.forget_tail()
+                self._meta[path] = spec.meta()
+                self._stale_meta.add(path)
+            self._sync_step_meta()
         self.n_recorded = keep
         self.last_step = int(steps[keep - 1]) if keep else -1
+        self._live = True
         self._commit(**{**(attrs or {}), "status": "running", "resumed": _now()})
         return dict(self.attrs)
+
+    def _read_rows(self, path: str, n: int) -> np.ndarray:
+        """The first ``n`` rows of a committed array, decoded from its chunk files."""
+        spec = self._arrays[path]
+        size = spec.chunks[0]
+        parts = [spec.read_chunk(self.path / path, (i, *(0 for _ in spec.chunks[1:]))) for i in range(-(-n // size))]
+        return np.concatenate(parts)[:n] if parts else np.empty((0, *spec.shape[1:]), spec.numpy_dtype)
 
     def write_checkpoint(self, next_step: int, arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> None:
         """Store the state that resumes training at ``next_step``, then commit the pointer to it.
 
         Two slots (``/_checkpoint/slot_0``, ``slot_1``) take turns: the new state is written into the slot the
-        pointer does not name (in place, chunk by chunk; nothing is deleted), and only then does a commit point
-        at it (root attributes ``checkpoint_step``, ``checkpoint_slot``). A crash at any moment leaves the last
-        committed checkpoint whole.
+        pointer does not name (in place, chunk by chunk), and only then does a commit point at it (root
+        attributes ``checkpoint_step``, ``checkpoint_slot``). A crash at any moment leaves the last committed
+        checkpoint whole.
         """
         slot = _SLOTS[1] if self.attrs.get("checkpoint_slot") == _SLOTS[0] else _SLOTS[0]
-
-        async def write() -> None:
-            group = self._slots.get(slot)
-            if group is None:
-                holder = await self._nodes[""].require_group(CHECKPOINT_GROUP)
-                group = self._slots[slot] = await holder.create_group(slot, overwrite=True)
-                self._slot_arrays[slot] = {}
-            old = self._slot_arrays[slot]
-            await asyncio.gather(*(self._static_array(group, None, key, dims, values, None, old)
-                                   for key, (dims, values) in arrays.items()))
-            for key in set(old) - set(arrays):
-                await group.delitem(key)
-                del old[key]
-            await group.update_attributes({"step": int(next_step)})
-
+        holder = self.path / CHECKPOINT_GROUP
+        folder = holder / slot
         with io_errors(str(self.path)):
-            zarr_sync(write())
+            if not (holder / "zarr.json").is_file():
+                write_file(holder / "zarr.json", _dumps(group_meta(None)))
+            old = self._slot_arrays.get(slot)
+            if old is None:
+                # the slot the pointer does not name: an older checkpoint (of this store or one it overwrote)
+                shutil.rmtree(folder, ignore_errors=True)
+                old = self._slot_arrays[slot] = {}
+            for key, (dims, values) in arrays.items():
+                # never the slot the pointer names: nobody reads it until the commit below
+                old[key] = self._static_array(folder / key, dims, values, None, old.get(key), visible=False)
+            for key in set(old) - set(arrays):
+                shutil.rmtree(folder / key, ignore_errors=True)
+                del old[key]
+            _write_meta(folder / "zarr.json", _dumps(group_meta({"step": int(next_step)})), visible=False)
+            self._sync_step_meta()
         self._commit(checkpoint_step=int(next_step), checkpoint_slot=slot)
 
     # -- closing ------------------------------------------------------------------------------------------------
@@ -500,20 +565,109 @@ class StoreWriter:
 
         A ``complete`` run drops what described it as unfinished (``error``, ``diverged_at``, the checkpoint
         pointer) and then its checkpoints; any other status keeps the last checkpoint, so the run can be resumed.
+        Files of an overwritten store that this one did not use are removed last.
         """
         if status not in STATUSES:
             raise StoreError(f"status must be one of {STATUSES}, got {status!r}")
         try:
-            if self._nodes:
+            if self._live:
                 unfinished = dict.fromkeys(_UNFINISHED) if status == "complete" else {}
+                with io_errors(str(self.path)):
+                    self._sync_step_meta()
                 self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
                 if status == "complete":
                     shutil.rmtree(self.path / CHECKPOINT_GROUP, ignore_errors=True)
+                if self._reused:
+                    self._remove_unused()
         finally:
             self.release()
+
+    def _remove_unused(self) -> None:
+        """Remove the files of an earlier store (overwritten or restarted) that this one does not use: nodes it
+        did not write, and chunks outside its arrays' grids. Only zarr's files are ever there (checked before
+        the store was reused), and none of them is shown by the commit."""
+        keep_slot = self.attrs.get("checkpoint_slot")
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            rel = os.path.relpath(dirpath, self.path)
+            rel = "" if rel == "." else rel.replace(os.sep, "/")
+            if rel == CHECKPOINT_GROUP:
+                for name in dirnames:
+                    if name not in self._slot_arrays and name != keep_slot:
+                        shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
+                dirnames[:] = []  # slots are rewritten whole by write_checkpoint
+                continue
+            spec = self._arrays.get(rel)
+            if spec is not None:  # an array: only its zarr.json and the chunks of its grid
+                self._remove_outside_grid(Path(dirpath), spec)
+                dirnames[:] = []
+                continue
+            if rel and rel not in self._meta:
+                continue  # removed with its parent below
+            for name in list(dirnames):
+                child = f"{rel}/{name}".lstrip("/")
+                if child not in self._meta and not (rel == "" and name == CHECKPOINT_GROUP):
+                    shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
+                    dirnames.remove(name)
+            for name in filenames:
+                if name != "zarr.json":
+                    _unlink(os.path.join(dirpath, name))
+
+    @staticmethod
+    def _remove_outside_grid(folder: Path, spec: ArraySpec) -> None:
+        """Remove from an array's folder everything but its zarr.json and the chunk files of its grid."""
+        counts = [-(-n // c) for n, c in zip(spec.shape, spec.chunks)]
+
+        def prune(where: str, level: int) -> None:  # ``where`` holds the names of chunk axis ``level``
+            for entry in os.scandir(where):
+                inside = entry.name.isdigit() and level < len(counts) and int(entry.name) < counts[level]
+                last = level + 1 == len(counts)
+                if entry.is_dir(follow_symlinks=False) and inside and not last:
+                    prune(entry.path, level + 1)
+                elif entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                elif not (inside and last):
+                    _unlink(entry.path)
+
+        for entry in os.scandir(folder):
+            if entry.name == "zarr.json" or (entry.name == "c" and not spec.shape and entry.is_file()):
+                continue  # a 0-d array's one chunk is the file "c"
+            if entry.name == "c" and entry.is_dir(follow_symlinks=False) and spec.shape:
+                prune(entry.path, 0)
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                _unlink(entry.path)
 
     def abort(self) -> None:
         """Remove a store whose creation failed, if this writer created (or emptied) it; anything else is left."""
         self.release()
         if self._created and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _write_meta(path: Path, data: bytes, visible: bool) -> None:
+    """Write a node's zarr.json. One that no commit shows yet but that an overwritten store left there is
+    unlinked first: renaming over an existing file makes ext4 flush the new one at once (``auto_da_alloc``,
+    ~1-2 ms per file), which made recreating a store cost several times more than creating it."""
+    if not visible:
+        _unlink(str(path))
+    write_file(path, data)
+
+
+def _chunk_rows(steps: int, most: int) -> int:
+    """Rows per chunk of a per-step array: at most ``most``, and preferably a divisor of ``steps`` (the rows the
+    recorder hands over at once), so that its appends fill whole chunks and never rewrite a partly filled one."""
+    if steps <= most:
+        return max(steps, 1)
+    most = max(most, 1)
+    for rows in range(most, max(most // 2, 1) - 1, -1):
+        if steps % rows == 0:
+            return rows
+    return most
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

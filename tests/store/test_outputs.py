@@ -90,3 +90,45 @@ def test_inputs_and_links(tmp_path, store):
         claim_output(tmp_path / "link", kind="run", overwrite=True)
     # a link among the parents is fine: only the output itself must be real
     assert claim_output(tmp_path / "link" / "new.zarr", kind="run") == tmp_path / "link" / "new.zarr"
+
+
+def _foreign_reference(root) -> list[str]:
+    """The walk foreign_in_store replaced (os.walk and pathlib), as the brute-force reference."""
+    import os
+    from pathlib import Path
+
+    from dyn.store.outputs import _zarr_file
+
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            path = here / name
+            rel = path.relative_to(root)
+            if path.is_symlink():
+                out.append(str(rel))
+            elif name in filenames and not _zarr_file(rel):
+                out.append(str(rel))
+    return sorted(out)
+
+
+def test_foreign_in_store_matches_the_plain_walk(tmp_path):
+    """Zarr's files (metadata, chunks, temporaries) pass; anything else, links included, is named, exactly as
+    the os.walk/pathlib reference names it."""
+    import os
+
+    from dyn.store.outputs import foreign_in_store
+
+    root = tmp_path / "s.zarr"
+    files = ["zarr.json", "h/zarr.json", "h/x/c/0/0", "h/x/c/1/0", "h/x/c/0/0.0123456789abcdef0123456789abcdef.partial",
+             "h/notes.txt", "h/x/c/0/a", "c/5", "d/c/1/x/2", "h/x/zarr.json", "top.txt", "deep/a/b/c/d/e"]
+    for f in files:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text("x")
+    os.symlink(root / "top.txt", root / "h" / "link")
+    os.symlink(root / "h", root / "dirlink")
+    os.mkfifo(root / "h" / "pipe")
+    expected = _foreign_reference(root)
+    assert foreign_in_store(root) == expected
+    assert "h/notes.txt" in expected and "dirlink" in expected and "h/x/c/0/0" not in expected
+    assert foreign_in_store(tmp_path / "missing") == []

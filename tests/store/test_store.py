@@ -121,26 +121,32 @@ os._exit(0)
 
 
 def _record_file_operations(monkeypatch, root: Path) -> list[tuple[str, bytes]]:
-    """Log every file the writer puts under ``root`` (zarr's chunk and metadata writes, dyn's commits), in the
+    """Log every file the writer puts under ``root`` (chunk and metadata writes, dyn's commits), in the
     order they land; writes are serialised so that this order is the order on disk."""
     import zarr.storage._local as local
 
     import dyn.store.writer as writer
 
     log: list[tuple[str, bytes]] = []
-    lock = threading.Lock()
+    lock = threading.RLock()  # a logged write_chunk may call a logged write_file
 
     def logged(write):
         def put(path, value, *args, **kwargs):
             with lock:
                 result = write(path, value, *args, **kwargs)
-                data = value.to_bytes() if hasattr(value, "to_bytes") else bytes(value)
-                log.append((str(Path(path).relative_to(root)), data))
+                # the file as it landed (dyn extends an uncompressed partial chunk with a hole of zeros)
+                log.append((str(Path(path).relative_to(root)), Path(path).read_bytes()))
                 return result
         return put
 
+    import dyn.store.v3 as v3
+
     monkeypatch.setattr(local, "_put", logged(local._put))
     monkeypatch.setattr(writer, "atomic_write", logged(writer.atomic_write))
+    # dyn's own zarr writer: chunks (dyn.store.v3) and metadata (dyn.store.writer)
+    monkeypatch.setattr(v3, "write_file", logged(v3.write_file))
+    monkeypatch.setattr(v3, "write_chunk", logged(v3.write_chunk))  # may call write_file: logged twice, harmless
+    monkeypatch.setattr(writer, "write_file", logged(writer.write_file))
     return log
 
 
