@@ -280,12 +280,15 @@ def _client(scheduler: str | None, workers: int):
         try:  # the dashboard needs bokeh; without it the cluster runs the same, unobserved
             import bokeh  # noqa: F401
 
-            dashboard = "127.0.0.1:0"  # a free port on this machine only
+            has_dashboard = True
         except ImportError:
-            dashboard = None
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard)
+            has_dashboard = False
+        # A free port on this machine only (its HTTP server starts even without bokeh; None would mean :8787 on
+        # every interface, and a warning when another cluster holds that port).
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0")
         client = Client(cluster)
-        if dashboard is None:
+        if not has_dashboard:
             print("Dask dashboard: off (install bokeh to get one)", file=sys.stderr)
             return client, cluster, None
     else:
