@@ -73,9 +73,10 @@ def test_batched_equals_sequential_per_run(tmp_path, modality):
         assert _max_diff(outs[0], tmp_path / "s1.zarr") < 1e-5
 
 
-def test_unrecorded_batch_matches_recorded_losses(tmp_path):
+def test_unrecorded_batch_matches_recorded_losses(tmp_path, capsys):
     cfgs = _configs("single")
-    bare = train_batch(cfgs, [None] * 3)
+    bare = train_batch(cfgs, [None] * 3, progress=True)
+    assert "single-modal ×3" in capsys.readouterr().err  # the progress bar names the batch
     rec = train_batch(cfgs, [tmp_path / f"{i}.zarr" for i in range(3)])
     assert [s.path for s in bare] == [None] * 3
     np.testing.assert_allclose([s.final_loss for s in bare], [s.final_loss for s in rec], rtol=1e-6)

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ...errors import ConfigError, DivergenceError
+from ...progress import progress_bar
 from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
 from ..base import DeferredInterrupt, RunSummary, checkpoint_policy, store_size
 from . import BATCH_FIELDS, batch_key
@@ -179,7 +180,7 @@ def train_batch(
     outs: Sequence[str | os.PathLike | None],
     *,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | None = False,
     attrs: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     checkpoint_every: int | None = None,
@@ -200,7 +201,7 @@ def train_batch(
     outs : one new store path per run (or None for every run: train without recording, a benchmark baseline).
     overwrite, chunk_bytes, checkpoint_every, checkpoint_seconds, evaluate_every : as for :func:`.train.train`,
         applied to every run.
-    progress : show a progress bar over steps.
+    progress : a progress bar over steps (None: auto, see :mod:`dyn.progress`).
     attrs : extra root attributes: one mapping for every run, or one per run.
     resume : not supported (a :class:`~dyn.ConfigError`); resume single runs with :func:`.train.train`.
 
@@ -238,7 +239,6 @@ def train_batch(
     recs: list[Recorder | None] = [None] * B
     statuses = ["complete"] * B
     final_loss = [float("nan")] * B
-    bar = None
     policy = {"checkpoint_every": checkpoint_every, "checkpoint_seconds": checkpoint_seconds}
     with contextlib.ExitStack() as stack:
         if record:
@@ -249,11 +249,8 @@ def train_batch(
                                       **(per_run[b] or {}), "batched": B})
                 stack.enter_context(rec)  # opens it (step 0 recorded); closes it complete/interrupted on exit
                 recs[b] = rec
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = stack.enter_context(tqdm(total=steps, desc=f"{configs[0].modality}-modal ×{B}", unit="step",
-                                           leave=False))
+        bar = stack.enter_context(progress_bar(steps, desc=f"{configs[0].modality}-modal ×{B}", unit="step",
+                                               progress=progress))
         interrupt = stack.enter_context(DeferredInterrupt())
         live = [b for b in range(B)]
         last_ckpt = time.perf_counter()
@@ -290,8 +287,7 @@ def train_batch(
                 last_ckpt = time.perf_counter()
             if interrupt.requested:
                 raise KeyboardInterrupt
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     seconds = time.perf_counter() - t0
     out_summaries = []
     for b in range(B):
