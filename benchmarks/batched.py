@@ -137,7 +137,7 @@ def measure_sweep(*, workdir: str | os.PathLike | None = None, threads: int | No
                   axes: dict[str, list] | None = None) -> dict[str, list[float]]:
     """The phase-diagram grid end to end, ``sweep(..., sequential=True)`` with ``batch=1`` (the old behaviour, one
     run after another) vs the default batches: runs/s of each, per repeat, and their ratio."""
-    from dyn.experiments.sweep import load_grid, sweep
+    from dyn.experiments.sweep import DEFAULT_BATCH, load_grid, sweep
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -149,7 +149,7 @@ def measure_sweep(*, workdir: str | os.PathLike | None = None, threads: int | No
     try:
         for r in range(repeats):
             rates = {}
-            for name, batch in (("old", 1), ("new", 32)):
+            for name, batch in (("old", 1), ("new", DEFAULT_BATCH)):
                 frame = sweep(grid, root / f"{name}{r}", sequential=True, batch=batch, progress=False)
                 assert (frame["status"] == "complete").all(), frame[frame["status"] != "complete"]["error"].tolist()
                 rates[name] = len(frame) / frame.attrs["seconds"]

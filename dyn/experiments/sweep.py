@@ -54,8 +54,9 @@ from ..store.outputs import claim_output, io_errors, make_parents, output_kind
 __all__ = ["load_grid", "expand", "run_one", "run_batch", "batches", "sweep", "phase_diagram", "DEFAULT_BATCH"]
 
 #: Most runs trained together in one batch (one Dask task) by default. Larger batches amortise more per-step
-#: overhead but hold more runs in memory at once and lose more work when a worker dies.
-DEFAULT_BATCH = 32
+#: overhead but hold more runs in memory at once and lose more work when a worker dies; on 2 CPU cores B=8 was as
+#: fast as B=32 at the phase-diagram size and faster at the paper's size (benchmarks/batched.py).
+DEFAULT_BATCH = 8
 
 
 def _setup_of_preset(preset: str) -> Setup:
