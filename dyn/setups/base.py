@@ -30,7 +30,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from ..errors import ConfigError, StoreError
 from ..plugins import load_plugins
@@ -58,6 +58,11 @@ class Setup:
     phase_diagram : ``"module:function"`` drawing a sweep's results table, or None.
     experiments : ``"module:NAME"`` of a dict ``name -> (description, command)`` for ``dyn reproduce``; a command
         is ``(out, *, seeds, small, overwrite, progress) -> str`` (the text to print).
+    batch_trainer : ``"module:function"`` of ``train_batch(configs, outs, **options) -> list[RunSummary]``, which
+        trains runs of one shape together in one process (a batch dimension), recording each into its own store
+        as ``trainer`` would; None if the setup has none.
+    batch_key : ``config -> key``: runs with equal keys may form one batch; None for a config the batch trainer
+        cannot train (then it is trained alone). Imports no torch (sweeps group runs before any trainer loads).
     """
 
     name: str
@@ -70,6 +75,8 @@ class Setup:
     sweep_options: Callable[[Any], dict[str, Any]] | None = None
     phase_diagram: str | None = None
     experiments: str | None = None
+    batch_trainer: str | None = None
+    batch_key: Callable[[Any], Hashable | None] | None = None
 
     def load(self, ref: str) -> Callable[..., Any]:
         """Import a ``"module:function"`` reference of this setup."""
@@ -79,6 +86,22 @@ class Setup:
     def train(self, config: Any, out: str | os.PathLike | None, **options: Any) -> "RunSummary":
         """Train and record ``config`` into ``out`` with this setup's trainer."""
         return self.load(self.trainer)(config, out, **options)
+
+    def train_batch(self, configs: Sequence[Any], outs: Sequence[str | os.PathLike | None],
+                    **options: Any) -> list["RunSummary"]:
+        """Train ``configs`` together (one batch), recording ``configs[b]`` into ``outs[b]``.
+
+        Raises :class:`ConfigError` when the setup has no batch trainer or cannot batch these configs.
+
+        Examples
+        --------
+        >>> setup = get_setup("huang2024")
+        >>> setup.batch_key(setup.config(seed=0)) == setup.batch_key(setup.config(seed=1))
+        True
+        """
+        if self.batch_trainer is None:
+            raise ConfigError(f"setup {self.name!r} has no batch trainer; train its runs one by one")
+        return self.load(self.batch_trainer)(list(configs), list(outs), **options)
 
     def preset_dir(self) -> Path:
         return Path(str(resources.files(self.package) / "presets"))
