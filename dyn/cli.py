@@ -48,6 +48,21 @@ def _theories_epilog() -> str:
     return "theories: " + "; ".join(f"{k}: {v}" for k, v in available_theories().items())
 
 
+def _positive_int(flag: str):
+    """An argparse ``type`` for a positive integer option, named in its error."""
+
+    def check(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {value!r}")
+        return number
+
+    return check
+
+
 def _one_of(name: str):
     """An argparse ``type`` checking a value against ``dyn.viz.export.<name>``, imported only when the option is
     given (so parsing other commands, and --help, stays light)."""
@@ -218,7 +233,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .experiments.sweep import expand, load_grid, phase_diagram, sweep
-    from .progress import progress_kwarg
     from .store.outputs import save_figure
 
     progress = _progress(args)
@@ -237,9 +251,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     where = "sequentially" if args.sequential else (args.scheduler or f"a LocalCluster of {args.workers} workers")
     print(f"dyn sweep: {total} runs on {where}", flush=True)
-    # progress_kwarg: sweep() gains its `progress` keyword (bar over runs, Dask dashboard link) on another branch
     results = sweep(grid, args.out, scheduler=args.scheduler, workers=args.workers, overwrite=args.overwrite,
-                    sequential=args.sequential, on_result=on_result, **progress_kwarg(sweep, progress))
+                    sequential=args.sequential, on_result=on_result, progress=progress,
+                    **({} if args.batch is None else {"batch": args.batch}))
     figure = phase_diagram(results, setup=grid["setup"])
     if figure is not None:
         save_figure(figure, args.out, "phase-diagram")
@@ -413,6 +427,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     p.add_argument("--sequential", action="store_true", help="no Dask: run in this process (throughput baseline)")
+    p.add_argument("--batch", type=_positive_int("--batch"), default=None,
+                   help="runs of one shape trained together as a batch dimension in one task, where the setup has a "
+                        "batched trainer (default 8; 1 = one run per task)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh, replacing a previous dyn sweep in --out (never another folder)")
     _add_progress(p, quiet="no progress bar and no per-run lines")

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["progress_enabled", "progress_bar", "in_notebook", "progress_write", "progress_kwarg"]
+__all__ = ["progress_enabled", "progress_bar", "in_notebook", "progress_write"]
 
 
 def in_notebook() -> bool:
@@ -132,22 +132,3 @@ def progress_write(text: str, *, file: Any = None) -> None:
     from tqdm import tqdm
 
     tqdm.write(text, file=file if file is not None else sys.stdout)
-
-
-def progress_kwarg(function: Any, progress: bool | None) -> dict[str, bool | None]:
-    """``{"progress": progress}`` if ``function`` takes a ``progress`` keyword, else ``{}``: lets a caller pass the
-    choice on to a callee that may not have the keyword yet (e.g. a plugin's trainer, or an older ``sweep``).
-
-    Examples
-    --------
-    >>> progress_kwarg(lambda *, progress=None: None, True), progress_kwarg(lambda: None, True)
-    ({'progress': True}, {})
-    """
-    import inspect
-
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: pass nothing it may reject
-        return {}
-    takes = "progress" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return {"progress": progress} if takes else {}

@@ -286,6 +286,8 @@ CLI_CASES = [
      "holds the input", 2),
     ("sweep over a run store", None, ["sweep", "--grid", "phase-diagram", "--out", "{store}", "--overwrite"],
      "is a dyn store, not a sweep folder", 2),
+    ("sweep with batch 0", None, ["sweep", "--grid", "phase-diagram", "--out", "{tmp}/sw", "--batch", "0"],
+     "--batch must be a positive integer, got '0'", 2),
     ("verify a plain folder", None, ["verify", "{tmp}"], "is not a dyn store", 2),
 ]
 

@@ -124,17 +124,6 @@ def test_bar_off_does_nothing_and_on_writes_to_stderr(capsys):
     assert "work" in err and BAR in err and "3/3" in err
 
 
-def test_progress_kwarg_passes_only_to_callees_that_take_it():
-    def old(grid, out, *, workers=2):
-        return None
-
-    def new(grid, out, *, progress=None):
-        return None
-
-    assert P.progress_kwarg(old, True) == {} and P.progress_kwarg(new, False) == {"progress": False}
-    assert P.progress_kwarg(lambda **kw: None, None) == {"progress": None}
-
-
 # -- the CLI, as a user runs it (standard error not a terminal) ---------------------------------------------------
 @pytest.mark.parametrize("flags, env, shown", [
     ([], {}, False),                                   # not a TTY, no flag: no bar

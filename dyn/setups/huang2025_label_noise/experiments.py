@@ -25,7 +25,7 @@ import pandas as pd
 
 from ...analysis.run import Run
 from ...errors import ConfigError
-from ...progress import progress_bar, progress_enabled, progress_kwarg
+from ...progress import progress_bar, progress_enabled
 from ...store.outputs import save_figure, staged_folder
 from ...theory.huang2025_label_noise.quantities import Params, Recording
 from ..base import find_grid, load_preset
@@ -338,7 +338,7 @@ def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = 
     if seeds is not None:
         grid["axes"]["seed"] = list(range(seeds))
     results = sweep(grid, out, workers=workers, overwrite=overwrite, sequential=sequential,
-                    **progress_kwarg(sweep, progress))
+                    progress=progress)
     failed = results[results["status"] != "complete"]
     if len(failed):
         raise ConfigError(f"figure3: {len(failed)} run(s) failed, first: {failed['error'].iloc[0]}")
