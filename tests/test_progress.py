@@ -182,31 +182,18 @@ def test_sweep_hands_the_choice_to_sweep(monkeypatch, tmp_path, capsys, no_env, 
     assert seen == {"progress": expected}
 
 
-def test_sweep_without_a_progress_keyword_still_runs(monkeypatch, tmp_path, capsys):
-    import dyn.experiments.sweep as sweep_module
-
-    seen = {}
-
-    def older(grid, out, *, scheduler=None, workers=2, overwrite=False, sequential=False, on_result=None):
-        seen["called"] = True
-        raise ConfigError("stopped by the test")
-
-    monkeypatch.setattr(sweep_module, "sweep", older)
-    grid = os.path.join(os.path.dirname(__file__), "data", "tiny-grid.toml")
-    assert main(["sweep", "--grid", grid, "--out", str(tmp_path / "s"), "--progress"]) == 2
-    assert seen == {"called": True} and "stopped by the test" in capsys.readouterr().err
-
-
 def test_every_long_call_defaults_to_auto():
     """progress=None (auto) is the default of every public long call (not False, which hid bars in notebooks)."""
     import inspect
 
     from dyn.experiments.reproduce import reproduce
+    from dyn.experiments.sweep import sweep
     from dyn.setups.huang2024.experiments import figure1, table1
     from dyn.setups.huang2025_label_noise.experiments import figure2, figure3, optimizers
     from dyn.viz.export import export, export_grid
     from dyn.viz.report import write_report
 
-    for function in (reproduce, figure1, table1, figure2, figure3, optimizers, write_report, export, export_grid):
+    for function in (reproduce, figure1, table1, figure2, figure3, optimizers, write_report, export, export_grid,
+                     sweep):
         parameter = inspect.signature(function).parameters.get("progress")
         assert parameter is not None and parameter.default is None, function.__name__
