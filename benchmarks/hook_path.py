@@ -1,0 +1,206 @@
+"""The recorder's per-step cost on a user-written loop, against its floor, measured in one process.
+
+    python benchmarks/hook_path.py                  # paper scale + 10x scale (~2-4 min on 2 cores)
+    python benchmarks/hook_path.py --quick          # paper scale only, fewer steps
+    python benchmarks/hook_path.py --device cuda    # absolute figures on a GPU
+
+Four loops train the same :class:`~dyn.setups.huang2024.train.Huang2024Setup` (multi-modal, full-batch GD):
+
+a. ``bare``: forward, backward, ``opt.step()``; nothing recorded.
+b. ``floor``: (a) plus, after each step, the probe GEMM alone, ``torch.mm(W, probes, out=buf[t])`` into a
+   preallocated buffer: what recording at least costs when the inner products are computed a second time.
+c. ``hook``: (a) with a :class:`~dyn.Recorder` attached to the optimizer (its post-step hook records) and
+   ``rec.log(loss=loss)`` after each step: the user-loop hook path.
+d. ``capture``: (c), but the forward pass evaluates each encoder through a bias-free ``nn.Linear`` on the probe
+   vectors and the recorder takes the pre-activations from a forward hook (:meth:`~dyn.Recorder.capture`) instead
+   of a second GEMM.
+
+Per-step cost is the slope between runs of T and 2T steps (fixed costs, e.g. creating and closing the store,
+cancel), the median over interleaved repeats. Two slopes are printed for the recording paths: ``train`` up to the
+end of the loop (what the training thread pays per step) and ``run`` up to the end of ``close()`` (which also
+includes writing the steps, the store's work). Ratios are against the floor (b); only ratios within one run mean
+anything on a noisy machine.
+
+The functions are importable (``from hook_path import loops, per_step``) by ``benchmarks/record_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import dyn
+from dyn.record import Recorder
+from dyn.setups.huang2024.objective import multi_modal_loss
+from dyn.setups.huang2024.train import Huang2024Setup
+
+PAPER = dict(d=2000, n=100, n_test=200, m=50)
+TENX = dict(d=8000, n=1000, n_test=200, m=200)
+PATHS = ("bare", "floor", "hook", "capture")
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock times cover it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Bench:
+    """One setup, its initial weights (restored before every run) and the four loops.
+
+    Parameters
+    ----------
+    sizes : dict
+        ``d``, ``n``, ``n_test``, ``m`` of a :class:`dyn.Config`.
+    device : str
+    workdir : Path
+        Where the recording loops write their stores.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> b = Bench(dict(d=20, n=8, n_test=4, m=4), "cpu", pathlib.Path(tempfile.mkdtemp()))
+    >>> sorted(b.run("hook", 3))
+    ['run', 'train']
+    """
+
+    def __init__(self, sizes: dict, device: str, workdir: Path):
+        self.cfg = dyn.Config(**sizes, steps=1, modality="multi", device=device)
+        self.setup = Huang2024Setup(self.cfg)
+        self.device = torch.device(device)
+        self.w0 = {name: enc.weight.detach().clone() for name, enc in self.setup.encoders.items()}
+        self.workdir = workdir
+        # The capture loop's encoders: bias-free linear layers sharing the setup's weights, fed the probe vectors
+        # as rows, so their outputs are (probes, neurons) = (W @ probes).T.
+        self.linear = {}
+        self.rows = {}
+        for name, enc in self.setup.encoders.items():
+            lin = torch.nn.Linear(enc.weight.shape[1], enc.weight.shape[0], bias=False, device=self.device)
+            lin.weight = enc.weight
+            self.linear[name] = lin
+            self.rows[name] = self.setup.sites[name].probe_matrix().T.contiguous()
+
+    def _reset(self) -> torch.optim.Optimizer:
+        with torch.no_grad():
+            for name, enc in self.setup.encoders.items():
+                enc.weight.copy_(self.w0[name])
+        return torch.optim.SGD(self.setup.parameters(), lr=self.cfg.eta)
+
+    def _linear_loss(self) -> torch.Tensor:
+        """The setup's multi-modal loss with pre-activations from the linear layers' forward passes."""
+        s, n = self.setup, self.cfg.n
+        z = {name: self.linear[name](self.rows[name]).T for name in self.linear}
+        f = s._features(z["h"], slice(1, 1 + n))
+        g = s._features(z["g"], slice(1, 1 + n))
+        return multi_modal_loss(f, g, s.data.negatives, self.cfg.tau).loss
+
+    def run(self, path: str, steps: int) -> dict[str, float]:
+        """Seconds for ``steps`` steps of loop ``path``: ``train`` (to the loop's end) and ``run`` (to close)."""
+        opt = self._reset()
+        setup = self.setup
+        buffers = None
+        if path == "floor":
+            probes = {name: s.probe_matrix() for name, s in setup.sites.items()}
+            buffers = {name: torch.empty((steps + 1, s.weight.shape[0], probes[name].shape[1]), device=self.device)
+                       for name, s in setup.sites.items()}
+        _sync(self.device)
+        t0 = time.perf_counter()
+        rec = None
+        if path in ("hook", "capture"):
+            rec = Recorder(self.workdir / f"{path}.zarr", setup.sites, optimizer=opt, overwrite=True)
+            if path == "capture":
+                for name, lin in self.linear.items():
+                    rec.capture(name, lin, self.rows[name])
+            rec.open()
+        loss_fn: Callable[[], torch.Tensor] = self._linear_loss if path == "capture" else (lambda: setup.loss().loss)
+        for t in range(steps):
+            loss = loss_fn()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if buffers is not None:
+                with torch.no_grad():
+                    for name, s in setup.sites.items():
+                        torch.mm(s.weight, probes[name], out=buffers[name][t + 1])
+            if rec is not None:
+                rec.log(loss=loss)
+        _sync(self.device)
+        t_train = time.perf_counter() - t0
+        if rec is not None:
+            rec.close()
+        _sync(self.device)
+        return {"train": t_train, "run": time.perf_counter() - t0}
+
+
+def per_step(bench: Bench, steps: int, repeats: int, paths=PATHS) -> dict[str, dict[str, float]]:
+    """Seconds per step of each loop: slope between ``steps`` and ``2 * steps``, medians of interleaved repeats.
+
+    Returns ``{path: {"train": s, "run": s}}``.
+    """
+    bench.run("bare", max(steps // 4, 2))  # warm-up: allocator, kernels, lazy imports
+    bench.run("hook", max(steps // 4, 2))
+    times: dict[tuple[str, str, int], list[float]] = {}
+    for _ in range(repeats):
+        for k in (1, 2):
+            for path in paths:  # interleaved, so drift hits every loop alike
+                for part, value in bench.run(path, k * steps).items():
+                    times.setdefault((path, part, k), []).append(value)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    return {path: {part: (med[(path, part, 2)] - med[(path, part, 1)]) / steps for part in ("train", "run")}
+            for path in paths}
+
+
+def report(label: str, sizes: dict, steps: int, repeats: int, device: str, workdir: Path) -> dict[str, float]:
+    """Print one scale's per-step costs and ratios; return the ratios ``hook/floor`` and ``capture/floor``."""
+    print(f"\n## {label}: d={sizes['d']} n={sizes['n']} m={sizes['m']}, multi-modal, every step recorded; "
+          f"slope between {steps} and {2 * steps} steps, median of {repeats} interleaved repeats")
+    bench = Bench(sizes, device, workdir)
+    res = per_step(bench, steps, repeats)
+    floor = res["floor"]["train"]
+    print(f"{'path':<8} {'train ms/step':>13} {'run ms/step':>12} {'train/floor':>12} {'run/floor':>10}")
+    for path in PATHS:
+        r = res[path]
+        print(f"{path:<8} {r['train'] * 1e3:>13.3f} {r['run'] * 1e3:>12.3f} {r['train'] / floor:>12.3f} "
+              f"{r['run'] / floor:>10.3f}")
+    gemm = res["floor"]["train"] - res["bare"]["train"]
+    print(f"probe GEMM alone: {gemm * 1e3:.3f} ms/step ({gemm / res['bare']['train']:.1%} of the bare step)")
+    return {"hook/floor": res["hook"]["train"] / floor, "capture/floor": res["capture"]["train"] / floor,
+            "hook_run/floor": res["hook"]["run"] / floor, "capture_run/floor": res["capture"]["run"] / floor}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="paper scale only, fewer steps")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda)")
+    parser.add_argument("--sections", default="paper,tenx", help="comma-separated subset of paper,tenx")
+    parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
+    args = parser.parse_args(argv)
+    dyn.record.resolve_device(args.device)
+    root = Path(args.workdir or "runs")
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-hook-", dir=root))
+    print(f"dyn {dyn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
+          f"cores, device {args.device}")
+    try:
+        sections = {"paper"} if args.quick else set(args.sections.split(","))
+        if "paper" in sections:
+            report("paper scale", PAPER, 50 if args.quick else 200, max(args.repeats, 3), args.device, workdir)
+        if "tenx" in sections:
+            report("10x scale", TENX, 25, max(args.repeats, 3), args.device, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
