@@ -80,23 +80,23 @@ class _Chunk:
         self.scalars[row, cols] = values
         self.logged[row, col_list] = True
 
-    def set_values(self, row: int, cols: slice | torch.Tensor, col_list: list[int], parts: list[Any],
-                   same: bool) -> None:
+    def set_values(self, row: int, col_list: list[int], parts: list[Any]) -> None:
         """Write logged values into row ``row``: device tensors by copy, host numbers as scalars (no H2D copy)."""
         if self.scalars is None:
             self.scalars = torch.full((self.capacity, MAX_SCALARS), math.nan, dtype=torch.float64, device=self.device)
-        _write_values(self.scalars[row], cols, col_list, parts, same)
+        _write_values(self.scalars[row], col_list, parts)
         self.logged[row, col_list] = True
 
 
-def _write_values(target: torch.Tensor, cols: slice | torch.Tensor, col_list: list[int], parts: list[Any],
-                  same: bool) -> None:
-    """Write logged values into a row of the scalar buffer without allocating or copying to/from the host."""
-    if same and len(parts) > 1 and isinstance(cols, slice):
-        torch.stack(parts, out=target[cols])  # one kernel, cast to float64 on the way
-    else:
-        for col, value in zip(col_list, parts):
-            target[col] = value  # a device tensor: a copy; a Python float: a fill with a scalar argument
+def _write_values(target: torch.Tensor, col_list: list[int], parts: list[Any]) -> None:
+    """Write logged values into a row of the scalar buffer without allocating or copying to/from the host:
+    a device tensor by a copy (cast to float64 on the way), a Python float by a fill with a scalar argument
+    (``target[col] = 0.5`` would allocate a wrapped-number tensor; ``torch.stack(..., out=)`` a temporary)."""
+    for col, value in zip(col_list, parts):
+        if isinstance(value, float):
+            target.select(0, col).fill_(value)
+        else:
+            target.select(0, col).copy_(value)
 
 
 class _SiteSpec:
@@ -560,7 +560,10 @@ class Recorder:
         if cap.weight._version != version or not isinstance(output, torch.Tensor) or output.dtype != cap.weight.dtype:
             return  # other weights (changed after the step) or another dtype (autocast): never recorded
         y = output.detach().reshape(-1, cap.weight.shape[0])
-        y = y if cap.rows is None else y[cap.rows] if cap.index is None else y.index_select(0, cap.index)
+        if cap.rows is not None:
+            y = y[cap.rows]
+        elif cap.index is not None:
+            y = y.index_select(0, cap.index)
         chunk.inner[cap.name][row, :, :y.shape[0]].copy_(y.T)
         cap.pending = None
         self._waiting.remove(cap)
@@ -581,7 +584,12 @@ class Recorder:
                 warnings.warn(f"capture: site {cap.name!r}'s weights changed outside optimizer.step() before the "
                               f"forward pass; step {chunk.steps[row]} holds the changed weights' values and capture "
                               "is off for this site (one GEMM per step from now on)", stacklevel=3)
-            torch.mm(spec.weight, spec.probes, out=chunk.inner[cap.name][row, :, :spec.p])
+            out = chunk.inner[cap.name][row]
+            torch.mm(spec.weight, spec.probes, out=out[:, :spec.p])
+            if spec.track and spec.weight._version != version:  # the whole row from the same (changed) weights
+                torch.sub(spec.weight, spec.w0, out=spec.scratch)
+                spec.scratch.square_()
+                torch.sum(spec.scratch, 1, out=out.select(1, spec.p))
             self.stats["fallback"] += 1
         self._waiting.clear()
 
@@ -613,7 +621,7 @@ class Recorder:
         # host sync); a Python number or a CPU tensor (already on the host) is written as a scalar kernel
         # argument, never through a host-to-device copy of its own.
         parts: list[Any] = []
-        same = True  # all tensors on the device with one dtype: one stacked copy
+        on_host = device.type == "cpu"
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 if value.dim() != 0:
@@ -622,20 +630,18 @@ class Recorder:
                     value = value.reshape(())
                 value = value.detach()
                 if value.device != device:
-                    same = False
                     if value.device.type == "cpu":
+                        on_host = True
                         value = value.item()
                     else:
                         value = value.to(device=device, dtype=torch.float64)
-                elif parts and isinstance(parts[0], torch.Tensor) and value.dtype != parts[0].dtype:
-                    same = False
             elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
                 value = float(value)
-                same = False
+                on_host = True
             else:
                 raise ConfigError(f"log: {name} must be a number or a 0-d tensor, got {type(value).__name__}")
             parts.append(value)
-        if device.type == "cpu" or not same:
+        if on_host:
             # Host values are checked at once (reading them costs nothing); device values on the writer thread.
             for name, value in zip(names, parts):
                 if name in self.diverge_on:
@@ -650,7 +656,7 @@ class Recorder:
                 again = [n for n, c in zip(names, col_list) if logged[c]]
                 warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
                               "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
-            chunk.set_values(row, cols, col_list, parts, same)
+            chunk.set_values(row, col_list, parts)
             return
         if step == self._t:
             # The current step is not recorded (yet): keep its values, in a preallocated row, in case close()
@@ -660,7 +666,7 @@ class Recorder:
                     self._stage = torch.empty(MAX_SCALARS, dtype=torch.float64, device=device)
                 self._stage.fill_(math.nan)
                 self._unrecorded = (step, [])
-            _write_values(self._stage, cols, col_list, parts, same)
+            _write_values(self._stage, col_list, parts)
             self._unrecorded[1].extend(col_list)
 
     def _row_of(self, step: int) -> tuple[_Chunk | None, int]:
