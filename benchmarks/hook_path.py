@@ -159,6 +159,51 @@ def per_step(bench: Bench, steps: int, repeats: int, paths=PATHS) -> dict[str, d
             for path in paths}
 
 
+def hook_overhead(bench: Bench, steps: int, repeats: int) -> dict[str, float]:
+    """Seconds per step of the recorder's own work, without training: ``rec.step(); rec.log(loss=loss)``
+    (its GEMMs included) against the probe GEMMs alone into a preallocated buffer; medians of interleaved
+    repeats. Less sensitive to a loaded machine than the whole-loop slopes; chunk writes are excluded by
+    giving the recorder one chunk for all steps."""
+    setup = bench.setup
+    probes = {name: s.probe_matrix() for name, s in setup.sites.items()}
+    buffers = {name: torch.empty((steps + 1, s.weight.shape[0], probes[name].shape[1]), device=bench.device)
+               for name, s in setup.sites.items()}
+    loss = torch.ones((), device=bench.device, requires_grad=True) * 2.0
+    per_step_bytes = sum(s.weight.shape[0] * s.n_columns * 4 for s in setup.sites.values())
+
+    def gemm_alone() -> float:
+        _sync(bench.device)
+        t0 = time.perf_counter()
+        for t in range(steps):
+            for name, s in setup.sites.items():
+                torch.mm(s.weight, probes[name], out=buffers[name][t + 1])
+        _sync(bench.device)
+        return (time.perf_counter() - t0) / steps
+
+    def recorder() -> float:
+        rec = Recorder(bench.workdir / "overhead.zarr", setup.sites, overwrite=True,
+                       chunk_bytes=(steps + 2) * per_step_bytes)
+        rec.open()
+        rec.step()
+        rec.log(loss=loss)  # the first log allocates the chunk's scalar buffer
+        _sync(bench.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            rec.step()
+            rec.log(loss=loss)
+        _sync(bench.device)
+        dt = (time.perf_counter() - t0) / steps
+        rec.close()
+        return dt
+
+    gemm_alone(), recorder()  # warm-up
+    times: dict[str, list[float]] = {"gemm": [], "recorder": []}
+    for _ in range(repeats):
+        times["gemm"].append(gemm_alone())
+        times["recorder"].append(recorder())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def report(label: str, sizes: dict, steps: int, repeats: int, device: str, workdir: Path) -> dict[str, float]:
     """Print one scale's per-step costs and ratios; return the ratios ``hook/floor`` and ``capture/floor``."""
     print(f"\n## {label}: d={sizes['d']} n={sizes['n']} m={sizes['m']}, multi-modal, every step recorded; "
@@ -173,7 +218,12 @@ def report(label: str, sizes: dict, steps: int, repeats: int, device: str, workd
               f"{r['run'] / floor:>10.3f}")
     gemm = res["floor"]["train"] - res["bare"]["train"]
     print(f"probe GEMM alone: {gemm * 1e3:.3f} ms/step ({gemm / res['bare']['train']:.1%} of the bare step)")
-    return {"hook/floor": res["hook"]["train"] / floor, "capture/floor": res["capture"]["train"] / floor,
+    over = hook_overhead(bench, 4 * steps, max(repeats, 5))
+    extra = over["recorder"] - over["gemm"]
+    print(f"recorder alone (rec.step + rec.log, no training): {over['recorder'] * 1e6:.1f} us/step vs the GEMMs "
+          f"alone {over['gemm'] * 1e6:.1f} us/step: {extra * 1e6:+.1f} us of bookkeeping per step, "
+          f"{extra / floor:+.2%} of the floor step")
+    return {"bookkeeping/floor": extra / floor, "hook/floor": res["hook"]["train"] / floor, "capture/floor": res["capture"]["train"] / floor,
             "hook_run/floor": res["hook"]["run"] / floor, "capture_run/floor": res["capture"]["run"] / floor}
 
 
@@ -183,9 +233,14 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda)")
     parser.add_argument("--sections", default="paper,tenx", help="comma-separated subset of paper,tenx")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's); 1 keeps timings sane on an oversubscribed machine")
+    parser.add_argument("--steps", type=int, default=None, help="T of the paper-scale slope (default 200; 10x: T/10)")
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
     args = parser.parse_args(argv)
     dyn.record.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(args.workdir or "runs")
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-hook-", dir=root))
@@ -193,10 +248,11 @@ def main(argv=None) -> int:
           f"cores, device {args.device}")
     try:
         sections = {"paper"} if args.quick else set(args.sections.split(","))
+        steps = args.steps or (50 if args.quick else 200)
         if "paper" in sections:
-            report("paper scale", PAPER, 50 if args.quick else 200, max(args.repeats, 3), args.device, workdir)
+            report("paper scale", PAPER, steps, max(args.repeats, 3), args.device, workdir)
         if "tenx" in sections:
-            report("10x scale", TENX, 25, max(args.repeats, 3), args.device, workdir)
+            report("10x scale", TENX, max(steps // 10, 2), max(args.repeats, 3), args.device, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

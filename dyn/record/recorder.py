@@ -3,8 +3,10 @@
 A :class:`Site` is one weight matrix whose rows are neurons plus its probes: named signal vectors ``μ_k``, the noise
 patches ``ξ_i`` of the training samples (with labels), and optional extra probe sets. The :class:`Recorder` keeps,
 for each recorded step ``t``, ``W(t) @ [μ_1..μ_K | ξ_1..ξ_n | extra]`` in a device buffer (one GEMM into
-preallocated memory, or values the training loop already computed), and hands full chunks to a background thread
-that writes them to the run's zarr store (:mod:`dyn.store`). Nothing is copied to the host on the training thread.
+preallocated memory, or values the training loop already computed: ``record(t, inner=...)``, or a layer's forward
+pass through :meth:`Recorder.capture`), and hands full chunks to a background thread that writes them to the run's
+zarr store (:mod:`dyn.store`). Nothing is copied to the host on the training thread, and a recorded step allocates
+no device memory (chunk buffers are allocated once per chunk).
 
 When to record is a schedule (``every=k`` or any ``step -> bool`` callable); step 0 (initialisation) and the last
 step are always recorded. Steps advance on ``optimizer.step()`` through a post-step hook, or by calling
@@ -173,12 +175,20 @@ class Recorder:
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
 
+    Notes
+    -----
+    Per recorded step the training thread does one ``torch.mm(W, probes, out=row)`` per site (none for a site
+    captured from its forward pass, :meth:`capture`), a few in-place ops for ``track_change`` in a preallocated
+    buffer, and one in-place copy per logged value; no host synchronisation. Logged device values are checked
+    for divergence by the writer thread, host values (Python numbers, CPU tensors) at once.
+
     Attributes
     ----------
     chunk_steps : int
         Recorded steps per stored chunk.
     stats : dict
-        Chunks, bytes, steps written and seconds spent writing (by the writer thread).
+        Chunks, bytes, steps written and seconds spent writing (by the writer thread); ``captured`` and
+        ``fallback``: steps of captured sites taken from a forward pass, and computed instead (:meth:`capture`).
 
     Examples
     --------

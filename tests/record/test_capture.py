@@ -282,3 +282,26 @@ def test_the_old_track_change_path_agrees(tmp_path):
             expected.append(torch.sub(layer.weight.detach(), w0).square().sum(1).numpy())
     ds = xr.open_zarr(tmp_path / "c.zarr", group="w")
     np.testing.assert_allclose(ds["weight_change_sq"].values[1:, :, 0], np.stack(expected), rtol=2e-6, atol=0)  # stored as float32
+
+
+def test_hook_path_benchmark_runs_every_loop(tmp_path):
+    """benchmarks/hook_path.py at a tiny size: every loop runs, the capture loop really captures (no timings)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "benchmarks" / "hook_path.py"
+    spec = importlib.util.spec_from_file_location("hook_path", script)
+    bench_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_mod)
+    bench = bench_mod.Bench(dict(d=30, n=6, n_test=4, m=3), "cpu", tmp_path)
+    res = bench_mod.per_step(bench, 3, 1)
+    assert set(res) == set(bench_mod.PATHS) and all(set(r) == {"train", "run"} for r in res.values())
+    over = bench_mod.hook_overhead(bench, 4, 1)
+    assert over["gemm"] > 0 and over["recorder"] > 0
+    # the capture loop records what the hook loop records (the same training, the same values)
+    bench.run("hook", 4)
+    hook = xr.open_zarr(tmp_path / "hook.zarr", group="h")["noise_inner"].values
+    bench.run("capture", 4)
+    cap = xr.open_zarr(tmp_path / "capture.zarr", group="h")["noise_inner"].values
+    np.testing.assert_allclose(cap, hook, rtol=1e-4, atol=1e-5)
+    assert hook.shape[0] == 5
