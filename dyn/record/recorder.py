@@ -86,8 +86,10 @@ class _Chunk:
         """Write logged values into row ``row``: device tensors by copy, host numbers as scalars (no H2D copy)."""
         if self.scalars is None:
             self.scalars = torch.full((self.capacity, MAX_SCALARS), math.nan, dtype=torch.float64, device=self.device)
-        _write_values(self.scalars[row], col_list, parts)
-        self.logged[row, col_list] = True
+        _write_values(self.scalars.select(0, row), col_list, parts)
+        logged = self.logged[row]
+        for col in col_list:  # scalar assignments: cheaper than numpy fancy indexing for a few columns
+            logged[col] = True
 
 
 def _write_values(target: torch.Tensor, col_list: list[int], parts: list[Any]) -> None:
@@ -433,8 +435,9 @@ class Recorder:
             self._pending = chunk
             chunk = self._current = _Chunk(self.chunk_steps, self._probes)
         row = len(chunk.steps)
+        inner_bufs = chunk.inner
         for spec in self._specs:
-            out = chunk.inner[spec.name][row]
+            out = inner_bufs[spec.name].select(0, row)  # select: cheaper than indexing, the same view
             given = None if inner is None else inner.get(spec.name)
             cap = spec.capture
             if given is not None:
@@ -662,7 +665,7 @@ class Recorder:
         chunk, row = self._row_of(step)
         if chunk is not None:
             logged = chunk.logged[row]
-            if logged[col_list].any():
+            if any(logged[c] for c in col_list):
                 again = [n for n, c in zip(names, col_list) if logged[c]]
                 warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
                               "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
