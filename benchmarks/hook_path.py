@@ -21,6 +21,13 @@ end of the loop (what the training thread pays per step) and ``run`` up to the e
 includes writing the steps, the store's work). Ratios are against the floor (b); only ratios within one run mean
 anything on a noisy machine.
 
+Measured on a shared 2-core CPU box (``--threads 1``; other jobs running, so ranges are wide), three invocations
+each: paper scale, T=200, 5 repeats: hook/floor 0.93-1.18 (median estimator) and 1.02-1.11 (min); capture/floor
+0.72-0.94 (median) and 0.82-0.85 (min); the recorder's own bookkeeping (rec.step + rec.log beyond the GEMMs)
++33 to +97 us per step, 0.9-2.7 % of the floor step. 10x scale, T=10, 3 repeats: hook/floor 0.58-1.12 (median),
+0.97-1.02 (min); capture/floor 0.45-0.74 (median), 0.41-0.88 (min). With torch's default 2 threads on that loaded
+box the paper-scale loop ran ~100x slower (OpenMP threads descheduled), hence ``--threads``.
+
 The functions are importable (``from hook_path import loops, per_step``) by ``benchmarks/record_overhead.py``.
 """
 
