@@ -3,8 +3,10 @@
 A :class:`Site` is one weight matrix whose rows are neurons plus its probes: named signal vectors ``μ_k``, the noise
 patches ``ξ_i`` of the training samples (with labels), and optional extra probe sets. The :class:`Recorder` keeps,
 for each recorded step ``t``, ``W(t) @ [μ_1..μ_K | ξ_1..ξ_n | extra]`` in a device buffer (one GEMM into
-preallocated memory, or values the training loop already computed), and hands full chunks to a background thread
-that writes them to the run's zarr store (:mod:`dyn.store`). Nothing is copied to the host on the training thread.
+preallocated memory, or values the training loop already computed: ``record(t, inner=...)``, or a layer's forward
+pass through :meth:`Recorder.capture`), and hands full chunks to a background thread that writes them to the run's
+zarr store (:mod:`dyn.store`). Nothing is copied to the host on the training thread, and a recorded step allocates
+no device memory (chunk buffers are allocated once per chunk).
 
 When to record is a schedule (``every=k`` or any ``step -> bool`` callable); step 0 (initialisation) and the last
 step are always recorded. Steps advance on ``optimizer.step()`` through a post-step hook, or by calling
@@ -80,6 +82,59 @@ class _Chunk:
         self.scalars[row, cols] = values
         self.logged[row, col_list] = True
 
+    def set_values(self, row: int, col_list: list[int], parts: list[Any]) -> None:
+        """Write logged values into row ``row``: device tensors by copy, host numbers as scalars (no H2D copy)."""
+        if self.scalars is None:
+            self.scalars = torch.full((self.capacity, MAX_SCALARS), math.nan, dtype=torch.float64, device=self.device)
+        _write_values(self.scalars.select(0, row), col_list, parts)
+        logged = self.logged[row]
+        for col in col_list:  # scalar assignments: cheaper than numpy fancy indexing for a few columns
+            logged[col] = True
+
+
+def _write_values(target: torch.Tensor, col_list: list[int], parts: list[Any]) -> None:
+    """Write logged values into a row of the scalar buffer without allocating or copying to/from the host:
+    a device tensor by a copy (cast to float64 on the way), a Python float by a fill with a scalar argument
+    (``target[col] = 0.5`` would allocate a wrapped-number tensor; ``torch.stack(..., out=)`` a temporary)."""
+    for col, value in zip(col_list, parts):
+        if isinstance(value, float):
+            target.select(0, col).fill_(value)
+        else:
+            target.select(0, col).copy_(value)
+
+
+class _SiteSpec:
+    """What recording one site needs at every step, resolved once at open (no per-step dict lookups)."""
+
+    __slots__ = ("name", "weight", "probes", "p", "track", "w0", "scratch", "capture")
+
+    def __init__(self, name: str, site: Site, probes: torch.Tensor, w0: torch.Tensor | None):
+        self.name, self.weight, self.probes, self.p = name, site.weight, probes, probes.shape[1]
+        self.track, self.w0 = site.track_change, w0
+        # ‖w_r − w_r(0)‖² is computed in this preallocated buffer: no (neurons, features) temporary per step.
+        self.scratch = torch.empty_like(site.weight) if site.track_change else None
+        self.capture: _Capture | None = None
+
+
+class _Capture:
+    """Forward capture of one site: the module, the input it was verified on, and the row awaiting values."""
+
+    __slots__ = ("name", "module", "weight", "ptr", "shape", "stride", "version", "rows", "index", "handle",
+                 "pending", "enabled")
+
+    def __init__(self, name: str, module: torch.nn.Module, weight: torch.Tensor, inputs: torch.Tensor,
+                 rows: slice | torch.Tensor | None):
+        self.name, self.module, self.weight = name, module, weight
+        # The forward's input is recognised by its memory, shape and in-place version: the very tensor whose
+        # rows were checked against the probes, unmodified since. Anything else is not the probes.
+        self.ptr, self.shape, self.stride, self.version = (inputs.data_ptr(), tuple(inputs.shape), inputs.stride(),
+                                                         inputs._version)
+        self.rows = rows if not isinstance(rows, torch.Tensor) else None
+        self.index = rows if isinstance(rows, torch.Tensor) else None
+        self.handle = None
+        self.pending: tuple[_Chunk, int, int] | None = None  # (chunk, row, the weight's version at the step)
+        self.enabled = True
+
 
 class Recorder:
     """Record the inner products of every site at every (scheduled) step into a zarr store.
@@ -122,12 +177,20 @@ class Recorder:
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
 
+    Notes
+    -----
+    Per recorded step the training thread does one ``torch.mm(W, probes, out=row)`` per site (none for a site
+    captured from its forward pass, :meth:`capture`), a few in-place ops for ``track_change`` in a preallocated
+    buffer, and one in-place copy per logged value; no host synchronisation. Logged device values are checked
+    for divergence by the writer thread, host values (Python numbers, CPU tensors) at once.
+
     Attributes
     ----------
     chunk_steps : int
         Recorded steps per stored chunk.
     stats : dict
-        Chunks, bytes, steps written and seconds spent writing (by the writer thread).
+        Chunks, bytes, steps written and seconds spent writing (by the writer thread); ``captured`` and
+        ``fallback``: steps of captured sites taken from a forward pass, and computed instead (:meth:`capture`).
 
     Examples
     --------
@@ -212,13 +275,18 @@ class Recorder:
         self._error: BaseException | None = None
         self._diverged: DivergenceError | None = None
         self._hook = None
-        self._unrecorded: tuple[int, Any] = (-1, None)
+        self._unrecorded: tuple[int, list[int]] = (-1, [])  # the unrecorded current step, its logged columns
+        self._stage: torch.Tensor | None = None  # (MAX_SCALARS,) values logged for that step
         self._warned_early_log = False
         self._scalar_cols: dict[str, int] = {}
         self._column_cache: dict[tuple[str, ...], tuple[slice | torch.Tensor, list[int]]] = {}
+        self._captures: dict[str, _Capture] = {}
+        self._waiting: list[_Capture] = []  # captures whose latest recorded row still awaits a forward pass
+        self._pre_hook = None
+        self._specs: list[_SiteSpec] = []
         self._open = False
         self._closed = False
-        self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0}
+        self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0, "captured": 0, "fallback": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> "Recorder":
@@ -247,6 +315,9 @@ class Recorder:
         self._probes = {name: (site, site.probe_matrix()) for name, site in self.sites.items()}
         self._device = next(iter(self.sites.values())).weight.device
         self._w0 = {name: self._initial_weight(name, site) for name, site in self.sites.items() if site.track_change}
+        self._specs = [_SiteSpec(name, site, probes, self._w0.get(name)) for name, (site, probes) in self._probes.items()]
+        for spec in self._specs:
+            spec.capture = self._captures.get(spec.name)
         attrs = {
             "sites": list(self.sites),
             "config": self.config,
@@ -276,6 +347,8 @@ class Recorder:
             self._record(0)
         if self.optimizer is not None:
             self._hook = self.optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+            # Before the weights change, a row still awaiting its forward pass is computed from them (GEMM).
+            self._pre_hook = self.optimizer.register_step_pre_hook(self._before_step)
         return self
 
     def _initial_weight(self, name: str, site: Site) -> torch.Tensor:
@@ -327,6 +400,8 @@ class Recorder:
 
     def step(self) -> None:
         """Advance one training step and record it if the schedule says so (the optimizer hook calls this)."""
+        if self._waiting:
+            self._settle()
         self._t += 1
         if self.schedule(self._t):
             self._record(self._t)
@@ -348,7 +423,11 @@ class Recorder:
         self._record(step, inner)
 
     def _record(self, step: int, inner: Mapping[str, torch.Tensor] | None = None) -> None:
+        # The hot path: one GEMM per site into the preallocated chunk, no host sync, no device allocation.
+        # Site weights are detached and the buffers need no grad, so no autograd context is needed either.
         self._check_alive()
+        if self._waiting:
+            self._settle()
         chunk = self._current
         if chunk is None or chunk.full:
             if self._pending is not None:
@@ -356,22 +435,176 @@ class Recorder:
             self._pending = chunk
             chunk = self._current = _Chunk(self.chunk_steps, self._probes)
         row = len(chunk.steps)
-        with torch.no_grad():
-            for name, (site, probes) in self._probes.items():
-                out = chunk.inner[name][row]
-                p = probes.shape[1]
-                given = None if inner is None else inner.get(name)
-                if given is None:
-                    torch.mm(site.weight, probes, out=out[:, :p])
-                else:
-                    out[:, :p].copy_(given)
-                if site.track_change:
-                    out[:, p] = torch.sub(site.weight, self._w0[name]).square_().sum(1)
+        inner_bufs = chunk.inner
+        for spec in self._specs:
+            out = inner_bufs[spec.name].select(0, row)  # select: cheaper than indexing, the same view
+            given = None if inner is None else inner.get(spec.name)
+            cap = spec.capture
+            if given is not None:
+                out[:, :spec.p].copy_(given.detach())
+            elif cap is not None and cap.enabled:
+                # Taken from the next forward pass if it runs at these very weights; else computed (_settle).
+                cap.pending = (chunk, row, spec.weight._version)
+                self._waiting.append(cap)
+            else:
+                torch.mm(spec.weight, spec.probes, out=out if not spec.track else out[:, :spec.p])
+            if spec.track:
+                torch.sub(spec.weight, spec.w0, out=spec.scratch)
+                spec.scratch.square_()
+                torch.sum(spec.scratch, 1, out=out.select(1, spec.p))
         chunk.steps.append(step)
         self._last_recorded = step
         self._since_flush += 1
         if self.flush_every is not None and self._since_flush > self.flush_every:
             self._flush_all_but_last()
+
+    def capture(self, site: str, module: torch.nn.Module, inputs: torch.Tensor, *,
+                rows: slice | range | Any | None = None) -> None:
+        """Take ``site``'s inner products from ``module``'s forward pass instead of computing them a second time.
+
+        For full-batch loops whose forward pass evaluates the site's layer on its probe vectors: the layer's
+        outputs then *are* ``W @ probes``, and a forward hook copies them into the recording buffer. A step
+        recorded by the optimizer hook (after ``opt.step()``) waits for the next forward pass; its values are
+        taken only when that pass runs on ``inputs`` (the same tensor, unmodified) at exactly the weights of the
+        step (the weight's in-place version counter is unchanged). Otherwise - another input, gradient
+        accumulation over minibatches, no forward before the next ``opt.step()`` or before :meth:`close` - the
+        step is computed with one GEMM before the weights change, so no value ever belongs to other weights.
+        If the weights change outside the optimizer before a forward pass (e.g. a projection after
+        ``opt.step()``), capture is switched off for the site with a warning and that step holds the changed
+        weights' values. ``stats["captured"]`` and ``stats["fallback"]`` count the two outcomes.
+
+        Parameters
+        ----------
+        site : str
+            Name of a site of this recorder.
+        module : torch.nn.Linear
+            A bias-free linear layer whose weight is the site's weight (its output is ``inputs @ W.T``).
+        inputs : torch.Tensor, shape (..., features)
+            The tensor the loop passes to ``module`` at every step; its rows ``rows`` must be the site's probe
+            vectors in recording order (:meth:`Site.probe_matrix` columns: signals, noise, extra). Checked once
+            here (to float tolerance); a one-line :class:`~dyn.ConfigError` otherwise.
+        rows : slice, range or sequence of int, optional
+            Which rows of ``inputs`` (flattened to ``(-1, features)``) are the probes; default all of them.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> x = torch.randn(6, 5)
+        >>> layer = torch.nn.Linear(5, 3, bias=False)
+        >>> opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        >>> site = dyn.Site(layer.weight, signals={"mu": x[0]}, noise=x[1:])
+        >>> rec = dyn.Recorder(os.path.join(tempfile.mkdtemp(), "c.zarr"), {"w": site}, optimizer=opt)
+        >>> rec.capture("w", layer, x)  # row 0 is the signal, rows 1..5 the noise: the site's probe order
+        >>> with rec:
+        ...     for _ in range(3):
+        ...         loss = layer(x).square().mean()
+        ...         opt.zero_grad(); loss.backward(); opt.step(); rec.log(loss=loss)
+        >>> rec.stats["captured"], rec.stats["fallback"]  # steps 0-2 from the forward passes; step 3 at close
+        (3, 1)
+        """
+        if self._closed:
+            raise StoreError(f"recorder for {self.path} is closed")
+        if site not in self.sites:
+            raise ConfigError(f"capture: no site named {site!r} (sites: {', '.join(self.sites)})")
+        if site in self._captures:
+            raise ConfigError(f"capture: site {site!r} is already captured")
+        s = self.sites[site]
+        if not isinstance(module, torch.nn.Linear):
+            raise ConfigError(f"capture: module must be a torch.nn.Linear (its output is inputs @ W.T), got "
+                              f"{type(module).__name__}; other layers are recorded with one GEMM per step")
+        if module.bias is not None:
+            raise ConfigError(f"capture: {site!r}'s layer has a bias, so its outputs are not W @ probes; create it "
+                              "with bias=False or do not capture it")
+        w = module.weight
+        if w.data_ptr() != s.weight.data_ptr() or tuple(w.shape) != tuple(s.weight.shape):
+            raise ConfigError(f"capture: the module's weight is not site {site!r}'s weight")
+        d = s.weight.shape[1]
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or inputs.shape[-1] != d:
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ConfigError(f"capture: inputs must be a tensor (..., {d}) fed to the layer, got {shape}")
+        if inputs.device != s.weight.device or inputs.dtype != s.weight.dtype:
+            raise ConfigError(f"capture: inputs are {inputs.dtype} on {inputs.device}, the weight {s.weight.dtype} on "
+                              f"{s.weight.device}; the layer's outputs would not be the recorded values")
+        flat = inputs.detach().reshape(-1, d)
+        n_rows, n_probes = flat.shape[0], s.n_probes
+        if rows is None:
+            sel: slice | torch.Tensor = slice(0, n_rows)
+        elif isinstance(rows, (slice, range)):
+            r = range(n_rows)[rows] if isinstance(rows, slice) else rows
+            if r.step != 1 or (len(r) and not 0 <= r.start < r.stop <= n_rows):
+                raise ConfigError(f"capture: rows {rows!r} must be a contiguous range inside the {n_rows} input rows")
+            sel = slice(r.start, r.stop)
+        else:
+            try:
+                sel = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=inputs.device).reshape(-1)
+            except (TypeError, ValueError):
+                raise ConfigError(f"capture: rows must be a slice, range or sequence of ints, got {type(rows).__name__}") from None
+            if sel.numel() and not (0 <= int(sel.min()) and int(sel.max()) < n_rows):
+                raise ConfigError(f"capture: rows index outside the {n_rows} input rows")
+        picked = flat[sel]
+        if picked.shape[0] != n_probes:
+            raise ConfigError(f"capture: {picked.shape[0]} input rows selected, site {site!r} has {n_probes} probes")
+        # Checked once, here (setup time): the selected rows must be the probes, in the site's order.
+        probes = s.probe_matrix().T
+        scale = float(probes.abs().max()) if probes.numel() else 1.0
+        if not torch.allclose(picked, probes, rtol=1e-5, atol=1e-6 * max(scale, 1e-30)):
+            raise ConfigError(f"capture: the selected rows of inputs are not site {site!r}'s probe vectors in its "
+                              "recording order (signals, noise, extra); pass rows= or do not capture")
+        cap = _Capture(site, module, s.weight, inputs, sel if isinstance(sel, torch.Tensor) else (
+            None if sel == slice(0, n_rows) else sel))
+        cap.handle = module.register_forward_hook(lambda mod, args, output: self._on_forward(cap, args, output))
+        self._captures[site] = cap
+        for spec in self._specs:
+            if spec.name == site:
+                spec.capture = cap
+
+    def _on_forward(self, cap: _Capture, args: tuple, output: Any) -> None:
+        """Forward hook: fill the awaiting row from the layer's outputs when they are this step's ``W @ probes``."""
+        pending = cap.pending
+        if pending is None or not args:
+            return
+        x = args[0]
+        if (not isinstance(x, torch.Tensor) or x.data_ptr() != cap.ptr or tuple(x.shape) != cap.shape
+                or x.stride() != cap.stride or x._version != cap.version):
+            return  # not the probes (a minibatch, another input, or inputs modified in place): GEMM later
+        chunk, row, version = pending
+        if cap.weight._version != version or not isinstance(output, torch.Tensor) or output.dtype != cap.weight.dtype:
+            return  # other weights (changed after the step) or another dtype (autocast): never recorded
+        y = output.detach().reshape(-1, cap.weight.shape[0])
+        if cap.rows is not None:
+            y = y[cap.rows]
+        elif cap.index is not None:
+            y = y.index_select(0, cap.index)
+        chunk.inner[cap.name][row, :, :y.shape[0]].copy_(y.T)
+        cap.pending = None
+        self._waiting.remove(cap)
+        self.stats["captured"] += 1
+
+    def _before_step(self, *args: Any) -> None:
+        if self._waiting:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Compute every row still awaiting a forward pass with one GEMM, at the weights it belongs to."""
+        for cap in self._waiting:
+            chunk, row, version = cap.pending
+            cap.pending = None
+            spec = next(s for s in self._specs if s.name == cap.name)
+            if spec.weight._version != version and cap.enabled:
+                cap.enabled = False
+                warnings.warn(f"capture: site {cap.name!r}'s weights changed outside optimizer.step() before the "
+                              f"forward pass; step {chunk.steps[row]} holds the changed weights' values and capture "
+                              "is off for this site (one GEMM per step from now on)", stacklevel=3)
+            out = chunk.inner[cap.name][row]
+            torch.mm(spec.weight, spec.probes, out=out[:, :spec.p])
+            if spec.track and spec.weight._version != version:  # the whole row from the same (changed) weights
+                torch.sub(spec.weight, spec.w0, out=spec.scratch)
+                spec.scratch.square_()
+                torch.sum(spec.scratch, 1, out=out.select(1, spec.p))
+            self.stats["fallback"] += 1
+        self._waiting.clear()
 
     def log(self, step: int | None = None, **values: Any) -> None:
         """Log per-step scalars (e.g. ``loss=loss``) for a recorded step; tensors stay on their device.
@@ -397,39 +630,72 @@ class Recorder:
             return
         names = tuple(values)
         device = self._device
-        parts = []
+        # Values stay where they are: a tensor on the recording device is copied into the device buffer (no
+        # host sync); a Python number or a CPU tensor (already on the host) is written as a scalar kernel
+        # argument, never through a host-to-device copy of its own.
+        parts: list[Any] = []
+        on_host = device.type == "cpu"
         for name, value in values.items():
             if isinstance(value, torch.Tensor):
                 if value.dim() != 0:
                     if value.numel() != 1:
                         raise ConfigError(f"log: {name} must be a scalar, got shape {tuple(value.shape)}")
                     value = value.reshape(())
-                parts.append(value.detach())
+                value = value.detach()
+                if value.device != device:
+                    if value.device.type == "cpu":
+                        on_host = True
+                        value = value.item()
+                    else:
+                        value = value.to(device=device, dtype=torch.float64)
             elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                parts.append(torch.tensor(float(value), dtype=torch.float64, device=device))
+                value = float(value)
+                on_host = True
             else:
                 raise ConfigError(f"log: {name} must be a number or a 0-d tensor, got {type(value).__name__}")
-        first = parts[0]
-        if not all(p.dtype == first.dtype and p.device == device for p in parts):
-            parts = [p.to(device=device, dtype=torch.float64) for p in parts]
-        stacked = torch.stack(parts)  # one copy into the buffer below casts to float64
-        if device.type == "cpu" and any(name in self.diverge_on for name in names):
-            for name, value in zip(names, stacked.tolist()):
-                if name in self.diverge_on and not math.isfinite(value):
-                    self._diverge(step, name, value)
+            parts.append(value)
+        if on_host:
+            # Host values are checked at once (reading them costs nothing); device values on the writer thread.
+            for name, value in zip(names, parts):
+                if name in self.diverge_on:
+                    host = value if isinstance(value, float) else value.item() if value.device.type == "cpu" else None
+                    if host is not None and not math.isfinite(host):
+                        self._diverge(step, name, host)
         cols, col_list = self._columns(names)
+        chunk, row = self._row_of(step)
+        if chunk is not None:
+            logged = chunk.logged[row]
+            if any(logged[c] for c in col_list):
+                again = [n for n, c in zip(names, col_list) if logged[c]]
+                warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
+                              "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
+            chunk.set_values(row, col_list, parts)
+            return
+        if step == self._t:
+            # The current step is not recorded (yet): keep its values, in a preallocated row, in case close()
+            # records the final step.
+            if self._stage is None or self._unrecorded[0] != step:
+                if self._stage is None:
+                    self._stage = torch.empty(MAX_SCALARS, dtype=torch.float64, device=device)
+                self._stage.fill_(math.nan)
+                self._unrecorded = (step, [])
+            _write_values(self._stage, col_list, parts)
+            self._unrecorded[1].extend(col_list)
+
+    def _row_of(self, step: int) -> tuple[_Chunk | None, int]:
+        """The buffered chunk and row of a recorded step (the latest one first: the usual case)."""
+        chunk = self._current
+        if chunk is not None and chunk.steps:
+            steps = chunk.steps
+            if steps[-1] == step:
+                return chunk, len(steps) - 1
+            if len(steps) > 1 and steps[-2] == step:
+                return chunk, len(steps) - 2
         for chunk in (self._current, self._pending):
             row = None if chunk is None else chunk.row(step)
             if row is not None:
-                if chunk.logged[row, col_list].any():
-                    again = [n for n, c in zip(names, col_list) if chunk.logged[row, c]]
-                    warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
-                                  "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
-                chunk.set_scalars(row, cols, col_list, stacked)
-                return
-        if step == self._t:
-            # The current step is not recorded (yet): keep its values in case close() records the final step.
-            self._unrecorded = (step, (cols, col_list, stacked))
+                return chunk, row
+        return None, 0
 
     def _columns(self, names: tuple[str, ...]) -> tuple[slice | torch.Tensor, list[int]]:
         """Buffer columns of ``names``: a slice when they are consecutive (one copy per log call)."""
@@ -449,7 +715,13 @@ class Recorder:
         self._column_cache[names] = (cols, col_list)
         return cols, col_list
 
+    def _drop_waiting(self) -> None:
+        for cap in self._waiting:
+            cap.pending = None
+        self._waiting.clear()
+
     def _diverge(self, step: int, name: str, value: float) -> None:
+        self._drop_waiting()  # the rows awaiting values are cut below
         for chunk in (self._pending, self._current):
             if chunk is not None and chunk.steps and chunk.steps[-1] >= step:
                 keep = bisect_left(chunk.steps, step)
@@ -482,6 +754,8 @@ class Recorder:
         Values logged later for steps flushed here are dropped.
         """
         self._check_alive()
+        if self._waiting:
+            self._settle()
         for chunk in (self._pending, self._current):
             if chunk is not None:
                 self._submit(chunk)
@@ -519,6 +793,8 @@ class Recorder:
         """Write every buffered step except the latest ones whose logged values may still arrive (the current
         step, and with ``log_at="previous"`` the one before it)."""
         hold = (2 if self.log_at == "previous" else 1) if hold is None else hold
+        if self._waiting:
+            self._settle()  # rows are copied or handed to the writer below: they must hold their values
         if self._pending is not None:
             self._submit(self._pending)
             self._pending = None
@@ -619,13 +895,24 @@ class Recorder:
             return
         if self._hook is not None:
             self._hook.remove()
+        if self._pre_hook is not None:
+            self._pre_hook.remove()
+        for cap in self._captures.values():
+            if cap.handle is not None:
+                cap.handle.remove()
         if self._diverged is not None:
             status = "diverged"
         elif status != "diverged" and self._last_recorded < self._t and self._error is None:
             self._record(self._t)  # the schedule skipped the final weights: record them anyway
             step, logged = self._unrecorded
-            if step == self._t:
-                self._current.set_scalars(len(self._current.steps) - 1, *logged)
+            if step == self._t and logged:
+                cols = sorted(set(logged))
+                self._current.set_scalars(len(self._current.steps) - 1, torch.tensor(cols, device=self._device),
+                                          cols, self._stage[cols])
+        if self._waiting:
+            if self._error is None and self._diverged is None:
+                self._settle()  # no forward pass comes after the last step
+            self._drop_waiting()
         for chunk in (self._pending, self._current):
             if chunk is not None and self._error is None:
                 self._submit(chunk)
