@@ -1,15 +1,19 @@
-"""Recording overhead, write throughput and the save-the-weights alternative, measured in one process.
+"""Every row of dyn's performance table, measured in one process (issue 14), with a summary at the end.
 
-    python benchmarks/record_overhead.py            # paper scale + 10x scale (~3-5 min on 2 cores)
-    python benchmarks/record_overhead.py --quick    # smaller, ~30 s
+    python benchmarks/record_overhead.py            # every row (~6-10 min on 2 cores)
+    python benchmarks/record_overhead.py --quick    # fewer steps and repeats, ~2-3 min
+    python benchmarks/record_overhead.py --device cuda   # absolute figures on a GPU
 
 Prints ratios measured in this one run (never absolute targets; machines are noisy):
 
-1. recorded / bare training step, paper scale (d=2000, n=100, m=50, both modalities, every step) and 10x scale
-   (d=8000, n=1000, m=200). "recorded" is dyn.train (inner products captured from the forward pass);
-   "hook" is a user-style loop where the recorder's optimizer hook computes W @ probes with one GEMM per site.
-2. store write throughput (StoreWriter.append, compressed zarr) / raw numpy.tofile of the same bytes.
-3. dyn vs the user's alternative: torch.save(W) at every step, then post-hoc inner products: extra time and disk.
+1. whole run at paper scale (d=2000, n=100, m=50, 200 steps, store created and closed): ``dyn.train`` (inner
+   products captured from the forward pass) / the same training unrecorded; per-step slope and fixed cost too.
+2. the user-loop hook path against its floor (the bare loop plus the probe GEMM alone), and forward capture
+   (:mod:`hook_path`).
+3. the fixed cost of creating and closing a store, by phase, at paper and 10x scale (:mod:`store_costs`).
+4. ``StoreWriter.append`` throughput / raw ``numpy.tofile`` of the same bytes (:mod:`store_costs`).
+5. dyn vs the user's alternative, ``torch.save(W)`` at every step then post-hoc inner products: extra time, disk.
+6. runs/s of batched training (:mod:`dyn.setups.huang2024.batched`) vs sequential ``dyn.train`` (:mod:`batched`).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
+
 import dyn
-from dyn.record import DEFAULT_CHUNK_BYTES, Recorder
-from dyn.store import StoreWriter
+from dyn.record import Recorder
 from dyn.setups.huang2024.train import Huang2024Setup
 from dyn.setups.base import store_size
 
@@ -87,74 +92,36 @@ def _posthoc(save_dir, setup, steps):
 
 
 def overhead(label, sizes, steps, repeats, workdir):
-    """Per-step cost by the slope between runs of T and 2T steps (the fixed cost of creating and closing a
-    store cancels), the fixed cost itself, and the whole-run ratio at T steps."""
-    print(f"\n## {label}: d={sizes['d']} n={sizes['n']} m={sizes['m']}, every step recorded; "
-          f"slope between {steps} and {2 * steps} steps, median of {repeats}")
-    print(f"{'modality':<8} {'path':<9} {'bare ms/step':>12} {'rec ms/step':>12} {'step ratio':>10} "
-          f"{'fixed ms':>9} {f'run ratio @{steps}':>15}")
+    """dyn.train recorded vs unrecorded: per-step cost by the slope between runs of T and 2T steps (the fixed cost
+    of creating and closing a store cancels), the fixed cost itself, and the whole-run ratio at T steps.
+    Returns ``{modality: {"step": ratio, "fixed_ms": ms, "run": [whole-run ratio per repeat]}}``."""
+    print(f"\n## {label}: d={sizes['d']} n={sizes['n']} m={sizes['m']}, every step recorded by dyn.train; "
+          f"slope between {steps} and {2 * steps} steps, median of {repeats} interleaved repeats")
+    print(f"{'modality':<8} {'bare ms/step':>12} {'rec ms/step':>12} {'step ratio':>10} {'fixed ms':>9} "
+          f"{f'run ratio @{steps} (median [min-max])':>34}")
     results = {}
     for modality in ("single", "multi"):
         cfgs = {k: dyn.Config(**sizes, steps=k * steps, modality=modality) for k in (1, 2)}
         _bare(cfgs[1])  # warm-up: allocator, kernels, imports
-        times = {(path, k): [] for path in ("bare", "recorded", "hook") for k in (1, 2)}
+        _recorded(cfgs[1], workdir / f"{modality}.zarr")
+        times = {(path, k): [] for path in ("bare", "recorded") for k in (1, 2)}
         for _ in range(repeats):  # interleaved, so drift hits every variant alike
             for k, cfg in cfgs.items():
                 times[("bare", k)].append(_bare(cfg))
                 times[("recorded", k)].append(_recorded(cfg, workdir / f"{modality}.zarr"))
-                times[("hook", k)].append(_hook_loop(cfg, workdir / f"{modality}-hook.zarr")[0])
         med = {key: statistics.median(v) for key, v in times.items()}
         bare_step = (med[("bare", 2)] - med[("bare", 1)]) / steps
-        for path in ("recorded", "hook"):
-            step = (med[(path, 2)] - med[(path, 1)]) / steps
-            fixed = med[(path, 1)] - med[("bare", 1)] - (step - bare_step) * steps
-            run_ratio = med[(path, 1)] / med[("bare", 1)]
-            results[(modality, path)] = step / bare_step
-            print(f"{modality:<8} {path:<9} {bare_step * 1e3:>12.3f} {step * 1e3:>12.3f} {step / bare_step:>10.3f} "
-                  f"{fixed * 1e3:>9.1f} {run_ratio:>15.3f}")
+        step = (med[("recorded", 2)] - med[("recorded", 1)]) / steps
+        fixed = med[("recorded", 1)] - med[("bare", 1)] - (step - bare_step) * steps
+        runs = [r / b for r, b in zip(times[("recorded", 1)], times[("bare", 1)])]
+        results[modality] = {"step": step / bare_step, "fixed_ms": fixed * 1e3, "run": runs}
+        print(f"{modality:<8} {bare_step * 1e3:>12.3f} {step * 1e3:>12.3f} {step / bare_step:>10.3f} "
+              f"{fixed * 1e3:>9.1f} {_range(runs):>34}")
     return results
 
 
-def throughput(workdir, total_mb, m=200, probes=1001):
-    per_step = m * probes * 4
-    chunk_steps = max(DEFAULT_CHUNK_BYTES // per_step, 1)
-    print(f"\n## store write throughput: {total_mb} MiB of float32 inner products, m={m}, {probes} probes per step, "
-          f"{chunk_steps * per_step / 2**20:.1f} MiB chunks (the recorder's default)")
-    n_chunks = max(int(total_mb * (1 << 20) / (per_step * chunk_steps)), 1)
-    rng = np.random.default_rng(0)
-    # Inner products evolve smoothly in time: a random walk is a fair stand-in for compressibility.
-    start = rng.standard_normal((m, probes)).astype(np.float32)
-    chunks = []
-    for _ in range(n_chunks):
-        walk = np.cumsum(rng.standard_normal((chunk_steps, m, probes)).astype(np.float32) * 1e-3, axis=0) + start
-        start = walk[-1]
-        chunks.append(walk)
-    nbytes = sum(c.nbytes for c in chunks)
-
-    raw_path = workdir / "raw.bin"
-    t0 = time.perf_counter()
-    with open(raw_path, "wb") as f:
-        for c in chunks:
-            c.tofile(f)
-    raw = time.perf_counter() - t0
-
-    writer = StoreWriter(workdir / "tp.zarr", overwrite=True)
-    writer.create({"sites": ["h"]}, chunk_steps)
-    writer.add_site("h", coords={"neuron": np.arange(m), "sample": np.arange(probes), "signal": np.array(["mu"])},
-                    step_vars={"noise_inner": ("neuron", "sample")}, static={})
-    t0 = time.perf_counter()
-    step0 = 0
-    for c in chunks:
-        steps = np.arange(step0, step0 + len(c))
-        writer.append(steps, {"h": {"noise_inner": c}}, {})
-        step0 += len(c)
-    store = time.perf_counter() - t0
-    writer.close("complete")
-    disk = store_size(workdir / "tp.zarr")
-    print(f"raw tofile {nbytes / raw / 2**20:8.0f} MiB/s   dyn store {nbytes / store / 2**20:8.0f} MiB/s   "
-          f"ratio {raw / store:.3f}   (compressed to {disk / nbytes:.2f} of raw)")
-    raw_path.unlink()
-    return raw / store
+def _range(values) -> str:
+    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
 
 def alternative(sizes, steps, workdir):
@@ -178,41 +145,92 @@ def alternative(sizes, steps, workdir):
     print(f"disk: alternative {alt_disk / 2**20:.1f} MiB, dyn {dyn_disk / 2**20:.1f} MiB "
           f"(whole store, probes and weights included) -> {alt_disk / dyn_disk:.1f}x less with dyn")
     shutil.rmtree(save_dir)
+    return {"time": alt_extra / dyn_extra, "disk": alt_disk / dyn_disk}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats, for a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
     parser.add_argument("--device", default="cpu", help="torch device for training and recording (e.g. cuda)")
-    parser.add_argument("--sections", default="paper,tenx,throughput,alternative",
-                        help="comma-separated subset of paper,tenx,throughput,alternative")
+    parser.add_argument("--sections", default="paper,hook,store,throughput,alternative,batched",
+                        help="comma-separated subset of paper,hook,store,throughput,alternative,batched,tenx "
+                             "(tenx: the 10x-scale dyn.train and hook rows, slow)")
     args = parser.parse_args(argv)
+    import batched
+    import hook_path
+    import store_costs
+
     PAPER["device"] = TENX["device"] = args.device
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     root = Path(args.workdir or "runs")
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=root))
     print(f"dyn {dyn.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"device {args.device}")
+    sections = set(args.sections.split(","))
+    repeats = 2 if args.quick else args.repeats
+    rows = []  # (what, measured, target)
     try:
-        if args.quick:
-            overhead("paper scale (quick)", PAPER, 50, args.repeats, workdir)
-            throughput(workdir, 64)
-            alternative(PAPER, 60, workdir)
-        else:
-            sections = set(args.sections.split(","))
-            if "paper" in sections:
-                overhead("paper scale", PAPER, 200, args.repeats, workdir)
+        if "paper" in sections:
+            res = overhead("paper scale", PAPER, 50 if args.quick else 200, repeats, workdir)
+            for modality, r in res.items():
+                rows.append((f"whole run, paper scale, {50 if args.quick else 200} steps, dyn.train ({modality}-modal) / bare",
+                             _range(r["run"]) + f" (per step {r['step']:.3f}, fixed {r['fixed_ms']:.0f} ms)", "<= 1.10"))
+        if "tenx" in sections:
+            overhead("10x scale", TENX, 25, max(2, repeats // 2), workdir)
+        if "hook" in sections:
+            steps = 50 if args.quick else 200
+            hook = hook_path.report("paper scale, user loop", {k: v for k, v in PAPER.items() if k != "device"},
+                                    steps, max(repeats, 3), args.device, workdir)
+            rows.append(("user-loop hook path / (bare loop + probe GEMM alone)",
+                         f"{hook['hook/floor']:.3f} median, {hook['hook/floor(min)']:.3f} min of repeats", "<= 1.10"))
+            rows.append(("same, forward capture (Recorder.capture) / floor",
+                         f"{hook['capture/floor']:.3f} median, {hook['capture/floor(min)']:.3f} min", "-"))
             if "tenx" in sections:
-                overhead("10x scale", TENX, 25, max(2, args.repeats // 2), workdir)
-            if "throughput" in sections:
-                throughput(workdir, 512)
-            if "alternative" in sections:
-                alternative(PAPER, 200, workdir)
+                hook_path.report("10x scale, user loop", {k: v for k, v in TENX.items() if k != "device"},
+                                 max(steps // 10, 2), 3, args.device, workdir)
+        if "store" in sections:
+            print()
+            paper = store_costs.create_close(store_costs.PAPER, 5 if args.quick else 7, workdir)
+            ms = {k: [v * 1e3 for v in paper[k]] for k in ("writer", "total", "recorder")}
+            rows.append(("fixed cost of creating and closing a store, paper scale: StoreWriter alone; + host copies "
+                         "and Gram; Recorder open+close (incl. step 0's GEMM)",
+                         "; ".join(f"{statistics.median(v):.0f} [{min(v):.0f}-{max(v):.0f}] ms" for v in ms.values()),
+                         "<= 50 ms"))
+            if not args.quick:
+                tenx = store_costs.create_close(store_costs.TENX, 3, workdir)
+                rec_ms = [v * 1e3 for v in tenx["recorder"]]
+                rows.append(("same, 10x scale (Recorder open+close; ~99 MB of statics)",
+                             f"{statistics.median(rec_ms):.0f} [{min(rec_ms):.0f}-{max(rec_ms):.0f}] ms", "-"))
+        if "throughput" in sections:
+            print()
+            ratios = store_costs.append_throughput(None, 3, workdir=workdir)
+            rows.append(("store write throughput / raw numpy.tofile (8 MiB appends, uncompressed)",
+                         _range(ratios), ">= 0.85"))
+        if "alternative" in sections:
+            alt = alternative(PAPER, 60 if args.quick else 200, workdir)
+            rows.append(("extra time vs torch.save(W) every step + post-hoc inner products", f"{alt['time']:.1f}x less",
+                         ">= 5x less"))
+            rows.append(("disk vs that alternative", f"{alt['disk']:.1f}x less", ">= 15x less"))
+        if "batched" in sections:
+            print("\n## batched runs vs sequential dyn.train (1 torch thread each, as a Dask worker)")
+            for scale in ("paper", "phase"):
+                res = batched.measure(scale="quick" if args.quick else scale, batch_sizes=(8,),
+                                      repeats=1 if args.quick else repeats, sequential_runs=2 if args.quick else 4,
+                                      device=args.device, workdir=workdir)
+                rows.append((f"runs/s, batched B=8 / sequential dyn.train, recorded, {scale} size"
+                             + (" (quick)" if args.quick else ""),
+                             _range(res["speedup"][8]) + f" (bare: {statistics.median(res['batched_bare'][8]):.2f} vs "
+                             f"{statistics.median(res['sequential_bare']):.2f} runs/s)", ">= 10x"))
+                if args.quick:
+                    break
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    print("\n## Summary (issue 14's table; medians [min-max] over repeats within this run)")
+    width = max((len(r[0]) for r in rows), default=10)
+    for what, measured, target in rows:
+        print(f"{what:<{width}}  {measured}   target {target}")
 
 
 if __name__ == "__main__":

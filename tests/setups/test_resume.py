@@ -21,6 +21,13 @@ STEPS = 800
 ARGS = ["--preset", "huang2024-tiny", "--steps", str(STEPS), "--set", "m=6", "--set", "d=120", "--quiet"]
 
 
+# Bitwise comparisons between runs (in this process and in `dyn` subprocesses) need one deterministic GEMM
+# order: one thread everywhere. With several, MKL/OpenMP may split reductions differently when the machine is busy
+# (e.g. MKL_DYNAMIC), and float64 weights then differ in the last bits.
+pytestmark = pytest.mark.usefixtures("one_thread")
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _dyn(*args):
     exe = os.path.join(os.path.dirname(sys.executable), "dyn")
     return [exe, *args]
@@ -29,7 +36,7 @@ def _dyn(*args):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("ref") / "ref.zarr"
-    res = subprocess.run(_dyn("run", *ARGS, "--out", str(path)), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(env=ONE_THREAD, args=_dyn("run", *ARGS, "--out", str(path)), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return dyn.open(path)
 
@@ -56,7 +63,7 @@ def test_sigkill_then_resume(tmp_path, reference, kill_after):
     have finished first: then it must simply be complete and equal to the clean run."""
     path = tmp_path / "run.zarr"
     every = 37
-    proc = subprocess.Popen(_dyn("run", *ARGS, "--out", str(path), "--checkpoint-every", str(every)),
+    proc = subprocess.Popen(env=ONE_THREAD, args=_dyn("run", *ARGS, "--out", str(path), "--checkpoint-every", str(every)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
@@ -73,7 +80,7 @@ def test_sigkill_then_resume(tmp_path, reference, kill_after):
     _assert_prefix_equal(tree, reference)
     if tree.attrs["status"] != "complete":
         assert tree.attrs["status"] == "running"  # recognisably not complete
-        res = subprocess.run(_dyn("run", "--resume", str(path), "--quiet"), capture_output=True, text=True, timeout=600)
+        res = subprocess.run(env=ONE_THREAD, args=_dyn("run", "--resume", str(path), "--quiet"), capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr
     done = dyn.open(path)
     assert done.attrs["status"] == "complete" and done.sizes["step"] == STEPS + 1
@@ -85,9 +92,9 @@ def test_sigkill_then_resume(tmp_path, reference, kill_after):
 def test_resume_refuses_complete_runs(tmp_path, tiny):
     path = tmp_path / "r.zarr"
     dyn.train(tiny(steps=4), path)
-    res = subprocess.run(_dyn("run", "--resume", str(path)), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(env=ONE_THREAD, args=_dyn("run", "--resume", str(path)), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "already complete" in res.stderr
-    res = subprocess.run(_dyn("run", "--resume", str(path), "--steps", "9"), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(env=ONE_THREAD, args=_dyn("run", "--resume", str(path), "--steps", "9"), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "drop --steps" in res.stderr
 
 
@@ -177,7 +184,7 @@ def test_resume_without_a_checkpoint_restarts_from_step_0(tiny, tmp_path, monkey
         dyn.train(cfg, tmp_path / "run.zarr")
     monkeypatch.undo()
     assert "checkpoint_step" not in _attrs(tmp_path / "run.zarr")
-    res = subprocess.run(_dyn("run", "--resume", str(tmp_path / "run.zarr"), "--quiet"), capture_output=True,
+    res = subprocess.run(env=ONE_THREAD, args=_dyn("run", "--resume", str(tmp_path / "run.zarr"), "--quiet"), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     _assert_same_run(tmp_path / "run.zarr", tmp_path / "ref.zarr")
