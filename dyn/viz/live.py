@@ -91,9 +91,12 @@ class Follower:
 
     # -- reading -----------------------------------------------------------------------------------------
     def _open(self, group: str | None) -> xr.Dataset:
+        # The root's consolidated metadata is the store's commit record (schema 2): one consistent length for
+        # every group. The arrays' own zarr.json files lag it while the run writes. Schema-1 stores have no
+        # consolidated metadata while running, and zarr falls back to the arrays' own files.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return xr.open_dataset(self.path, group=group, engine="zarr", consolidated=False, chunks={})
+            return xr.open_dataset(self.path, group=group, engine="zarr", consolidated=None, chunks={})
 
     @staticmethod
     def _aligned(datasets: Iterable[xr.Dataset]) -> int:

@@ -149,3 +149,31 @@ def test_notebook_helper_updates_one_output(tmp_path, monkeypatch):
     snaps = watch_notebook(path, interval=0.01)
     assert snaps[0]["status"] == "complete" and len(shown) == 1  # a finished run: one update, then it returns
     assert "<svg" in shown[0] and "step 4/4" in shown[0]
+
+
+def test_follower_sees_every_committed_step_while_the_run_writes(tmp_path):
+    """The live view reads the commit record (the root's consolidated metadata), not the arrays' own zarr.json
+    files, which the writer brings up to date only at checkpoints and at close (regression: it showed 0 steps)."""
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path / "run.zarr"
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    rec = dyn.Recorder(path, sites={"h": site}, chunk_bytes=4 * 3 * 5 * 4)  # 4 steps per chunk
+    rec.open()
+    try:
+        for _ in range(40):
+            with torch.no_grad():
+                w.add_(0.01)
+            rec.step()
+        rec.flush()
+        deadline = time.monotonic() + 60
+        while read_attrs(path).get("n_recorded", 0) < 41 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the writer thread commits in the background
+        committed = xr.open_datatree(path, engine="zarr")["h"].sizes["step"]
+        assert committed == 41
+        snap = Follower(path).poll()
+        assert snap["steps_recorded"] == committed and snap["step"] == 40
+    finally:
+        rec.close()
