@@ -119,12 +119,15 @@ class _SiteSpec:
 class _Capture:
     """Forward capture of one site: the module, the input it was verified on, and the row awaiting values."""
 
-    __slots__ = ("name", "module", "weight", "ptr", "shape", "stride", "version", "rows", "index", "handle",
-                 "pending", "enabled")
+    __slots__ = ("name", "module", "weight", "inputs", "ptr", "shape", "stride", "version", "rows", "index",
+                 "handle", "pending", "enabled")
 
     def __init__(self, name: str, module: torch.nn.Module, weight: torch.Tensor, inputs: torch.Tensor,
                  rows: slice | torch.Tensor | None):
         self.name, self.module, self.weight = name, module, weight
+        # Held, so that its memory cannot be freed and reused by another tensor of the same shape, which the
+        # address check below would take for the probes.
+        self.inputs = inputs
         # The forward's input is recognised by its memory, shape and in-place version: the very tensor whose
         # rows were checked against the probes, unmodified since. Anything else is not the probes.
         self.ptr, self.shape, self.stride, self.version = (inputs.data_ptr(), tuple(inputs.shape), inputs.stride(),
@@ -471,7 +474,9 @@ class Recorder:
         step is computed with one GEMM before the weights change, so no value ever belongs to other weights.
         If the weights change outside the optimizer before a forward pass (e.g. a projection after
         ``opt.step()``), capture is switched off for the site with a warning and that step holds the changed
-        weights' values. ``stats["captured"]`` and ``stats["fallback"]`` count the two outcomes.
+        weights' values. ``stats["captured"]`` and ``stats["fallback"]`` count the two outcomes. The recorder
+        holds ``inputs`` (its memory cannot be reused by another tensor). Writes through ``tensor.data`` bypass
+        torch's version counters: do not change ``inputs`` or the weights that way while capturing.
 
         Parameters
         ----------

@@ -305,3 +305,35 @@ def test_hook_path_benchmark_runs_every_loop(tmp_path):
     cap = xr.open_zarr(tmp_path / "capture.zarr", group="h")["noise_inner"].values
     np.testing.assert_allclose(cap, hook, rtol=1e-4, atol=1e-5)
     assert hook.shape[0] == 5
+
+
+def test_a_fresh_input_at_a_reused_address_is_not_taken_for_the_probes(tmp_path):
+    """The recorder holds the captured input, so a new tensor of the same shape (augmented inputs, here) cannot be
+    allocated at its address and pass for the probes; those steps fall back to the GEMM (review finding)."""
+    torch.manual_seed(0)
+    d, n = 200, 2000
+    mu, xi = torch.randn(1, d), torch.randn(n - 1, d)
+    layer = torch.nn.Linear(d, 3, bias=False)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    site = dyn.Site(layer.weight, signals={"mu": mu[0]}, noise=xi)
+    path = tmp_path / "c.zarr"
+    rec = dyn.Recorder(path, {"w": site}, optimizer=opt)
+    x = torch.cat([mu, xi])
+    rec.capture("w", layer, x)
+    weights = []
+    with rec:
+        weights.append(layer.weight.detach().clone())
+        for _ in range(4):
+            del x  # the loop's last reference: only the recorder's keeps its memory from being reused
+            x = torch.cat([mu * 1.5, xi * 1.5])
+            loss = layer(x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            weights.append(layer.weight.detach().clone())
+    probes = torch.cat([mu, xi]).T
+    tree = xr.open_datatree(path, engine="zarr")["w"]
+    got = np.concatenate([tree["signal_inner"].values, tree["noise_inner"].values], axis=2)
+    want = np.stack([(w @ probes).numpy() for w in weights])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert rec.stats["captured"] == 0
