@@ -429,24 +429,61 @@ class StoreWriter:
         if k == 0:
             return
         start, stop = self.n_recorded, self.n_recorded + k
-        with io_errors(str(self.path)):
-            for name in scalars:
-                if ("", name) not in self._step_arrays:
+        # Check everything before writing anything: a refused append leaves the store as it was.
+        for name in scalars:
+            if name != "step" and ("", name) in self._step_arrays:
+                continue
+            if name in ("step", CHECKPOINT_GROUP) or name in self._meta or not name or "/" in name or \
+                    name.startswith("."):
+                raise StoreError(f"cannot log a scalar named {name!r}: the name is taken by the run's layout "
+                                 "(a site or group, 'step' or '_checkpoint')")
+        rows: dict[str, np.ndarray] = {}
+        for (group, var), path in self._step_arrays.items():
+            if var == "step":
+                values = np.asarray(steps)
+            elif group == "":
+                values = scalars.get(var)
+                values = np.full(k, np.nan) if values is None else np.asarray(values, np.float64)
+            else:
+                try:
+                    values = np.asarray(inner[group][var])
+                except KeyError:
+                    raise StoreError(f"append: no values for {path}") from None
+            rows[path] = values
+        for name in scalars:
+            if ("", name) not in self._step_arrays:
+                rows[name] = np.asarray(scalars[name], np.float64)
+        for path, values in rows.items():
+            spec = self._arrays.get(path)
+            want = (k, *spec.shape[1:]) if spec is not None else (k,)
+            if values.shape != want:
+                raise StoreError(f"append: {path} got values of shape {values.shape}, expected {want} "
+                                 f"({k} steps)")
+        new_scalars = [name for name in scalars if ("", name) not in self._step_arrays]
+        try:
+            with io_errors(str(self.path)):
+                for name in new_scalars:
                     spec = self._step_array("", name, (), np.float64)
                     spec.append(self.path / name, 0, np.full(start, np.nan))
-            for (group, var), path in self._step_arrays.items():
-                if var == "step":
-                    values = np.asarray(steps)
-                elif group == "":
-                    values = scalars.get(var)
-                    values = np.full(k, np.nan) if values is None else np.asarray(values, np.float64)
-                else:
-                    values = np.asarray(inner[group][var])
-                spec = self._arrays[path]
-                spec.append(self.path / path, start, values)
-                spec.shape = (stop, *spec.shape[1:])
-                self._meta[path] = spec.meta()
-                self._stale_meta.add(path)
+                for path, values in rows.items():
+                    self._arrays[path].append(self.path / path, start, values)
+        except BaseException:
+            # Nothing of this append is committed: forget what it changed in memory, so that a later commit
+            # (close after a failed append) shows the last good state and the next append starts from it.
+            for name in new_scalars:
+                self._step_arrays.pop(("", name), None)
+                self._arrays.pop(name, None)
+                self._meta.pop(name, None)
+                self._stale_meta.discard(name)
+            for path in self._step_arrays.values():
+                self._arrays[path].forget_tail()
+            raise
+        # every write succeeded: only now grow the shapes the next commit shows
+        for path in rows:
+            spec = self._arrays[path]
+            spec.shape = (stop, *spec.shape[1:])
+            self._meta[path] = spec.meta()
+            self._stale_meta.add(path)
         self.n_recorded = stop
         self.last_step = int(steps[-1])
         self._commit()

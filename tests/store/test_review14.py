@@ -1,0 +1,88 @@
+"""Regression tests for defects of the native zarr v3 writer found by review (each failed before its fix)."""
+from __future__ import annotations
+
+import errno
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dyn.store.v3 as v3
+from dyn.errors import StoreError
+from dyn.store.writer import StoreWriter
+
+COORDS = {"neuron": np.arange(2), "sample": np.arange(3), "signal": np.array(["mu"])}
+VARS = {"noise_inner": ("neuron", "sample"), "signal_inner": ("neuron", "signal")}
+
+
+def _inner(a, b, sample=3):
+    return {"h": {"noise_inner": np.ones((b - a, 2, sample), np.float32),
+                  "signal_inner": np.ones((b - a, 2, 1), np.float32)}}
+
+
+def _writer(path, **kw):
+    w = StoreWriter(path, **kw)
+    w.create({"sites": ["h"]}, chunk_steps=4)
+    w.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    return w
+
+
+def _committed_lengths(path):
+    cm = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+    return {k: v["shape"][0] for k, v in cm.items()
+            if v.get("node_type") == "array" and (v.get("dimension_names") or [""])[0] == "step"}
+
+
+def test_a_failed_append_then_close_commits_the_last_good_state(tmp_path, monkeypatch):
+    path = tmp_path / "run.zarr"
+    w = _writer(path)
+    w.append(np.arange(4), _inner(0, 4), {"loss": np.zeros(4)})
+    real = v3.write_chunk
+
+    def failing(p, *a, **k):
+        if "signal_inner" in str(p):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(p, *a, **k)
+
+    monkeypatch.setattr(v3, "write_chunk", failing)
+    with pytest.raises(StoreError):
+        w.append(np.arange(4, 8), _inner(4, 8), {"loss": np.zeros(4), "new": np.ones(4)})
+    monkeypatch.setattr(v3, "write_chunk", real)
+    w.append(np.arange(4, 6), _inner(4, 6), {"loss": np.arange(2.0)})  # continues from the good state
+    w.close("interrupted", error="write failed")
+    assert set(_committed_lengths(path).values()) == {6}
+    tree = xr.open_datatree(path, engine="zarr")
+    assert tree["h"]["noise_inner"].shape == (6, 2, 3)
+    np.testing.assert_array_equal(tree["loss"].values, [0, 0, 0, 0, 0, 1])
+    assert "new" not in tree
+
+
+@pytest.mark.parametrize("bad", [
+    dict(scalars={"loss": np.zeros(2)}),  # fewer values than steps
+    dict(inner=_inner(0, 5, sample=2)),  # wrong row shape
+])
+def test_append_refuses_values_of_the_wrong_shape_and_writes_nothing(tmp_path, bad):
+    path = tmp_path / "run.zarr"
+    w = _writer(path)
+    w.append(np.arange(3), _inner(0, 3), {"loss": np.arange(3.0)})
+    before = (path / "zarr.json").read_bytes()
+    with pytest.raises(StoreError, match="shape"):
+        w.append(np.arange(3, 8), bad.get("inner", _inner(3, 8)), bad.get("scalars", {"loss": np.zeros(5)}))
+    assert (path / "zarr.json").read_bytes() == before
+    w.close("complete")
+    assert xr.open_datatree(path, engine="zarr")["h"]["noise_inner"].shape == (3, 2, 3)
+
+
+@pytest.mark.parametrize("name", ["h", "step", "_checkpoint"])
+def test_a_scalar_named_like_the_layout_is_refused(tmp_path, name):
+    path = tmp_path / "run.zarr"
+    w = _writer(path)
+    before = (path / "zarr.json").read_bytes()
+    with pytest.raises(StoreError, match="cannot log a scalar"):
+        w.append(np.arange(2), _inner(0, 2), {name: np.zeros(2)})
+    assert (path / "zarr.json").read_bytes() == before
+    assert name != "_checkpoint" or not (path / name).exists()
+    w.append(np.arange(2), _inner(0, 2), {})
+    w.close("complete")
+    assert xr.open_datatree(path, engine="zarr")["h"]["noise_inner"].shape == (2, 2, 3)
