@@ -136,16 +136,19 @@ def alternative(sizes, steps, workdir):
     train_save, setup = _hook_loop(cfg, None, save_dir=str(save_dir))
     post = _posthoc(str(save_dir), setup, steps)
     alt_extra = train_save - bare + post
-    dyn_extra = max(rec - bare, 1e-9)
+    # dyn's extra time is the difference of two noisy medians; below 1% of the bare run it is noise, not a cost
+    floor = 0.01 * bare
+    dyn_extra = max(rec - bare, floor)
+    at_least = ">= " if rec - bare < floor else ""
     alt_disk = sum(f.stat().st_size for f in save_dir.iterdir())
     dyn_disk = store_size(workdir / "alt.zarr")
     print(f"extra time over bare training: alternative {alt_extra:.3f} s (save {train_save - bare:.3f} s + "
-          f"post-hoc {post:.3f} s), dyn {rec - bare:.3f} s  -> {alt_extra / dyn_extra:.1f}x less with dyn")
+          f"post-hoc {post:.3f} s), dyn {rec - bare:.3f} s  -> {at_least}{alt_extra / dyn_extra:.1f}x less with dyn")
     print(f"total time: alternative {bare + alt_extra:.3f} s, dyn {rec:.3f} s -> {(bare + alt_extra) / rec:.2f}x")
     print(f"disk: alternative {alt_disk / 2**20:.1f} MiB, dyn {dyn_disk / 2**20:.1f} MiB "
           f"(whole store, probes and weights included) -> {alt_disk / dyn_disk:.1f}x less with dyn")
     shutil.rmtree(save_dir)
-    return {"time": alt_extra / dyn_extra, "disk": alt_disk / dyn_disk}
+    return {"time": alt_extra / dyn_extra, "at_least": at_least, "disk": alt_disk / dyn_disk}
 
 
 def main(argv=None):
@@ -210,7 +213,7 @@ def main(argv=None):
                          _range(ratios), ">= 0.85"))
         if "alternative" in sections:
             alt = alternative(PAPER, 60 if args.quick else 200, workdir)
-            rows.append(("extra time vs torch.save(W) every step + post-hoc inner products", f"{alt['time']:.1f}x less",
+            rows.append(("extra time vs torch.save(W) every step + post-hoc inner products", f"{alt['at_least']}{alt['time']:.1f}x less",
                          ">= 5x less"))
             rows.append(("disk vs that alternative", f"{alt['disk']:.1f}x less", ">= 15x less"))
         if "batched" in sections:

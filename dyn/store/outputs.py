@@ -140,15 +140,19 @@ def foreign_in_store(root: Path) -> list[str]:
                 out.append(os.path.join(*rel))
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel))
-            elif not _zarr_file(rel):
+            elif not _zarr_file(rel, os.path.isfile(os.path.join(folder, "zarr.json"))):
                 out.append(os.path.join(*rel))
     return sorted(out)
 
 
-def _zarr_file(rel: Path | tuple[str, ...]) -> bool:
+def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
+    """Whether ``rel`` (inside a zarr store) names one of zarr's files; ``beside_meta``: a ``zarr.json`` is in the
+    same folder (then ``c`` is the one chunk file of a 0-d array)."""
     parts = rel.parts if isinstance(rel, Path) else rel
     name, parents = parts[-1], parts[:-1]
     if name == "zarr.json" or _TEMP.fullmatch(name):
+        return True
+    if name == "c" and beside_meta and "c" not in parents:
         return True
     if "c" not in parents:
         return False

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,12 +109,33 @@ def write_chunk(path: Path, data: Any, visible: bool = True, size: int | None = 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileNotFoundError:
-        os.makedirs(path.parent, exist_ok=True)
+        _make_folder(path.parent)
+        return write_chunk(path, data, visible, size)
+    except NotADirectoryError:  # an overwritten store had a chunk file where this one needs a folder ("c")
+        _make_folder(path.parent)
         return write_chunk(path, data, visible, size)
     except FileExistsError:
-        os.unlink(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)  # an overwritten store had chunk folders where this one has a file (0-d "c")
+        else:
+            os.unlink(path)
         return write_chunk(path, data, visible, size)
     _put(fd, data, size)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` (with its parents) for a chunk no commit shows yet; a file of an overwritten store in the
+    way (the chunk file ``c`` of a 0-d array where this one needs the folder ``c``) is removed first."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return
+    except (FileExistsError, NotADirectoryError):
+        pass
+    for parent in (folder, *folder.parents):
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            os.unlink(parent)
+            break
+    os.makedirs(folder, exist_ok=True)
 
 
 def group_meta(attrs: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -86,3 +86,17 @@ def test_a_scalar_named_like_the_layout_is_refused(tmp_path, name):
     w.append(np.arange(2), _inner(0, 2), {})
     w.close("complete")
     assert xr.open_datatree(path, engine="zarr")["h"]["noise_inner"].shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("first, second", [(np.array(3.0), np.array([1.0, 2.0])),
+                                           (np.array([1.0, 2.0]), np.array(3.0)),
+                                           (np.array([1.0, 2.0]), np.ones((2, 2)))])
+def test_overwrite_with_another_rank_at_the_same_path(tmp_path, first, second):
+    path = tmp_path / "run.zarr"
+    for i, val in enumerate((first, second)):
+        w = StoreWriter(path, overwrite=bool(i))
+        w.create({"sites": []}, chunk_steps=4)
+        w.write_group("g", {"x": (("a", "b")[:val.ndim], val)})
+        w.append(np.arange(2), {}, {"loss": np.zeros(2)})
+        w.close("complete")
+        np.testing.assert_array_equal(xr.open_datatree(path, engine="zarr")["g"]["x"].values, val)
