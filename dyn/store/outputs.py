@@ -36,13 +36,17 @@ from ..errors import ConfigError, DynError, StoreError, WriteError
 from .reader import read_attrs
 
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
-           "save_figure", "atomic_write", "io_errors", "foreign_in_store"]
+           "save_figure", "atomic_write", "io_errors", "foreign_in_store", "zarr_files",
+           "SWEEP_LIST"]
 
 #: Kinds of output, as named in messages.
 KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
          "export": "export file", "sweep": "sweep folder"}
 #: The mark dyn leaves in its result folders (and, as ``.<name>.dyn-output.json``, beside its export files).
 MARKER = ".dyn-output.json"
+#: File inside a run store being overwritten: the earlier store's files that the sweep at close may remove
+#: (:meth:`dyn.store.writer.StoreWriter.close`), kept there so a resumed run still sweeps them.
+SWEEP_LIST = ".dyn-sweep.json"
 #: Files of a sweep folder besides ``runs/`` (:mod:`dyn.experiments.sweep`).
 SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
 # zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
@@ -145,12 +149,35 @@ def foreign_in_store(root: Path) -> list[str]:
     return sorted(out)
 
 
+def zarr_files(root: Path) -> list[str]:
+    """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that look like zarr's own (see
+    :func:`foreign_in_store`); links and anything else are left out."""
+    out = []
+    stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
+    while stack:
+        folder, parts = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        meta = any(e.name == "zarr.json" for e in entries)
+        for entry in entries:
+            rel = (*parts, entry.name)
+            if entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, rel))
+            elif _zarr_file(rel, meta):
+                out.append("/".join(rel))
+    return out
+
+
 def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
     """Whether ``rel`` (inside a zarr store) names one of zarr's files; ``beside_meta``: a ``zarr.json`` is in the
     same folder (then ``c`` is the one chunk file of a 0-d array)."""
     parts = rel.parts if isinstance(rel, Path) else rel
     name, parents = parts[-1], parts[:-1]
-    if name == "zarr.json" or _TEMP.fullmatch(name):
+    if name == "zarr.json" or _TEMP.fullmatch(name) or parts == (SWEEP_LIST,):
         return True
     if name == "c" and beside_meta and "c" not in parents:
         return True

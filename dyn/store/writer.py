@@ -85,7 +85,7 @@ import zarr
 
 from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
-from .outputs import atomic_write, claim_output, foreign_in_store, io_errors, make_parents
+from .outputs import SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents, zarr_files
 from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
@@ -194,6 +194,7 @@ class StoreWriter:
         self._prepared = False
         self._live = False  # created or reopened: close() commits
         self._reused = False  # files of an earlier store may remain: close() removes what this one does not use
+        self._old: set[str] = set()  # those files (relative paths, zarr's own only): the only ones close() may remove
         self.chunk_steps = 0
         self.n_recorded = 0
         self.last_step = -1
@@ -248,12 +249,14 @@ class StoreWriter:
         """
         if self._lock_fd is not None:
             self._check_clean()
+            self._note_old_files()
             self._reused = self._prepared = True
             return
         if self.path.exists():
             self._lock_fd = self._lock(self.path)  # never delete a store another process is writing
             try:
                 claim_output(self.path, kind="run", overwrite=True)  # checked again, under the lock
+                self._note_old_files()
             except BaseException:
                 self.release()
                 raise
@@ -266,6 +269,23 @@ class StoreWriter:
                 raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
             self._lock_fd = self._lock(self.path)
         self._created = self._prepared = True
+
+    def _note_old_files(self) -> None:
+        """Record the files of the earlier store (zarr's own only) in :data:`SWEEP_LIST` inside it: the sweep at
+        :meth:`close` removes only these (never a file added since), and a run killed before its close and resumed
+        still finds them (a pending list of a store restarted before is kept too)."""
+        self._old = set(self._pending_sweep()) | set(zarr_files(self.path))
+        self._old.discard(SWEEP_LIST)
+        with io_errors(str(self.path)):
+            write_file(self.path / SWEEP_LIST, _dumps({"dyn_sweep": sorted(self._old)}))
+
+    def _pending_sweep(self) -> list[str]:
+        """The files of an overwritten store that a run of this store has not swept yet (from :data:`SWEEP_LIST`)."""
+        try:
+            paths = json.loads((self.path / SWEEP_LIST).read_text())["dyn_sweep"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
     def _check_clean(self) -> None:
         foreign = foreign_in_store(self.path)
@@ -556,6 +576,8 @@ class StoreWriter:
             self._sync_step_meta()
         self.n_recorded = keep
         self.last_step = int(steps[keep - 1]) if keep else -1
+        self._old = set(self._pending_sweep())  # an overwrite killed before its close: its sweep is still due
+        self._reused = self._reused or bool(self._old)
         self._live = True
         self._commit(**{**(attrs or {}), "status": "running", "resumed": _now()})
         return dict(self.attrs)
@@ -630,7 +652,7 @@ class StoreWriter:
             if rel == CHECKPOINT_GROUP:
                 for name in dirnames:
                     if name not in self._slot_arrays and name != keep_slot:
-                        shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
+                        self._discard(os.path.join(dirpath, name))
                 dirnames[:] = []  # slots are rewritten whole by write_checkpoint
                 continue
             spec = self._arrays.get(rel)
@@ -643,14 +665,34 @@ class StoreWriter:
             for name in list(dirnames):
                 child = f"{rel}/{name}".lstrip("/")
                 if child not in self._meta and not (rel == "" and name == CHECKPOINT_GROUP):
-                    shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
+                    self._discard(os.path.join(dirpath, name))
                     dirnames.remove(name)
             for name in filenames:
                 if name != "zarr.json":
-                    _unlink(os.path.join(dirpath, name))
+                    self._discard(os.path.join(dirpath, name))
+        _unlink(str(self.path / SWEEP_LIST))  # swept: nothing of the earlier store is left to remove
 
-    @staticmethod
-    def _remove_outside_grid(folder: Path, spec: ArraySpec) -> None:
+    def _discard(self, path: str) -> None:
+        """Remove the file or folder ``path`` of the earlier store: only the files listed when it was reused
+        (zarr's own), then the folders left empty. Anything else (added since, or not zarr's) stays."""
+        rel = os.path.relpath(path, self.path).replace(os.sep, "/")
+        if rel == SWEEP_LIST:
+            return
+        if not os.path.isdir(path) or os.path.islink(path):
+            if rel in self._old:
+                _unlink(path)
+            return
+        for dirpath, _, filenames in os.walk(path, topdown=False):
+            base = os.path.relpath(dirpath, self.path).replace(os.sep, "/")
+            for name in filenames:
+                if f"{base}/{name}" in self._old:
+                    _unlink(os.path.join(dirpath, name))
+            try:
+                os.rmdir(dirpath)
+            except OSError:  # not empty: holds something that was not the earlier store's
+                pass
+
+    def _remove_outside_grid(self, folder: Path, spec: ArraySpec) -> None:
         """Remove from an array's folder everything but its zarr.json and the chunk files of its grid."""
         counts = [-(-n // c) for n, c in zip(spec.shape, spec.chunks)]
 
@@ -660,26 +702,36 @@ class StoreWriter:
                 last = level + 1 == len(counts)
                 if entry.is_dir(follow_symlinks=False) and inside and not last:
                     prune(entry.path, level + 1)
-                elif entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                elif not (inside and last):
-                    _unlink(entry.path)
+                elif entry.is_dir(follow_symlinks=False) or not (inside and last):
+                    self._discard(entry.path)
 
         for entry in os.scandir(folder):
             if entry.name == "zarr.json" or (entry.name == "c" and not spec.shape and entry.is_file()):
                 continue  # a 0-d array's one chunk is the file "c"
             if entry.name == "c" and entry.is_dir(follow_symlinks=False) and spec.shape:
                 prune(entry.path, 0)
-            elif entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
             else:
-                _unlink(entry.path)
+                self._discard(entry.path)
 
     def abort(self) -> None:
         """Remove a store whose creation failed, if this writer created (or emptied) it; anything else is left."""
         self.release()
         if self._created and self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
+            if not self._reused:
+                shutil.rmtree(self.path, ignore_errors=True)
+                return
+            # a store that was overwritten: remove zarr's files (the earlier store's and this one's), keep anything
+            # added since it was checked, with the folders that hold it
+            keep = set(foreign_in_store(self.path))
+            for dirpath, _, filenames in os.walk(self.path, topdown=False):
+                for name in filenames:
+                    rel = os.path.relpath(os.path.join(dirpath, name), self.path)
+                    if rel not in keep:
+                        _unlink(os.path.join(dirpath, name))
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
 
 
 def _write_meta(path: Path, data: bytes, visible: bool) -> None:

@@ -100,3 +100,57 @@ def test_overwrite_with_another_rank_at_the_same_path(tmp_path, first, second):
         w.append(np.arange(2), {}, {"loss": np.zeros(2)})
         w.close("complete")
         np.testing.assert_array_equal(xr.open_datatree(path, engine="zarr")["g"]["x"].values, val)
+
+
+def _old_store(path):
+    w = StoreWriter(path)
+    w.create({"sites": ["h", "g"]}, chunk_steps=4)
+    w.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    w.add_site("g", coords=COORDS, step_vars=VARS, static={})
+    w.append(np.arange(20), {**_inner(0, 20), "g": _inner(0, 20)["h"]}, {"loss": np.zeros(20), "old": np.zeros(20)})
+    w.close("complete")
+
+
+def test_overwrite_close_leaves_files_added_during_the_run(tmp_path):
+    path = tmp_path / "run.zarr"
+    _old_store(path)
+    w = StoreWriter(path, overwrite=True)
+    w.create({"sites": ["h"]}, chunk_steps=4)
+    w.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    (path / "notes.txt").write_text("user data\n")
+    (path / "g" / "my_analysis.csv").write_text("user data\n")  # in a group the new store does not use
+    (path / "h" / "noise_inner" / "c" / "9").mkdir(parents=True)
+    (path / "h" / "noise_inner" / "c" / "9" / "0").write_text("zarr-like but not the old store's\n")
+    w.append(np.arange(2), _inner(0, 2), {"loss": np.zeros(2)})
+    w.close("complete")
+    assert (path / "notes.txt").is_file() and (path / "g" / "my_analysis.csv").is_file()
+    assert (path / "h" / "noise_inner" / "c" / "9" / "0").is_file()
+    assert not (path / "g" / "zarr.json").exists() and not (path / "old").exists()  # the old store's files go
+    assert not (path / "h" / "noise_inner" / "c" / "1").exists()
+
+
+def test_an_overwrite_killed_after_a_checkpoint_sweeps_the_old_files_when_resumed(tmp_path):
+    path = tmp_path / "run.zarr"
+    _old_store(path)
+    new = StoreWriter(path, overwrite=True)
+    new.create({"sites": ["h"]}, chunk_steps=4)
+    new.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    new.append(np.arange(6), _inner(0, 6), {"loss": np.zeros(6)})
+    new.write_checkpoint(6, {"w": (("a",), np.arange(3.0))})
+    new.release()  # killed here: no close
+    res = StoreWriter(path, append=True)
+    res.reopen(6)
+    res.append(np.arange(6, 10), _inner(6, 10), {"loss": np.zeros(4)})
+    res.close("complete")
+    assert sorted(p.name for p in path.iterdir()) == ["h", "loss", "step", "zarr.json"]
+    assert sorted(xr.open_datatree(path, engine="zarr", consolidated=False).children) == ["h"]
+
+
+def test_abort_of_an_overwritten_store_keeps_files_added_since(tmp_path):
+    path = tmp_path / "run.zarr"
+    _old_store(path)
+    w = StoreWriter(path, overwrite=True)
+    w.prepare()
+    (path / "g" / "notes.txt").write_text("user data\n")
+    w.abort()
+    assert [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()] == ["g/notes.txt"]
