@@ -38,7 +38,10 @@ changed and released by the OS when the process dies, so a crash never leaves a 
 
 An overwritten store is not emptied first: the new store is written over the old files (a root ``zarr.json``
 with nothing committed comes first, so none of them is visible), and :meth:`StoreWriter.close` removes what the
-new store did not use. Emptying first cost a walk and hundreds of unlink/rmdir calls before the first step.
+new store did not use. Emptying first cost a walk and hundreds of unlink/rmdir calls before the first step. Only
+the old store's own files are ever removed: their list is taken when the store is reused and saved inside it
+(``.dyn-sweep.json``, until the sweep is done), so files added during the run stay, and a run killed before its
+close and resumed still sweeps them.
 
 Codec
 -----
@@ -643,8 +646,8 @@ class StoreWriter:
 
     def _remove_unused(self) -> None:
         """Remove the files of an earlier store (overwritten or restarted) that this one does not use: nodes it
-        did not write, and chunks outside its arrays' grids. Only zarr's files are ever there (checked before
-        the store was reused), and none of them is shown by the commit."""
+        did not write, and chunks outside its arrays' grids. Only files listed when the store was reused (zarr's
+        own, see :meth:`_note_old_files`) are removed, none of them shown by the commit; anything else stays."""
         keep_slot = self.attrs.get("checkpoint_slot")
         for dirpath, dirnames, filenames in os.walk(self.path):
             rel = os.path.relpath(dirpath, self.path)
