@@ -125,12 +125,10 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def foreign_in_store(root: Path) -> list[str]:
-    """Paths inside the zarr store ``root`` that zarr did not write: anything but ``zarr.json`` metadata, chunk
-    files (``.../c/<i>/<j>...``), zarr's temporary files, and folders holding them; links are always foreign."""
+def _walk_store(root: Path):
+    """``(relative parts, is a link, is one of zarr's files)`` for every file or link below the store ``root``."""
     # os.scandir and tuples of names, not pathlib: a run store holds hundreds of files, and this walk runs on
     # every overwrite (pathlib cost ~25 ms per walk at paper scale)
-    out = []
     stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
     while stack:
         folder, parts = stack.pop()
@@ -138,38 +136,27 @@ def foreign_in_store(root: Path) -> list[str]:
             entries = list(os.scandir(folder))
         except OSError:  # vanished or unreadable: skipped, as os.walk does
             continue
+        meta = any(e.name == "zarr.json" for e in entries)
         for entry in entries:
             rel = (*parts, entry.name)
             if entry.is_symlink():
-                out.append(os.path.join(*rel))
+                yield rel, True, False
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel))
-            elif not _zarr_file(rel, os.path.isfile(os.path.join(folder, "zarr.json"))):
-                out.append(os.path.join(*rel))
-    return sorted(out)
+            else:
+                yield rel, False, _zarr_file(rel, meta)
+
+
+def foreign_in_store(root: Path) -> list[str]:
+    """Paths inside the zarr store ``root`` that zarr did not write: anything but ``zarr.json`` metadata, chunk
+    files (``.../c/<i>/<j>...``), zarr's temporary files, and folders holding them; links are always foreign."""
+    return sorted(os.path.join(*rel) for rel, link, own in _walk_store(root) if link or not own)
 
 
 def zarr_files(root: Path) -> list[str]:
     """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that look like zarr's own (see
     :func:`foreign_in_store`); links and anything else are left out."""
-    out = []
-    stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
-    while stack:
-        folder, parts = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        meta = any(e.name == "zarr.json" for e in entries)
-        for entry in entries:
-            rel = (*parts, entry.name)
-            if entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, rel))
-            elif _zarr_file(rel, meta):
-                out.append("/".join(rel))
-    return out
+    return ["/".join(rel) for rel, link, own in _walk_store(root) if own and not link]
 
 
 def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
