@@ -239,6 +239,11 @@ class Theory(ABC):
     #: symbol → definition, shown once at the top of a report (e.g. ``{"A": "total signal ..."}``)
     definitions: dict[str, str] = {}
 
+    def judges(self, run: Any) -> bool:
+        """Whether this theory is *the* one for ``run`` (what :func:`theory_for` picks): by default, runs of one
+        of :attr:`setups`; a theory on a family of setups also looks at the config (e.g. the activation)."""
+        return run.attrs.get("setup") in self.setups
+
     @abstractmethod
     def applies_to(self, run: Any) -> str | None:
         """None if the theory can be compared with ``run``; else a one-line reason why not."""
@@ -323,8 +328,8 @@ def theory_for(run: Any) -> Theory:
     """
     _load_plugins()
     setup = run.attrs.get("setup")
-    matches = [cls for cls in _REGISTRY.values() if setup and setup in cls.setups]
+    matches = [theory for cls in _REGISTRY.values() if setup and (theory := cls()).judges(run)]
     if not matches:
-        raise ConfigError(f"no registered theory judges runs of setup {setup!r} "
+        raise ConfigError(f"no registered theory judges runs of setup {setup!r} with this config "
                           f"(available: {', '.join(sorted(_REGISTRY)) or 'none'}); pass a theory by name")
-    return matches[0]()
+    return matches[0]

@@ -121,7 +121,7 @@ class SignalNoiseCNN(nn.Module):
     --------
     >>> arch = Architecture(q=1.0, patch_scale=0.5, filter_scale=1.0, bias=True)
     >>> net = SignalNoiseCNN(d=5, m=3, arch=arch, generator=torch.Generator().manual_seed(0))
-    >>> net.weight_pos.shape, float(net.weight_pos.abs().max()) <= 1 / 5 ** 0.5
+    >>> net.weight_pos.shape, float(net.weight_pos.detach().abs().max()) <= 1 / 5 ** 0.5
     (torch.Size([3, 6]), True)
     >>> x = torch.randn(4, 2, 5, dtype=torch.float64)
     >>> bool(torch.allclose(net(x), net(x.flip(1))))  # the patch order never matters

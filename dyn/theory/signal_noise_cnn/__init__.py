@@ -1,0 +1,122 @@
+"""What every theorem on the signal–noise CNN family shares: reading a run (:mod:`.quantities`), the per-run claims
+that depend on no unverified constant (:mod:`.claims`), and :class:`CNNTheory`, the base of the family's theories
+(``dyn.theory.kou2023``, ``dyn.theory.cao2022``), which chooses its runs by config (the activation's power, the
+label noise), not by paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from ...setups.signal_noise_cnn.config import SETUP_NAME
+from ..base import Claim, NotCheckable, Outcome, Theory
+from . import claims as C
+from .quantities import CNNRecording
+
+__all__ = ["CNNTheory", "CNNRecording", "FAMILY_CLAIMS"]
+
+#: (name, stage, statement, predicted, check) of the claims every member shares (benign-overfitting.md §5, 1–5).
+FAMILY_CLAIMS: list[tuple[str, str, str, str, Callable[[CNNRecording], Outcome]]] = [
+    ("identity.signal_update", "identity",
+     "gamma_jr(t+1) - gamma_jr(t) = (eta s/n) sum_i w_i sigma'(y~_i <w_jr, mu> + b_jr) y~_i |mu|^2 with "
+     "w_i = -l'(eps_i y_i f_i) eps_i y_i and s the network's factor (exact GD identity, §3; flipped samples push "
+     "gamma down)", "equal at every step within the float error bound",
+     functools.partial(C.identity_outcome, which="gamma")),
+    ("identity.noise_update", "identity",
+     "rho_jri(t+1) - rho_jri(t) = (eta s/n) j w_i sigma'(<w_jr, xi_i> + b_jr) |xi_i|^2 (exact GD identity, §3)",
+     "equal at every step within the float error bound", functools.partial(C.identity_outcome, which="rho")),
+    ("identity.bias_update", "identity",
+     "b_jr(t+1) - b_jr(t) = (eta s/n) j sum_i w_i [sigma'(signal patch) + sigma'(noise patch)] (code network's "
+     "bias)", "equal at every step within the float error bound", functools.partial(C.identity_outcome, which="bias")),
+    ("invariant.signs", "invariant",
+     "rho_jri >= 0 when j = y_i and <= 0 when j = -y_i at every step (§3: the sign of every update is j y_i)",
+     "no violation beyond the float error", C.signs),
+    ("overfit.train", "overfitting",
+     f"GD fits the training data, flipped labels included: training error 0 and loss < {C.OVERFIT_LOSS} at the end "
+     "(both regimes)", "training error 0, loss below the threshold", C.overfitting),
+    ("overfit.flipped_by_noise", "overfitting",
+     "every flipped sample is fitted by noise: the noise term of y_i f(x_i) is positive and exceeds the (negative) "
+     "signal term", "all flipped samples", C.flipped_fitted_by_noise),
+    ("test.bayes_floor", "test error",
+     "test error against the flipped test labels never below the Bayes error p (beyond sampling error)",
+     "test error >= p - 3 SE", C.bayes_floor),
+]
+
+
+class CNNTheory(Theory):
+    """Base of the family's theories: shared claims, regime, sweep results; subclasses add their own claims
+    (:meth:`own_claims`) and say which configs they judge (:meth:`judges_config`)."""
+
+    setups = (SETUP_NAME,)
+    definitions = {
+        "gamma, rho": "exact coefficients of w_jr(t) = w_jr(0) + j gamma_jr mu/|mu|^2 + sum_i rho_jri xi_i/|xi_i|^2",
+        "rho bar": "rho on the sample's own bank (j = y_i); its largest value is 'max rho' here",
+        "p": "label-flip probability of the data (flip_rate); the Bayes test error against flipped labels",
+        "excess test error": "test error against the flipped test labels minus p",
+    }
+
+    def judges_config(self, config: dict[str, Any]) -> bool:
+        """Whether this theory is the one for runs with ``config`` (subclasses decide by q, p, ...)."""
+        return True
+
+    def judges(self, run: Any) -> bool:
+        cfg = run.attrs.get("config")
+        return run.attrs.get("setup") in self.setups and isinstance(cfg, dict) and self.judges_config(cfg)
+
+    def applies_to(self, run: Any) -> str | None:
+        cfg = run.attrs.get("config")
+        if run.attrs.get("setup") not in self.setups or not isinstance(cfg, dict):
+            return f"it was not trained by dyn's {SETUP_NAME} setup (setup={run.attrs.get('setup')!r})"
+        missing = [s for s in ("pos", "neg") if s not in run.sites]
+        if missing:
+            return f"the run lacks the filter-bank site(s) {', '.join(missing)}"
+        return None
+
+    def own_claims(self, rec: Callable[[], CNNRecording], config: dict[str, Any]) -> list[Claim]:
+        return []
+
+    def claims(self, run: Any) -> list[Claim]:
+        recording = functools.cache(lambda: CNNRecording.from_run(run))
+        out = [Claim(name, stage, statement, predicted, _lazy(check, recording))
+               for name, stage, statement, predicted, check in FAMILY_CLAIMS]
+        return out + self.own_claims(recording, dict(run.config))
+
+    def regime(self, run: Any) -> dict[str, Any]:
+        rec = CNNRecording.from_run(run)
+        cfg = rec.config
+        did_move, _ = C.moved(rec)
+        g, r = float(rec.signal_max()[-1]), float(rec.noise_max()[-1])
+        out: dict[str, Any] = {"q": rec.net.q, "network": cfg.get("network", "theory"),
+                               "flip_rate": float(cfg.get("flip_rate", 0.0)),
+                               "snr": cfg["mu_norm"] / (cfg["sigma_p"] * math.sqrt(cfg["d"])),
+                               "max_gamma": g, "max_rho": r, "observed_winner": C.winner(g, r, did_move)}
+        for name in ("loss", "train_error", "test_error", "test_error_clean", "population_error"):
+            v = rec.scalars.get(name)
+            if v is not None and np.isfinite(v).any():
+                out[f"final_{name}"] = float(v[np.isfinite(v)][-1])
+        if "final_test_error" in out:
+            out["excess_test_error"] = out["final_test_error"] - out["flip_rate"]
+        return out
+
+    def results(self, run: Any) -> dict[str, Any]:
+        """Per-run result columns of a sweep: final errors, excess over p, the race's winner, max γ, max ρ̄."""
+        reg = self.regime(run)
+        keys = ("final_loss", "final_train_error", "final_test_error", "final_test_error_clean", "excess_test_error",
+                "observed_winner", "max_gamma", "max_rho")
+        out = {k: reg.get(k, math.nan) for k in keys}
+        out["winner"] = out.pop("observed_winner")
+        g, r = reg["max_gamma"], reg["max_rho"]
+        out["ratio"] = g / r if r else math.nan
+        out["signal_won"] = {"signal learning": 1.0, "noise memorization": 0.0}.get(out["winner"], math.nan)
+        return out
+
+
+def _lazy(check: Callable[[CNNRecording], Outcome], recording: Callable[[], CNNRecording]) -> Callable[[Any], Outcome]:
+    def run_check(run: Any) -> Outcome:
+        return check(recording())
+
+    return run_check
