@@ -50,6 +50,11 @@ class LabelNoiseTheory(Theory):
         if optimizer != "gd":
             return (f"it was trained with optimizer {optimizer!r}; the theorems and the update identities describe "
                     "plain GD (optimizer 'gd')")
+        family = {"q": 2.0, "network": "theory", "flip_rate": 0.0, "orthogonal_noise": True}
+        changed = [f"{k}={cfg[k]!r}" for k, v in family.items() if k in cfg and cfg[k] != v]
+        if changed:
+            return (f"it changes the paper's network or data ({', '.join(changed)}); the theorems describe q = 2, the "
+                    "theory network, noise orthogonal to mu and clean training labels")
         missing = [s for s in ("pos", "neg") if s not in run.sites]
         if missing:
             return f"the run lacks the filter-bank site(s) {', '.join(missing)}"
