@@ -32,7 +32,7 @@ from ..setups.base import get_setup, load_preset
 from ..store.outputs import save_figure, staged_folder
 
 __all__ = ["heatmap_configs", "train_cells", "crossing", "compare", "reference_heatmap", "kou_heatmap",
-           "EXPERIMENTS", "CROSSING_LEVEL"]
+           "run_curves", "pair_figure", "benign_vs_harmful", "EXPERIMENTS", "CROSSING_LEVEL"]
 
 #: The test error the authors thresholded their heatmap at (``Data_test > 0.2``).
 CROSSING_LEVEL = 0.2
@@ -225,12 +225,100 @@ def kou_heatmap(out: str | os.PathLike, *, small: bool = False, seeds: int | Non
     return text
 
 
+def run_curves(run: Any) -> pd.DataFrame:
+    """Per recorded step of a family run: max γ, max ρ̄ (own bank), the mean over neurons of the own-bank ρ̄ of
+    flipped and of clean samples, the training loss and the test error (where evaluated)."""
+    from ..analysis.run import Run
+    from ..theory.signal_noise_cnn.quantities import CNNRecording
+
+    rec = CNNRecording.from_run(Run.coerce(run))
+    own = rec.own()  # (2, n)
+    per_sample = np.where(own[None, :, None, :], rec.rho, -np.inf).max(axis=(1, 2))  # own-bank max, (T, n)
+    frame = pd.DataFrame({"step": rec.steps, "max_gamma": rec.signal_max(), "max_rho": rec.noise_max()})
+    frame["rho_clean"] = per_sample[:, ~rec.flipped].mean(axis=1) if (~rec.flipped).any() else np.nan
+    frame["rho_flipped"] = per_sample[:, rec.flipped].mean(axis=1) if rec.flipped.any() else np.nan
+    for name in ("loss", "test_error"):
+        frame[name] = rec.scalars.get(name, np.full(len(rec.steps), np.nan))
+    return frame
+
+
+def pair_figure(curves: dict[str, pd.DataFrame], *, flip_rate: float | None = None):
+    """One row per run: (left) max γ vs max ρ̄ over training; (middle) ρ̄ of flipped vs clean samples (the mean over
+    samples of their largest own-bank coefficient); (right) training loss and test error, with the Bayes error."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 3.4 * len(curves)), layout="constrained")
+    axes = fig.subplots(len(curves), 3, squeeze=False)
+    for row, (name, c) in zip(axes, curves.items()):
+        row[0].plot(c["step"], c["max_gamma"], color="tab:blue", lw=2, label=r"signal: max $\gamma$")
+        row[0].plot(c["step"], c["max_rho"], color="tab:red", lw=2, label=r"noise: max $\bar\rho$")
+        row[0].set_title(name, loc="left", fontweight="bold")
+        row[1].plot(c["step"], c["rho_clean"], color="tab:green", lw=2, label="clean samples")
+        row[1].plot(c["step"], c["rho_flipped"], color="tab:purple", lw=2, label="flipped samples")
+        row[1].set_title(r"mean over samples of max$_r\,\bar\rho_{y_i,r,i}$")
+        row[2].plot(c["step"], c["loss"], color="black", lw=1.5, label="training loss")
+        te = c.dropna(subset=["test_error"])
+        row[2].plot(te["step"], te["test_error"], "o-", color="tab:orange", ms=3, label="test error (flipped labels)")
+        if flip_rate:
+            row[2].axhline(flip_rate, color="gray", ls=":", label=f"Bayes error p = {flip_rate:g}")
+        row[2].set_yscale("log")
+        row[2].set_title("loss and test error")
+        for ax in row:
+            ax.set_xlabel("step (full-batch GD)")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(r"signal max $\gamma$ / noise max $\bar\rho$")
+        row[1].set_ylabel(r"$\bar\rho$")
+    return fig
+
+
+def benign_vs_harmful(out: str | os.PathLike, *, small: bool = False, overwrite: bool = False,
+                      progress: bool | None = None) -> str:
+    """Train the presets ``kou2023-theory`` (benign side) and ``kou2023-harmful`` (harmful side), record every
+    step, check both against Kou et al.'s claims and draw them side by side (``benign-vs-harmful.png``)."""
+    from ..analysis.run import Run
+    from ..theory import theory_for
+
+    presets = {"benign (kou2023-theory)": "kou2023-theory", "harmful (kou2023-harmful)": "kou2023-harmful"}
+    lines, curves = [], {}
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
+        for label, preset in presets.items():
+            cfg = load_preset(preset, **({"steps": 80, "population_draws": 0} if small else {}))
+            path = Path(tmp) / "runs" / f"{preset}.zarr"
+            path.parent.mkdir(exist_ok=True)
+            get_setup(_SETUP).train(cfg, path, progress=progress, attrs={"preset": preset})
+            run = Run(path)
+            theory = theory_for(run)
+            verdicts = theory.check(run)
+            reg = theory.regime(run)
+            counts = pd.Series([v.verdict for v in verdicts if not v.is_condition]).value_counts().to_dict()
+            lines.append(f"{label}: n|mu|^4/(sigma_p^4 d) = {reg['n_mu4_over_sigma4_d']:.3g}, final test error "
+                         f"{reg.get('final_test_error', math.nan):.3f} (p = {reg['flip_rate']:g}), winner "
+                         f"{reg['observed_winner']}; claims: {counts}")
+            for v in verdicts:
+                lines.append(f"    {v.claim:26s} {v.verdict:14s} {v.observed[:90]}")
+            curves[label] = run_curves(run)
+            curves[label].assign(run=label).to_csv(Path(tmp) / f"curves-{preset}.csv", index=False)
+        save_figure(pair_figure(curves, flip_rate=cfg.flip_rate), tmp, "benign-vs-harmful")
+        text = "\n".join(lines)
+        (Path(tmp) / "summary.txt").write_text(text + "\n")
+    return text
+
+
+def _pair_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
+                  progress: bool | None = None) -> str:
+    return benign_vs_harmful(out, small=small, overwrite=overwrite, progress=progress)
+
+
 def _kou_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
                  progress: bool | None = None) -> str:
     return kou_heatmap(out, small=small, seeds=seeds, overwrite=overwrite, progress=progress)
 
 
 EXPERIMENTS = {
+    "benign-vs-harmful": ("one benign and one harmful run of Kou et al.'s setting side by side: signal vs noise, "
+                          "flipped vs clean samples' noise memorization, loss and test error, claim by claim",
+                          _pair_command),
     "kou-heatmap": ("Kou et al. 2023's test-error heatmap (|mu| x d) as the authors' code runs it and under the "
                     "theory's network, compared cell by cell with the authors' published numbers", _kou_command),
 }
