@@ -142,6 +142,8 @@ class Transition:
         the line is drawn with the theory's exponents through the fitted boundary).
     outcome_se : a result column holding each run's sampling error of the outcome (e.g. the binomial standard error
         of a test error), used by the side verdicts beside the spread across runs; None: the spread alone.
+    effect : the smallest change of the outcome across the grid that counts as a transition (a smaller one: the grid
+        does not span it); None: half the predicted gap ``high_min − low``, or any change when ``high_min`` is None.
 
     Examples
     --------
@@ -164,6 +166,7 @@ class Transition:
     where: Mapping[str, Any] = field(default_factory=dict)
     threshold: float | None = None
     outcome_se: str | None = None
+    effect: float | None = None
 
     def __post_init__(self) -> None:
         if not self.variable or not all(isinstance(v, (int, float)) for v in self.variable.values()):
