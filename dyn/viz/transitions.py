@@ -99,7 +99,8 @@ def _plane(ax, fig: Figure, fit: TransitionFit) -> None:
             ax.plot(np.exp(grid), np.exp(ys), color="tab:green", lw=2, ls="--", label=how)
     ax.set_xlim(np.exp(lx.min() - 0.15 * np.ptp(lx)), np.exp(lx.max() + 0.15 * np.ptp(lx)))
     ax.set_ylim(np.exp(ylim.min() - pad), np.exp(ylim.max() + pad))
-    ax.legend(fontsize=8, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
 
 
 def _pair(fit: TransitionFit) -> tuple[int, int]:
