@@ -211,7 +211,7 @@ def _verdict(fit: TransitionFit, suffix: str, statement: str, predicted: str, ob
 
     verdict = "not checkable" if holds is None else ("holds" if holds else "violated")
     return Verdict(f"{fit.transition.name}.{suffix}", STAGE, statement, predicted, observed, verdict,
-                   {k: _plain(v) for k, v in numbers.items()}, hypotheses_met=True, reason=reason)
+                   {k: _plain(v) for k, v in numbers.items()}, hypotheses_met=None, reason=reason)
 
 
 def _label(t: Transition, wrong: bool = False) -> str:
@@ -244,11 +244,17 @@ def _location(fit: TransitionFit, base: dict[str, Any]) -> Verdict:
     ref = loc.reference if loc is not None else 0
     theory_ratios = {f: float(t.variable[f]) / float(t.variable[fields[ref]]) for f in fields} if fields else {}
     predicted = ", ".join(f"{f}/{fields[ref]}: {_fmt(r)}" for f, r in theory_ratios.items() if f != fields[ref]) \
-        if len(fields) > 1 else f"exponent ratios of {_label(t)}"
+        if len(fields) > 1 else f"those of {_label(t)}"
     side = "large" if t.increasing else "small"
     predicted = f"exponent ratios {predicted}; the outcome high where the variable is {side}"
+    if t.threshold is not None:
+        predicted += f"; boundary near {t.variable_label or 'variable'} = {_fmt(t.threshold)}"
     if loc is None or len(fields) < 2:
-        return _verdict(fit, "location", statement, predicted, "", None, base,
+        observed = (f"1-D boundary at {t.variable_label or 'variable'} = {_fmt(math.exp(fit.boundary))}"
+                    if fit.r is not None and math.isfinite(fit.boundary) else "")
+        numbers = {**base, "boundary_variable": math.exp(fit.boundary) if observed else None,
+                   "theory_threshold": t.threshold}
+        return _verdict(fit, "location", statement, predicted, observed, None, numbers,
                         f"the grid varies {len(fields)} field(s) of the variable ({', '.join(fields) or 'none'}): "
                         "two or more are needed to identify the boundary's exponent ratios")
     numbers = {**base, "bottom": loc.bottom, "top": loc.top, "effect_required": fit.effect,

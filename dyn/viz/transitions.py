@@ -19,6 +19,17 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def _log_axis(ax, which: str) -> None:
+    """A log axis labelled at 1, 2, 5 × 10^k in plain numbers (a sweep's axes often span less than a decade)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _cell_table(fit: TransitionFit, cols: list[str]):
     t = fit.transition
     frame = fit.runs[cols + [t.outcome]].astype(float)
@@ -61,8 +72,8 @@ def _plane(ax, fig: Figure, fit: TransitionFit) -> None:
     sc = ax.scatter(cells[fx], cells[fy], c=cells[t.outcome], cmap="coolwarm", s=140, marker="s",
                     edgecolors="k", linewidths=0.3, zorder=2)
     fig.colorbar(sc, ax=ax, label=f"{t.outcome} (mean over seeds)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
     ax.set_xlabel(fx)
     ax.set_ylabel(fy)
     lx = np.log(cells[fx].to_numpy())
@@ -114,7 +125,7 @@ def _line(ax, fit: TransitionFit) -> None:
     y = fit.runs[t.outcome].astype(float).to_numpy()
     v = fit.v
     ax.scatter(np.exp(v), y, s=18, alpha=0.7, label="runs")
-    ax.set_xscale("log")
+    _log_axis(ax, "x")
     ax.set_xlabel(t.variable_label or "variable")
     ax.set_ylabel(t.outcome)
     if fit.r is not None and math.isfinite(fit.boundary):
@@ -155,7 +166,7 @@ def plot_collapse(fit: TransitionFit, *, title: str | None = None) -> Figure:
             grid = np.linspace(v.min(), v.max(), 200)
             loc = fit.location
             ax.plot(np.exp(grid), loc.bottom + (loc.top - loc.bottom) * _sigmoid(b0 + b[0] * grid), color="k")
-        ax.set_xscale("log")
+        _log_axis(ax, "x")
         ax.set_xlabel(label)
         ax.set_ylabel(t.outcome)
     if color_by:
