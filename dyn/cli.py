@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__
@@ -180,10 +181,27 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     progress = _progress(args)
     claim_output(args.out, kind="report", inputs=args.runs, overwrite=args.overwrite)
+    if len(args.runs) == 1 and _is_sweep_folder(args.runs[0]):
+        return _analyze_sweep(args)
     for run in args.runs:
         _check_stored_config(run)
     out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite, progress=progress)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
+    return 0
+
+
+def _is_sweep_folder(path: str) -> bool:
+    """A folder that is not itself a run store: a sweep's --out folder or a folder of run stores."""
+    p = Path(path)
+    return p.is_dir() and not (p / "zarr.json").exists()
+
+
+def _analyze_sweep(args: argparse.Namespace) -> int:
+    """``dyn analyze SWEEP_FOLDER``: the theory's claims across runs (see :mod:`dyn.viz.sweep_report`)."""
+    from .viz.sweep_report import write_sweep_report
+
+    out = write_sweep_report(args.runs[0], args.out, theory=args.theory, overwrite=args.overwrite)
+    print(f"dyn analyze: claims across runs, phase diagrams and collapse plots in {out}/ (report.md, report.html)")
     return 0
 
 
@@ -333,7 +351,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "write figures (PNG, SVG), CSV tables and a Markdown report.",
     )
     p.lazy_epilog = _theories_epilog
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run stores (e.g. runs/single.zarr runs/multi.zarr), or one "
+                   "sweep folder (dyn sweep's --out, or any folder of run stores): the theory's claims across runs")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures (parents created)")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
     p.add_argument("--overwrite", action="store_true",

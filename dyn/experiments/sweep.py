@@ -141,18 +141,14 @@ def _store_complete(path: Path) -> bool:
 
 
 def _result_row(spec: dict[str, Any], path: Path, cfg: Any, *, seconds: float, reused: bool) -> dict[str, Any]:
-    """The result row of a finished run store: the theory's regime, the final probe accuracy, the config."""
+    """The result row of a finished run store: its theory's result columns (:meth:`dyn.theory.Theory.results`:
+    winner, max γ, max ρ, test error, ...), the grid point, the config."""
     from ..analysis.run import Run
-    from ..theory import theory_for
+    from ..theory import result_row
 
-    row: dict[str, Any] = {"id": spec["id"], **spec["point"], "store": str(path)}
-    run = Run(path)
-    regime = theory_for(run).regime(run)
-    acc = run.scalar("probe_acc")
-    row.update(status="complete", error="", winner=regime.get("observed_winner"), at_step=regime.get("at_step"),
-               max_gamma=regime.get("max_gamma"), max_rho=regime.get("max_rho"),
-               ratio=regime.get("ratio_gamma_over_rho"), predicted=regime.get("predicted_winner"),
-               probe_acc=float(acc[-1]) if acc is not None else math.nan, seconds=seconds, reused=reused)
+    row: dict[str, Any] = {"id": spec["id"], **spec["point"], "store": str(path), "status": "complete", "error": ""}
+    row.update({k: v for k, v in result_row(Run(path)).items() if k not in row})
+    row.update(seconds=seconds, reused=reused)
     row.update({k: v for k, v in cfg.to_dict().items() if k not in row and isinstance(v, (bool, int, float, str))})
     return row
 

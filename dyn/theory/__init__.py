@@ -12,7 +12,9 @@ from .base import (
     NotCheckable,
     Outcome,
     Theory,
+    Transition,
     Verdict,
+    WINNERS,
     available_theories,
     get_theory,
     register,
@@ -20,7 +22,10 @@ from .base import (
     theory_for,
 )
 from .compare import compare, numbers_table, regime
+from .sweeps import open_sweep, result_row, sweep_table
+from .transitions import check_transitions, fit_transitions
 
-__all__ = ["CONDITION_STAGES", "VERDICTS", "Claim", "NotCheckable", "Outcome", "Theory", "Verdict",
-           "available_theories", "compare", "get_theory", "numbers_table", "regime", "register", "summarize",
+__all__ = ["CONDITION_STAGES", "VERDICTS", "WINNERS", "Claim", "NotCheckable", "Outcome", "Theory", "Transition",
+           "Verdict", "available_theories", "check_transitions", "compare", "fit_transitions", "get_theory",
+           "numbers_table", "open_sweep", "regime", "register", "result_row", "summarize", "sweep_table",
            "theory_for"]

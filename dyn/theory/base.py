@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import ConfigError, NotCheckable, PhaseError
 from ..plugins import load_plugins
 
-__all__ = ["VERDICTS", "CONDITION_STAGES", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "register",
-           "get_theory", "available_theories", "theory_for", "summarize"]
+__all__ = ["VERDICTS", "CONDITION_STAGES", "Verdict", "Claim", "Theory", "NotCheckable", "Outcome", "Transition",
+           "register", "get_theory", "available_theories", "theory_for", "summarize", "WINNERS"]
 
 VERDICTS = ("holds", "violated", "not checkable")
 #: Stages whose rows are conditions, not claims: ``"assumption"`` (the theorem's hypotheses) and ``"condition"``
@@ -111,6 +111,73 @@ class Outcome:
 #: Errors that mean "the run cannot decide this claim"; anything else a check raises (a corrupt store, a bug)
 #: propagates.
 UNDECIDABLE = (NotCheckable, PhaseError)
+
+#: The outcomes of a run's ``winner`` result column: who leads, a tie, a run whose coefficients did not move, and a
+#: run whose regime summary could not name one (e.g. the coefficients could not be solved for).
+WINNERS = ("signal learning", "noise memorization", "tie", "did not move", "undetermined")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A theorem's statement about a FAMILY of runs: the outcome changes across a boundary of a scaling variable.
+
+    Checked on a sweep by :func:`dyn.theory.check_transitions` (stage ``"across runs"``).
+
+    Attributes
+    ----------
+    name : claim-name prefix, e.g. ``"transition.benign"``; the verdicts are ``<name>.location``, ``.collapse``,
+        ``.low_side``, ``.high_side``, ``.sharpness``.
+    statement : in words, with its source.
+    outcome : a result column (see :meth:`Theory.results`) holding a float per run.
+    variable : the scaling variable as a monomial of config fields, field -> exponent (e.g.
+        ``{"n": 1, "mu_norm": 4, "d": -1, "sigma_p": -4}``).
+    variable_label : how the variable is written, e.g. ``"n‖μ‖⁴/(σ_p⁴ d)"``.
+    wrong_variable, wrong_label : a variable the collapse is compared against (None: no collapse verdict).
+    increasing : True: the outcome is high where the variable is large; False: high where it is small.
+    low : the outcome predicted far on the low-outcome side (e.g. an excess test error of 0).
+    high_min : the outcome is at least this far on the high side (None: the sides are not judged).
+    sharpness_axis : a config field along which the transition narrows, or None (no sharpness verdict).
+    where : config field -> value: the runs the statement is about (e.g. one algorithm); empty: every run.
+    threshold : the variable's value on the boundary when the theorem gives one (drawn as the theory's line; None:
+        the line is drawn with the theory's exponents through the fitted boundary).
+    outcome_se : a result column holding each run's sampling error of the outcome (e.g. the binomial standard error
+        of a test error), used by the side verdicts beside the spread across runs; None: the spread alone.
+    effect : the smallest change of the outcome across the grid that counts as a transition (a smaller one: the grid
+        does not span it); None: half the predicted gap ``high_min − low``, or any change when ``high_min`` is None.
+
+    Examples
+    --------
+    >>> t = Transition("transition.demo", "demo", "test_error", {"n": 1, "mu_norm": 2}, high_min=0.2)
+    >>> t.exponents(["mu_norm", "n", "d"])
+    [2.0, 1.0, 0.0]
+    """
+
+    name: str
+    statement: str
+    outcome: str
+    variable: Mapping[str, float]
+    variable_label: str = ""
+    wrong_variable: Mapping[str, float] | None = None
+    wrong_label: str = ""
+    increasing: bool = False
+    low: float = 0.0
+    high_min: float | None = None
+    sharpness_axis: str | None = None
+    where: Mapping[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
+    outcome_se: str | None = None
+    effect: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.variable or not all(isinstance(v, (int, float)) for v in self.variable.values()):
+            raise ConfigError(f"transition {self.name!r}: variable must map config fields to numeric exponents")
+        if self.threshold is not None and not self.threshold > 0:
+            raise ConfigError(f"transition {self.name!r}: threshold must be positive, got {self.threshold!r}")
+
+    def exponents(self, fields: Sequence[str], wrong: bool = False) -> list[float]:
+        """The exponents of ``fields`` in the variable (or the wrong variable), 0 for fields it does not name."""
+        variable = self.wrong_variable if wrong else self.variable
+        return [float((variable or {}).get(f, 0.0)) for f in fields]
 
 
 @dataclass
@@ -260,6 +327,35 @@ class Theory(ABC):
     def regime(self, run: Any) -> dict[str, Any]:
         """A summary of who wins (signal learning vs noise memorization) and what the theory predicted."""
         return {}
+
+    def results(self, run: Any) -> dict[str, float | str | None]:
+        """The per-run result columns a sweep stores for ``run`` (column -> value).
+
+        Default: from :meth:`regime`: ``winner`` (one of :data:`WINNERS`), ``predicted``, ``at_step``,
+        ``max_gamma``, ``max_rho``, ``ratio`` (max γ / max ρ), ``signal_won`` (1 signal learning, 0 noise
+        memorization, 0.5 a tie; NaN where no run leads: the float outcome a transition on the winner fits) and
+        ``final_loss``. A theory overrides it to add its own columns (test error, probe accuracy); every column it
+        defines must be filled for every run it judges.
+        """
+        reg = self.regime(run)
+        winner = reg.get("observed_winner")
+        winner = winner if winner in WINNERS else "undetermined"
+        loss = run.scalar("loss")
+        finite = [float(x) for x in (loss if loss is not None else ()) if math.isfinite(float(x))]
+        return {
+            "winner": winner,
+            "predicted": str(reg.get("predicted_winner") or "none"),
+            "at_step": reg.get("at_step", run.steps[-1] if len(run.steps) else None),
+            "max_gamma": reg.get("max_gamma"),
+            "max_rho": reg.get("max_rho"),
+            "ratio": reg.get("ratio_gamma_over_rho"),
+            "signal_won": {"signal learning": 1.0, "noise memorization": 0.0, "tie": 0.5}.get(winner, math.nan),
+            "final_loss": finite[-1] if finite else math.nan,
+        }
+
+    def transitions(self) -> list[Transition]:
+        """The theorem's statements about families of runs (checked on sweeps). Default: none."""
+        return []
 
     def headline(self, run: Any) -> dict[str, Any]:
         """The few numbers that put runs side by side at the top of a report (label → value). Default: the

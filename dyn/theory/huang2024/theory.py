@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import NotCheckable
-from ..base import Claim, Theory, register
+from ..base import Claim, Theory, Transition, register
 from .claims import claims_for
+from . import constants as C
 from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions, hypotheses_status
 from .quantities import coefficient_maxima, index_at, noise_curve, proof, signal_curve, stage1_end
 
@@ -117,6 +118,38 @@ class Huang2024(Theory):
             "assumptions_unmet": unmet,
             "agrees": (predicted == observed) if reached else None,
         }
+
+    def results(self, run: Any) -> dict[str, Any]:
+        """The default columns (:meth:`dyn.theory.Theory.results`: winner at T₁, max γ and max ρ there, ...) and
+        the final OOD probe accuracy (NaN when the run logged none)."""
+        out = super().results(run)
+        acc = run.scalar("probe_acc")
+        finite = acc[np.isfinite(acc)] if acc is not None else np.array([])
+        out["probe_acc"] = float(finite[-1]) if finite.size else math.nan
+        for key in ("max_gamma", "max_rho", "ratio", "at_step"):
+            out[key] = math.nan if out[key] is None else out[key]
+        return out
+
+    def transitions(self) -> list[Transition]:
+        """Multi-modal: signal learning wins at T₁ once C_μ·n·SNR² passes a threshold (Lemma 5.4, derived
+        C_μ n SNR² >= 4.51); single-modal: noise memorization wins for n·SNR² <= 1.8 (Lemma 5.2).
+
+        C_μ·n·SNR² = n ‖μ‖ ‖μ̃‖ / (σ_ξ² d) is a monomial of config fields (C_μ = ‖μ̃‖/‖μ‖), so the grid's derived
+        axes n_snr2 and c_mu enter through ``mu_norm`` and ``mu_tilde_norm``."""
+        n_snr2 = {"n": 1, "mu_norm": 2, "sigma_xi": -2, "d": -1}
+        return [
+            Transition("transition.multi", "Multi-modal contrastive learning: the signal leads at T1 (signal "
+                       "learning wins) iff C_mu n SNR^2 is large; sufficient: C_mu n SNR^2 >= 4.51 (Huang et al. "
+                       "2024, Theorem 4.3 / Lemma 5.4, constant derived)", "signal_won",
+                       {"n": 1, "mu_norm": 1, "mu_tilde_norm": 1, "sigma_xi": -2, "d": -1},
+                       variable_label="C_mu n SNR^2", wrong_variable=n_snr2, wrong_label="n SNR^2 (C_mu ignored)",
+                       increasing=True, low=0.0, high_min=1.0, where={"modality": "multi"},
+                       threshold=C.C_MU_N_SNR2_MIN),
+            Transition("transition.single", "Single-modal contrastive learning: noise memorization wins at T1 for "
+                       "n SNR^2 <= 1.8 (Huang et al. 2024, Theorem 4.2 / Lemma 5.2); nothing is stated above it",
+                       "signal_won", n_snr2, variable_label="n SNR^2", increasing=True, low=0.0, high_min=None,
+                       where={"modality": "single"}, threshold=C.N_SNR2_SINGLE_MAX, effect=0.5),
+        ]
 
     def headline(self, run: Any) -> dict[str, Any]:
         """Modality, n·SNR², C_μ, Assumption 4.1, the leader at T₁, the coefficients at the end, the probe."""
