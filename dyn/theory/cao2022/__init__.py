@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..base import Claim, NotCheckable, Outcome, register
+from ..base import Claim, NotCheckable, Outcome, Transition, register
 from ..signal_noise_cnn import CNNTheory
 from ..signal_noise_cnn.claims import moved, winner
 from ..signal_noise_cnn.quantities import CNNRecording
@@ -99,6 +99,27 @@ class CaoTheory(CNNTheory):
                       "y <- y + c' y^(q-1) from sigma0 sigma_p sqrt(d); signal wins iff n SNR^q >> 1 (Cao et al., "
                       "mechanism DERIVED)", f"{predicted} (n SNR^q = {x:.3g})", lambda run: stage1_winner(rec()),
                       hypotheses=("q > 2", "p = 0", "theory network", "noise orthogonal to mu"))]
+
+    #: the activation power the across-runs statements are written for (the shipped grid's q; a transition's
+    #: variable is a fixed monomial of config fields)
+    TRANSITION_Q = 3.0
+
+    def transitions(self) -> list[Transition]:
+        """At q = 3: the stage-1 race (signal wins iff n·SNR³ ≫ 1) and the benign/harmful transition of the test
+        error along n·SNR³ (p = 0: benign test error → 0)."""
+        q = self.TRANSITION_Q
+        variable = {"n": 1, "mu_norm": q, "d": -q / 2, "sigma_p": -q}
+        wrong = {"n": 1, "mu_norm": 2, "d": -1, "sigma_p": -2}
+        common = dict(variable=variable, variable_label="n SNR^3", wrong_variable=wrong, wrong_label="n SNR^2",
+                      where={"q": q})
+        return [
+            Transition("transition.race", "Cao et al. 2022 (mechanism, DERIVED): signal learning wins the stage-1 "
+                       "race iff n SNR^q >> 1 (1 = signal won, 0 = noise won)", outcome="signal_won",
+                       increasing=True, low=0.0, high_min=1.0, **common),
+            Transition("transition.benign", "Cao et al. 2022 (MEMORY): test loss small when n SNR^q >= C, >= 0.1 "
+                       "when n^-1 SNR^-q >= C; read on the test error (0 on the benign side)", outcome="test_error",
+                       increasing=False, low=0.0, high_min=0.1, outcome_se="test_error_se", **common),
+        ]
 
     def regime(self, run: Any) -> dict[str, Any]:
         out = super().regime(run)

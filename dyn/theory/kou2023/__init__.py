@@ -26,16 +26,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..base import Claim, NotCheckable, Outcome, register
+from ..base import Claim, NotCheckable, Outcome, Transition, register
 from ..signal_noise_cnn import CNNTheory
 from ..signal_noise_cnn.claims import MIN_GROWTH
 from ..signal_noise_cnn.quantities import CNNRecording
 
-__all__ = ["KouTheory", "RATIO_BAND", "ratio_tracks_n_snr2"]
+__all__ = ["KouTheory", "RATIO_BAND", "HARMFUL_EXCESS", "ratio_tracks_n_snr2"]
 
 #: "γ/ρ̄ tracks n·SNR² within a constant band" read as: over the second half of training the ratio
 #: (γ/ρ̄)/(n·SNR²) varies by at most this factor (one decade; the lemma's constants are unknown).
 RATIO_BAND = 10.0
+#: "Test error ≥ p + C₄" on the harmful side, with C₄ unknown (MEMORY): read as an excess of at least 0.1 over p
+#: (a quarter of the way from p = 0.1 to chance); the benign side is excess 0 within sampling error.
+HARMFUL_EXCESS = 0.1
 
 
 def ratio_tracks_n_snr2(rec: CNNRecording) -> Outcome:
@@ -89,6 +92,18 @@ class KouTheory(CNNTheory):
                       f"band <= x{RATIO_BAND:g} (n SNR^2 = {n_snr2:.3g})",
                       lambda run: ratio_tracks_n_snr2(rec()),
                       hypotheses=("ReLU (q = 1)", "theory network", "noise orthogonal to mu"))]
+
+    def transitions(self) -> list[Transition]:
+        """Benign iff n‖μ‖⁴ ≳ σ_p⁴ d: the excess test error over p is ≈ 0 above the boundary and ≥ a constant
+        below it; the transition is sharper for larger n (the exp(−n‖μ‖⁴/(C σ_p⁴ d)) tail)."""
+        return [Transition(
+            "transition.benign",
+            "Kou et al. 2023 (Theorems 4.1/4.2, MEMORY): test error <= p + exp(-n|mu|^4/(C2 sigma_p^4 d)) when "
+            "n|mu|^4 >= C1 sigma_p^4 d, >= p + C4 when n|mu|^4 <= C3 sigma_p^4 d",
+            outcome="excess_test_error", variable={"n": 1, "mu_norm": 4, "d": -1, "sigma_p": -4},
+            variable_label="n|mu|^4/(sigma_p^4 d)", wrong_variable={"n": 1, "mu_norm": 2, "d": -1, "sigma_p": -2},
+            wrong_label="n SNR^2", increasing=False, low=0.0, high_min=HARMFUL_EXCESS, sharpness_axis="n",
+            outcome_se="test_error_se")]
 
     def regime(self, run: Any) -> dict[str, Any]:
         out = super().regime(run)

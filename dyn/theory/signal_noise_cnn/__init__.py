@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...setups.signal_noise_cnn.config import SETUP_NAME
-from ..base import Claim, NotCheckable, Outcome, Theory
+from ..base import WINNERS, Claim, NotCheckable, Outcome, Theory
 from . import claims as C
 from .quantities import CNNRecording
 
@@ -103,16 +103,31 @@ class CNNTheory(Theory):
         return out
 
     def results(self, run: Any) -> dict[str, Any]:
-        """Per-run result columns of a sweep: final errors, excess over p, the race's winner, max γ, max ρ̄."""
+        """Per-run result columns of a sweep: the final test error against the flipped labels with its binomial
+        standard error, the clean test error, the excess over p, the final loss and training error, the race's
+        winner (one of :data:`dyn.theory.WINNERS`), max γ, max ρ̄ and their ratio, ``signal_won`` (1 / 0 / 0.5 for a
+        tie / NaN when nothing moved). Every column is filled (NaN where the run has no test set)."""
         reg = self.regime(run)
-        keys = ("final_loss", "final_train_error", "final_test_error", "final_test_error_clean", "excess_test_error",
-                "observed_winner", "max_gamma", "max_rho")
-        out = {k: reg.get(k, math.nan) for k in keys}
-        out["winner"] = out.pop("observed_winner")
-        g, r = reg["max_gamma"], reg["max_rho"]
-        out["ratio"] = g / r if r else math.nan
-        out["signal_won"] = {"signal learning": 1.0, "noise memorization": 0.0}.get(out["winner"], math.nan)
-        return out
+        cfg = run.config
+        n_test = int(cfg.get("n_test", 0) or 0)
+        err = float(reg.get("final_test_error", math.nan))
+        clean = float(reg.get("final_test_error_clean", err))  # without flips the two are one
+        winner = reg["observed_winner"]
+        g, r = float(reg["max_gamma"]), float(reg["max_rho"])
+        return {
+            "winner": winner if winner in WINNERS else "undetermined",
+            "signal_won": {"signal learning": 1.0, "noise memorization": 0.0, "tie": 0.5}.get(winner, math.nan),
+            "max_gamma": g,
+            "max_rho": r,
+            "ratio": g / r if r > 0 else math.inf,
+            "test_error": err,
+            "test_error_se": math.sqrt(max(err * (1 - err), 1e-12) / n_test) if n_test and math.isfinite(err)
+            else math.nan,
+            "test_error_clean": clean,
+            "excess_test_error": err - float(cfg.get("flip_rate", 0.0)),
+            "final_loss": float(reg.get("final_loss", math.nan)),
+            "train_error": float(reg.get("final_train_error", math.nan)),
+        }
 
 
 def _lazy(check: Callable[[CNNRecording], Outcome], recording: Callable[[], CNNRecording]) -> Callable[[Any], Outcome]:
