@@ -34,12 +34,13 @@ def _tree(path) -> xr.DataTree:
     return xr.open_datatree(path, engine="zarr")
 
 
-def _max_diff(a_path, b_path) -> float:
+def _max_diff(a_path, b_path, *, skip_attrs: tuple[str, ...] = ()) -> float:
     """Largest relative difference over every float variable of every group; asserts that the two stores have the
-    same groups, variables, dims, shapes and attributes (root attributes apart from the batch's own)."""
+    same groups, variables, dims, shapes and attributes (root attributes apart from the times, the batch size and
+    ``skip_attrs``)."""
     a, b = _tree(a_path), _tree(b_path)
     assert sorted(a.children) == sorted(b.children)
-    skip = {"created", "closed", "batched"}
+    skip = {"created", "closed", "batched", *skip_attrs}
     assert {k: v for k, v in a.attrs.items() if k not in skip} == {k: v for k, v in b.attrs.items() if k not in skip}
     worst = 0.0
     for node in ["/", *(f"/{g}" for g in a.children)]:
@@ -52,10 +53,12 @@ def _max_diff(a_path, b_path) -> float:
             assert x.dims == y.dims and x.shape == y.shape and x.attrs == y.attrs, (node, name)
             xv, yv = np.asarray(x.values), np.asarray(y.values)
             if xv.dtype.kind == "f":
-                assert np.array_equal(np.isnan(xv), np.isnan(yv)), (node, name)
-                if xv.size and not np.isnan(xv).all():
-                    scale = max(float(np.nanmax(np.abs(yv))), 1e-6)
-                    worst = max(worst, float(np.nanmax(np.abs(xv - yv))) / scale)
+                finite = np.isfinite(xv)
+                assert np.array_equal(finite, np.isfinite(yv)), (node, name)
+                np.testing.assert_array_equal(xv[~finite], yv[~finite], err_msg=f"{node}{name}")  # NaN, ±inf
+                if finite.any():
+                    scale = max(float(np.abs(yv[finite]).max()), 1e-6)
+                    worst = max(worst, float(np.abs(xv[finite] - yv[finite]).max()) / scale)
             else:
                 np.testing.assert_array_equal(xv, yv, err_msg=f"{node}{name}")
     return worst
@@ -101,7 +104,7 @@ def test_a_member_of_another_setup_class_records_as_its_lone_trainer(tmp_path):
 
 
 def _diverging_batch() -> list[CNNConfig]:
-    cfgs = _configs("theory", 3.0, "gd")
+    cfgs = _configs("theory", 3.0, "gd", eta=0.05)
     cfgs[1] = cfgs[1].replace(eta=1e12)  # q = 3: the weights overflow within a few steps
     return cfgs
 
@@ -170,7 +173,7 @@ def test_interrupted_batch_resumes_run_by_run_from_its_checkpoints(tmp_path, mon
         assert read_attrs(outs[i])["checkpoint_step"] == 10  # the last of every 5 steps before the crash
         assert train(cfg, outs[i], resume=True).status == "complete"  # the lone trainer resumes it
         train(cfg, tmp_path / f"s{i}.zarr")
-        assert _max_diff(outs[i], tmp_path / f"s{i}.zarr") < 1e-5
+        assert _max_diff(outs[i], tmp_path / f"s{i}.zarr", skip_attrs=("checkpoint_every", "resumed")) < 1e-5
 
 
 def test_batch_key_groups_what_may_differ():
@@ -251,18 +254,18 @@ def test_family_sweep_gives_the_same_rows_in_batches(tmp_path, monkeypatch):
         'n_test = 40\nm = 3\nsteps = 12\neta = 0.1\nflip_rate = 0.1\northogonal_noise = false\nrecord_every = 3\n'
         'test_every = 6\n')
     (tmp_path / "grid.toml").write_text(
-        f'preset = "{tmp_path / "tiny.toml"}"\n[axes]\nmu_norm = [0.5, 2.0, 6.0]\nd = [40, 50]\nseed = [0, 1]\n')
+        f'preset = "{tmp_path / "tiny.toml"}"\n[axes]\nmu_norm = [0.5, 6.0]\nd = [40, 50]\nseed = [0, 1]\n')
     grid = load_grid(tmp_path / "grid.toml")
     specs = expand(grid)
-    assert sorted(len(g) for g in batches(specs, size=8)) == [6, 6]  # one batch per d
+    assert sorted(len(g) for g in batches(specs, size=8)) == [4, 4]  # one batch per d
     one = sweep(grid, tmp_path / "one", sequential=True, batch=1, progress=False)
     eight = sweep(grid, tmp_path / "eight", sequential=True, batch=8, progress=False)
-    assert len(eight) == 12 and (eight["status"] == "complete").all(), eight["error"].tolist()
+    assert len(eight) == 8 and (eight["status"] == "complete").all(), eight["error"].tolist()
     assert list(eight.columns) == list(one.columns)
     exact = ["id", "status", "winner", "at_step", "predicted", "mu_norm", "d", "seed"]
     pd.testing.assert_frame_equal(eight[exact], one[exact])
     close = ["max_gamma", "max_rho", "ratio"]
     np.testing.assert_allclose(eight[close].to_numpy(float), one[close].to_numpy(float), rtol=1e-4)
     assert eight["predicted"].nunique() > 1 and eight["winner"].nunique() == 2  # rows that can tell runs apart
-    assert all(read_attrs(p)["batched"] == 6 for p in eight["store"])
+    assert all(read_attrs(p)["batched"] == 4 for p in eight["store"])
     assert not any("batched" in read_attrs(p) for p in one["store"])
