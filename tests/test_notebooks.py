@@ -15,7 +15,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 def test_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
     assert {"01-figure1.ipynb", "02-phase-diagram.ipynb", "03-colored-digits.ipynb",
-            "04-instrument-your-own-loop.ipynb", "05-your-own-model.ipynb", "06-label-noise.ipynb"} <= names
+            "04-instrument-your-own-loop.ipynb", "05-your-own-model.ipynb", "06-label-noise.ipynb",
+            "07-benign-overfitting.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

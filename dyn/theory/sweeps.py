@@ -221,9 +221,16 @@ def sweep_theory(sweep: xr.Dataset | pd.DataFrame, theory: str | Theory | None =
     setup = sweep.attrs.get("setup") if hasattr(sweep, "attrs") else None
     if not setup and isinstance(sweep, pd.DataFrame) and "setup" in sweep:
         setup = _one(sweep, "setup")
+    config: dict[str, Any] = {}
+    table = sweep if isinstance(sweep, pd.DataFrame) else sweep_table(sweep)
+    if "store" in table:  # a theory on a family of setups chooses by config too: read one run's
+        stores = [Path(str(p)) for p in table["store"].dropna() if (Path(str(p)) / "zarr.json").is_file()]
+        if stores:
+            attrs = Run(stores[0]).attrs
+            setup, config = setup or attrs.get("setup"), attrs.get("config") or {}
 
     class _Setup:  # theory_for reads a run's attrs only
-        attrs = {"setup": setup}
+        attrs = {"setup": setup, "config": config}
 
     return theory_for(_Setup())
 
