@@ -25,7 +25,11 @@ def _log_axis(ax, which: str) -> None:
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    # 1, 2, 5 x 10^k over a few decades; only the powers of ten (thinned) over many, so labels never overlap
+    subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 

@@ -215,3 +215,24 @@ def test_label_flips_are_stored_and_leave_clean_runs_unchanged(tmp_path):
     np.testing.assert_array_equal(tb["pos"]["label"].values[flipped], -tb["labels"]["label_true"].values[flipped])
     np.testing.assert_array_equal(ta["pos"]["label"].values, tb["labels"]["label_true"].values)
     assert math.isfinite(float(tb["test_error_clean"].dropna("step").values[-1]))
+
+
+def test_a_family_sweep_is_judged_by_the_config_s_theory_with_every_column_filled(tmp_path):
+    """Regression: sweep_theory chose by setup alone, so a family sweep had no theory (dyn analyze exit 2)."""
+    from dyn.experiments.sweep import load_grid, sweep
+    from dyn.theory.sweeps import sweep_table, sweep_theory
+    from dyn.theory.transitions import check_transitions
+
+    grid = load_grid("kou2023-grid")
+    grid["fixed"].update(steps=20, n_test=100, d=60)
+    grid["axes"] = {"mu_norm": [0.5, 4.0], "seed": [0, 1]}
+    sweep(grid, tmp_path / "s", sequential=True)
+    ds = dyn.open_sweep(tmp_path / "s")
+    assert sweep_theory(ds).name == "kou2023"
+    table = sweep_table(ds)
+    for col in ("test_error", "test_error_se", "excess_test_error", "bayes_test_error", "winner", "max_gamma"):
+        assert table[col].notna().all(), col
+    verdicts = check_transitions(ds)
+    assert {v.claim for v in verdicts} >= {"transition.benign.location", "transition.benign.collapse"}
+    # one field varies: the exponent ratio cannot be identified
+    assert next(v for v in verdicts if v.claim == "transition.benign.location").verdict == "not checkable"

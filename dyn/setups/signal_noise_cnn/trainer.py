@@ -263,7 +263,9 @@ def write_flips(rec: Recorder, flips: np.ndarray, p: float) -> None:
 
 
 def write_labels(rec: Recorder, data: CNNData, flip_rate: float) -> None:
-    """Store the data's true labels and which training labels are flipped: group ``labels``."""
+    """Store the data's true labels and which training labels are flipped: group ``labels`` (its attribute
+    ``test_flip_fraction`` is the share of flipped test labels: the test error of the Bayes classifier on this test
+    set, which the excess test error is measured from)."""
     y_true = data.y_true.detach().cpu().numpy()
     rec.write_group(LABELS_GROUP, {
         "sample": (("sample",), np.arange(y_true.shape[0], dtype=np.int64)),
@@ -271,7 +273,9 @@ def write_labels(rec: Recorder, data: CNNData, flip_rate: float) -> None:
         "flipped": (("sample",), data.flipped.detach().cpu().numpy().astype(np.int8)),
     }, attrs={"description": "true labels and label-flip mask of the training data (observed label = "
                              "label_true * (1 - 2 flipped)); the signal patch holds label_true * mu",
-              "flip_rate": flip_rate, "generator": "torch.Generator().manual_seed(seed + 5)"})
+              "flip_rate": flip_rate, "generator": "torch.Generator().manual_seed(seed + 5)",
+              "test_flip_fraction": float((data.y_test != data.y_test_true).to(torch.float64).mean())
+              if data.y_test.numel() else 0.0})
 
 
 def read_flips(path: str | os.PathLike) -> np.ndarray:

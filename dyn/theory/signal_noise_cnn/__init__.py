@@ -56,7 +56,8 @@ class CNNTheory(Theory):
         "gamma, rho": "exact coefficients of w_jr(t) = w_jr(0) + j gamma_jr mu/|mu|^2 + sum_i rho_jri xi_i/|xi_i|^2",
         "rho bar": "rho on the sample's own bank (j = y_i); its largest value is 'max rho' here",
         "p": "label-flip probability of the data (flip_rate); the Bayes test error against flipped labels",
-        "excess test error": "test error against the flipped test labels minus p",
+        "excess test error": "test error against the flipped test labels minus the share of flipped test labels "
+                             "(the Bayes classifier's error on this test set; p in expectation)",
     }
 
     def judges_config(self, config: dict[str, Any]) -> bool:
@@ -98,13 +99,16 @@ class CNNTheory(Theory):
             v = rec.scalars.get(name)
             if v is not None and np.isfinite(v).any():
                 out[f"final_{name}"] = float(v[np.isfinite(v)][-1])
+        labels = run.tree["labels"].attrs if "labels" in run.tree.children else {}
+        out["bayes_test_error"] = float(labels.get("test_flip_fraction", out["flip_rate"]))
         if "final_test_error" in out:
-            out["excess_test_error"] = out["final_test_error"] - out["flip_rate"]
+            out["excess_test_error"] = out["final_test_error"] - out["bayes_test_error"]
         return out
 
     def results(self, run: Any) -> dict[str, Any]:
         """Per-run result columns of a sweep: the final test error against the flipped labels with its binomial
-        standard error, the clean test error, the excess over p, the final loss and training error, the race's
+        standard error, the clean test error, the excess over the Bayes error of this test set (its share of
+        flipped labels, ≈ p), the final loss and training error, the race's
         winner (one of :data:`dyn.theory.WINNERS`), max γ, max ρ̄ and their ratio, ``signal_won`` (1 / 0 / 0.5 for a
         tie / NaN when nothing moved). Every column is filled (NaN where the run has no test set)."""
         reg = self.regime(run)
@@ -124,7 +128,8 @@ class CNNTheory(Theory):
             "test_error_se": math.sqrt(max(err * (1 - err), 1e-12) / n_test) if n_test and math.isfinite(err)
             else math.nan,
             "test_error_clean": clean,
-            "excess_test_error": err - float(cfg.get("flip_rate", 0.0)),
+            "excess_test_error": err - reg["bayes_test_error"],
+            "bayes_test_error": reg["bayes_test_error"],
             "final_loss": float(reg.get("final_loss", math.nan)),
             "train_error": float(reg.get("final_train_error", math.nan)),
         }
