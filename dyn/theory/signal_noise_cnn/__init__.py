@@ -82,9 +82,15 @@ class CNNTheory(Theory):
 
     def claims(self, run: Any) -> list[Claim]:
         recording = functools.cache(lambda: CNNRecording.from_run(run))
-        out = [Claim(name, stage, statement, predicted, _lazy(check, recording))
+        cfg = dict(run.config)
+        conditions = [Claim(name, "assumption", f"the theorem's setting: {name} (structural; the theorems' "
+                            "constants are unknown here, so their quantitative conditions are not checked)",
+                            name, _condition(name, met, cfg)) for name, met in self.hypotheses(run).items()]
+        theorem = tuple(self.hypotheses(run))  # the theorem's statements; the identities and signs are exact for any run
+        out = [Claim(name, stage, statement, predicted, _lazy(check, recording),
+                     hypotheses=theorem if stage in ("overfitting", "test error") else ())
                for name, stage, statement, predicted, check in FAMILY_CLAIMS]
-        return out + self.own_claims(recording, dict(run.config))
+        return conditions + out + self.own_claims(recording, cfg)
 
     def regime(self, run: Any) -> dict[str, Any]:
         rec = CNNRecording.from_run(run)
@@ -133,6 +139,16 @@ class CNNTheory(Theory):
             "final_loss": float(reg.get("final_loss", math.nan)),
             "train_error": float(reg.get("final_train_error", math.nan)),
         }
+
+
+def _condition(name: str, met: bool | None, cfg: dict[str, Any]) -> Callable[[Any], Outcome]:
+    keys = ("q", "network", "orthogonal_noise", "flip_rate")
+    observed = ", ".join(f"{k} = {cfg.get(k)!r}" for k in keys if k in cfg)
+
+    def check(run: Any) -> Outcome:
+        return Outcome(observed, met)
+
+    return check
 
 
 def _lazy(check: Callable[[CNNRecording], Outcome], recording: Callable[[], CNNRecording]) -> Callable[[Any], Outcome]:
