@@ -21,7 +21,7 @@ __all__ = ["SquaredReLUCNN", "squared_relu", "output_from_inner", "logistic_loss
 
 def paper_architecture(m: int) -> Architecture:
     """The paper's network for ``m`` filters per bank: q = 2, sum over patches, 1/m, no bias."""
-    return Architecture(q=2.0, patch_scale=1.0, filter_scale=1.0 / m, bias=False)
+    return Architecture(q=2.0, patch_scale=1.0, filter_divisor=m, bias=False)
 
 
 def squared_relu(z: torch.Tensor) -> torch.Tensor:

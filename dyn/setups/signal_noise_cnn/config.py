@@ -102,8 +102,8 @@ class CNNConfig(SetupConfig):
     Examples
     --------
     >>> cfg = CNNConfig(q=1, d=400, n=20, mu_norm=5.0, sigma_p=1.0)
-    >>> round(cfg.snr, 4), cfg.patch_scale, cfg.filter_scale
-    (0.25, 1.0, 0.1)
+    >>> round(cfg.snr, 4), cfg.patch_scale, cfg.replace(network="code").patch_scale
+    (0.25, 1.0, 0.5)
     >>> CNNConfig(q=0.5)
     Traceback (most recent call last):
     ...
@@ -197,11 +197,6 @@ class CNNConfig(SetupConfig):
     def patch_scale(self) -> float:
         """The factor of the sum over the two patches: 1 (theory network: sum), ½ (code network: mean)."""
         return 1.0 if self.network == "theory" else 0.5
-
-    @property
-    def filter_scale(self) -> float:
-        """The factor of the sum over the m filters: 1/m (theory network), 1 (code network)."""
-        return 1.0 / self.m if self.network == "theory" else 1.0
 
 
 def with_snr(config: CNNConfig, snr: float) -> CNNConfig:

@@ -36,18 +36,18 @@ class Architecture:
     ----------
     q : activation power.
     patch_scale : factor of the sum over patches (1: sum, ½: mean).
-    filter_scale : factor of the sum over filters (1/m, or 1).
+    filter_divisor : the sum over filters is divided by this (m, or 1).
     bias : whether each filter has a bias (stored as the weight's last column).
     """
 
     q: float
     patch_scale: float
-    filter_scale: float
+    filter_divisor: int
     bias: bool
 
     @classmethod
     def from_config(cls, config) -> "Architecture":
-        return cls(q=float(config.q), patch_scale=config.patch_scale, filter_scale=config.filter_scale,
+        return cls(q=float(config.q), patch_scale=config.patch_scale, filter_divisor=config.m if config.network == "theory" else 1,
                    bias=config.network == "code")
 
     @property
@@ -94,7 +94,7 @@ def output_from_inner(z_pos: torch.Tensor, z_neg: torch.Tensor, y_true: torch.Te
         signal = activation(y_true[None, :] * z[:, :1] + b, arch.q)  # σ(⟨w_r, ỹ_i μ⟩ + b_r), (m, n)
         return (signal + activation(z[:, k:] + b, arch.q)).sum(0)
 
-    return (bank(z_pos) - bank(z_neg)) * (arch.patch_scale * arch.filter_scale)
+    return (bank(z_pos) - bank(z_neg)) * arch.patch_scale / arch.filter_divisor  # x * 1.0 / m is x / m exactly
 
 
 def logistic_loss(margins: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,7 @@ class SignalNoiseCNN(nn.Module):
 
     Examples
     --------
-    >>> arch = Architecture(q=1.0, patch_scale=0.5, filter_scale=1.0, bias=True)
+    >>> arch = Architecture(q=1.0, patch_scale=0.5, filter_divisor=1, bias=True)
     >>> net = SignalNoiseCNN(d=5, m=3, arch=arch, generator=torch.Generator().manual_seed(0))
     >>> net.weight_pos.shape, float(net.weight_pos.detach().abs().max()) <= 1 / 5 ** 0.5
     (torch.Size([3, 6]), True)
@@ -158,10 +158,9 @@ class SignalNoiseCNN(nn.Module):
         if self.arch.bias:
             x = torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)], dim=-1)
         patches = 1.0 if self.arch.patch_scale == 1.0 else 1.0 / x.shape[1]  # a sum, or a mean over patches
-        scale = self.arch.filter_scale * patches
         pos = activation(x @ self.weight_pos.T, self.arch.q).sum(dim=(1, 2))
         neg = activation(x @ self.weight_neg.T, self.arch.q).sum(dim=(1, 2))
-        return (pos - neg) * scale
+        return (pos - neg) * patches / self.arch.filter_divisor
 
     def inner(self, probes: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"pos": W₊₁ P, "neg": W₋₁ P}`` for a probe matrix ``P`` (rows: the weights' features)."""
@@ -209,13 +208,13 @@ def population_error(net: SignalNoiseCNN, mu: torch.Tensor, sigma_p: float, draw
         evals, evecs = torch.linalg.eigh(cov)
         root = evecs * evals.clamp_min(0).sqrt()[None, :]  # cov = root rootᵀ
         z = draws.to(device=w.device, dtype=torch.float64) @ root.T + b[None, :]  # (N, 2m)
-        scale = arch.patch_scale * arch.filter_scale
-        noise_part = (activation(z[:, :m], arch.q).sum(1) - activation(z[:, m:], arch.q).sum(1)) * scale
+        noise_part = (activation(z[:, :m], arch.q).sum(1) - activation(z[:, m:], arch.q).sum(1)) * arch.patch_scale \
+            / arch.filter_divisor
         a = w @ mu64
         errors = []
         for y in (1.0, -1.0):
             s = activation(y * a + b, arch.q)
-            signal_part = (s[:m].sum() - s[m:].sum()) * scale
+            signal_part = (s[:m].sum() - s[m:].sum()) * arch.patch_scale / arch.filter_divisor
             errors.append((y * (signal_part + noise_part) <= 0).to(torch.float64).mean())
         err = float((errors[0] + errors[1]) / 2)
         # the two labels' estimates share draws: bound the standard error by the worst case of perfect correlation
