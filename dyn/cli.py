@@ -191,9 +191,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _is_sweep_folder(path: str) -> bool:
-    """A folder that is not itself a run store: a sweep's --out folder or a folder of run stores."""
+    """A sweep's --out folder (sweep.json) or a folder holding run stores (``*.zarr``); a damaged run store (no
+    zarr.json of its own, but its site groups' ones) is neither, so it gets the store's own error."""
     p = Path(path)
-    return p.is_dir() and not (p / "zarr.json").exists()
+    if not p.is_dir() or (p / "zarr.json").exists() or p.suffix == ".zarr":
+        return False
+    if (p / "sweep.json").is_file():
+        return True
+    return any((c / "zarr.json").is_file() for parent in (p, p / "runs") if parent.is_dir()
+               for c in parent.iterdir() if c.is_dir() and c.suffix == ".zarr")
 
 
 def _analyze_sweep(args: argparse.Namespace) -> int:
