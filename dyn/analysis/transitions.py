@@ -286,9 +286,10 @@ class LocationFit:
     boot_intercept: np.ndarray = field(repr=False)
 
 
-def _reference(x: np.ndarray, exponents: Sequence[float]) -> int:
-    """The axis whose theory term varies most over the grid (the best-determined slope to divide by)."""
-    spread = np.abs(np.asarray(exponents, dtype=float)) * x.std(axis=0)
+def _reference(x: np.ndarray, slopes: Sequence[float]) -> int:
+    """The axis whose fitted term varies most over the grid: the best-determined slope to divide by (dividing by
+    the theory's largest term instead left the ratio unbounded when the runs ignore that axis)."""
+    spread = np.abs(np.asarray(slopes, dtype=float)) * x.std(axis=0)
     return int(np.argmax(spread))
 
 
@@ -301,7 +302,8 @@ def locate(x: np.ndarray, y: np.ndarray, exponents: Sequence[float], *, cells: n
     ----------
     x : (runs, k) log axes (the varying fields of the theory's variable).
     y : (runs,) outcome (any units; rescaled over the range of its cell means).
-    exponents : the theory's exponents of the k axes (choose the reference axis; not fitted).
+    exponents : the theory's exponents of the k axes (choose the reference axis when the grid does not span the
+        transition; the fitted slopes choose it otherwise).
     cells : grid cell of each run (default: the distinct rows of ``x``).
     effect : smallest range of the cell means that counts as a transition; a smaller one is ``spanned=False``.
     n_boot, level, rng : bootstrap replicates, two-sided level (split across the k − 1 ratios) and generator.
@@ -321,13 +323,13 @@ def locate(x: np.ndarray, y: np.ndarray, exponents: Sequence[float], *, cells: n
     means = _cell_means(cells, y)
     bottom, top = float(means.min()), float(means.max())
     k = x.shape[1]
-    ref = _reference(x, exponents)
+    ref = _reference(x, exponents)  # until the fit says otherwise
     if not (top - bottom > max(effect, 0.0) and top > bottom):
         nan = np.full(k, np.nan)
         return LocationFit(False, top - bottom, ref, nan, math.nan, nan, [(-math.inf, math.inf)] * k, 0, bottom,
                            top, level, np.empty((0, k)), np.empty(0))
     b0, b, bottom, top = fit_logistic_range(x, y, bottom, top)
-    r = (y - bottom) / (top - bottom)
+    ref = _reference(x, b)
     # noise alone gives cell means a range; the fitted curve must itself change by the effect, and cross one half
     # between the cells, for the grid to span the transition
     z = b0 + x @ b
