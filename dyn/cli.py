@@ -443,9 +443,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a parameter grid on Dask and draw the phase diagram",
         description="Run every point of a grid (a shipped name from `dyn presets`, or a TOML file) as its own recorded run "
                     "on Dask distributed - a LocalCluster by default, or an existing scheduler - and write "
-                    "results.parquet (winner at T1 from the exact coefficients, final OOD probe accuracy) and the "
-                    "phase diagram. Re-running into the same --out resumes; failed runs are recorded with their error.",
-        epilog="example: dyn sweep --grid phase-diagram --out runs/phase",
+                    "results.parquet (the theory's result columns: winner, max gamma and rho, test error or probe "
+                    "accuracy) and the phase diagram. Re-running into the same --out resumes; failed runs are "
+                    "recorded with their error. `dyn analyze OUT` then checks the theory's claims across runs.",
+        epilog="example: dyn sweep --grid phase-diagram --out runs/phase && dyn analyze runs/phase --out reports/phase",
     )
     p.add_argument("--grid", required=True, help="shipped grid name (see `dyn presets`) or grid TOML file")
     p.add_argument("--out", required=True, help="sweep folder (runs/, results.parquet, phase-diagram.png)")
