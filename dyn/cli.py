@@ -191,9 +191,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _is_sweep_folder(path: str) -> bool:
-    """A folder that is not itself a run store: a sweep's --out folder or a folder of run stores."""
+    """A sweep's --out folder (sweep.json) or a folder holding run stores (``*.zarr``); a damaged run store (no
+    zarr.json of its own, but its site groups' ones) is neither, so it gets the store's own error."""
     p = Path(path)
-    return p.is_dir() and not (p / "zarr.json").exists()
+    if not p.is_dir() or (p / "zarr.json").exists() or p.suffix == ".zarr":
+        return False
+    if (p / "sweep.json").is_file():
+        return True
+    return any((c / "zarr.json").is_file() for parent in (p, p / "runs") if parent.is_dir()
+               for c in parent.iterdir() if c.is_dir() and c.suffix == ".zarr")
 
 
 def _analyze_sweep(args: argparse.Namespace) -> int:
@@ -437,9 +443,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a parameter grid on Dask and draw the phase diagram",
         description="Run every point of a grid (a shipped name from `dyn presets`, or a TOML file) as its own recorded run "
                     "on Dask distributed - a LocalCluster by default, or an existing scheduler - and write "
-                    "results.parquet (winner at T1 from the exact coefficients, final OOD probe accuracy) and the "
-                    "phase diagram. Re-running into the same --out resumes; failed runs are recorded with their error.",
-        epilog="example: dyn sweep --grid phase-diagram --out runs/phase",
+                    "results.parquet (the theory's result columns: winner, max gamma and rho, test error or probe "
+                    "accuracy) and the phase diagram. Re-running into the same --out resumes; failed runs are "
+                    "recorded with their error. `dyn analyze OUT` then checks the theory's claims across runs.",
+        epilog="example: dyn sweep --grid phase-diagram --out runs/phase && dyn analyze runs/phase --out reports/phase",
     )
     p.add_argument("--grid", required=True, help="shipped grid name (see `dyn presets`) or grid TOML file")
     p.add_argument("--out", required=True, help="sweep folder (runs/, results.parquet, phase-diagram.png)")

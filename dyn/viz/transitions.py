@@ -73,8 +73,12 @@ def _plane(ax, fig: Figure, fit: TransitionFit) -> None:
     i, j = (loc.reference, 1 - loc.reference) if len(fit.fields) == 2 else _pair(fit)
     fx, fy = fit.fields[j], fit.fields[i]  # the reference field on the vertical axis: the boundary is a function
     cells = _cell_table(fit, [fx, fy])
-    sc = ax.scatter(cells[fx], cells[fy], c=cells[t.outcome], cmap="coolwarm", s=140, marker="s",
-                    edgecolors="k", linewidths=0.3, zorder=2)
+    # the colour scale spans the theory's two sides, so a grid that stays on one side looks like one
+    values = cells[t.outcome].to_numpy()
+    vmin = min(t.low, float(values.min()))
+    vmax = max(t.high_min if t.high_min is not None else float(values.max()), float(values.max()))
+    sc = ax.scatter(cells[fx], cells[fy], c=values, cmap="coolwarm", s=140, marker="s", vmin=vmin,
+                    vmax=vmax if vmax > vmin else vmin + 1.0, edgecolors="k", linewidths=0.3, zorder=2)
     fig.colorbar(sc, ax=ax, label=f"{t.outcome} (mean over seeds)")
     _log_axis(ax, "x")
     _log_axis(ax, "y")

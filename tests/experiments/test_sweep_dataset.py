@@ -100,9 +100,10 @@ def test_analyze_reads_an_old_table_from_the_stores(label_noise_sweep, tmp_path,
     assert np.isfinite(table["test_error"]).all()
 
 
-def test_analyze_an_empty_folder_exits_2(tmp_path, capsys):
-    (tmp_path / "empty").mkdir()
-    assert main(["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "rep")]) == 2
+def test_analyze_a_sweep_without_complete_runs_exits_2(tmp_path, capsys):
+    (tmp_path / "s" / "runs").mkdir(parents=True)
+    (tmp_path / "s" / "sweep.json").write_text('{"setup": "huang2024", "axes": {"seed": [0]}}')
+    assert main(["analyze", str(tmp_path / "s"), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no complete run stores" in err
     assert not (tmp_path / "rep").exists()
