@@ -114,6 +114,7 @@ def test_one_diverging_run_stops_alone(tmp_path):
     outs = [tmp_path / f"b{i}.zarr" for i in range(3)]
     summaries = train_batch(cfgs, outs)
     assert [s.status for s in summaries] == ["complete", "diverged", "complete"]
+    assert math.isnan(summaries[1].final_test_error) and 0 <= summaries[0].final_test_error <= 1
     with pytest.raises(dyn.DivergenceError):
         train(cfgs[1], tmp_path / "alone.zarr")
     batched_attrs, alone_attrs = read_attrs(outs[1]), read_attrs(tmp_path / "alone.zarr")
