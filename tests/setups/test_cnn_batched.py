@@ -18,6 +18,7 @@ from dyn.setups.signal_noise_cnn import batched
 from dyn.setups.signal_noise_cnn.batched import train_batch
 from dyn.store import read_attrs
 from dyn.theory import base as theory_base
+from tests.stores import RUN_TIMES, max_store_difference
 
 SMALL = dict(d=40, n=8, n_test=30, m=3, steps=15, test_every=5)
 
@@ -35,33 +36,7 @@ def _tree(path) -> xr.DataTree:
 
 
 def _max_diff(a_path, b_path, *, skip_attrs: tuple[str, ...] = ()) -> float:
-    """Largest relative difference over every float variable of every group; asserts that the two stores have the
-    same groups, variables, dims, shapes and attributes (root attributes apart from the times, the batch size and
-    ``skip_attrs``)."""
-    a, b = _tree(a_path), _tree(b_path)
-    assert sorted(a.children) == sorted(b.children)
-    skip = {"created", "closed", "batched", *skip_attrs}
-    assert {k: v for k, v in a.attrs.items() if k not in skip} == {k: v for k, v in b.attrs.items() if k not in skip}
-    worst = 0.0
-    for node in ["/", *(f"/{g}" for g in a.children)]:
-        if node != "/":
-            assert a[node].attrs == b[node].attrs, node
-        da, db = a[node].to_dataset(), b[node].to_dataset()
-        assert sorted(da.variables) == sorted(db.variables), node
-        for name in da.variables:
-            x, y = da[name], db[name]
-            assert x.dims == y.dims and x.shape == y.shape and x.attrs == y.attrs, (node, name)
-            xv, yv = np.asarray(x.values), np.asarray(y.values)
-            if xv.dtype.kind == "f":
-                finite = np.isfinite(xv)
-                assert np.array_equal(finite, np.isfinite(yv)), (node, name)
-                np.testing.assert_array_equal(xv[~finite], yv[~finite], err_msg=f"{node}{name}")  # NaN, ±inf
-                if finite.any():
-                    scale = max(float(np.abs(yv[finite]).max()), 1e-6)
-                    worst = max(worst, float(np.abs(xv[finite] - yv[finite]).max()) / scale)
-            else:
-                np.testing.assert_array_equal(xv, yv, err_msg=f"{node}{name}")
-    return worst
+    return max_store_difference(a_path, b_path, root_attrs_except=(*RUN_TIMES, *skip_attrs))
 
 
 @pytest.mark.parametrize("network, q, algorithm, extra", [
