@@ -14,6 +14,7 @@ from dyn.setups.huang2024 import Config, batch_key
 from dyn.setups.huang2024 import batched
 from dyn.setups.huang2024.batched import train_batch
 from dyn.setups.huang2024.train import train
+from tests.stores import max_store_difference
 
 SMALL = dict(d=60, n=12, n_test=16, m=6, steps=24)
 
@@ -29,25 +30,7 @@ def _tree(path) -> xr.DataTree:
 
 
 def _max_diff(a_path, b_path) -> float:
-    """Largest relative difference over every float variable of every group; also checks the layouts match."""
-    a, b = _tree(a_path), _tree(b_path)
-    worst = 0.0
-    assert sorted(a.children) == sorted(b.children)
-    for node in ["/", *(f"/{g}" for g in a.children)]:
-        da, db = a[node].to_dataset(), b[node].to_dataset()
-        assert sorted(da.variables) == sorted(db.variables), node
-        for name in da.variables:
-            x, y = da[name], db[name]
-            assert x.dims == y.dims and x.shape == y.shape and sorted(x.attrs) == sorted(y.attrs), (node, name)
-            xv, yv = np.asarray(x.values), np.asarray(y.values)
-            if xv.dtype.kind == "f":
-                assert np.array_equal(np.isnan(xv), np.isnan(yv)), (node, name)
-                if xv.size and not np.isnan(xv).all():
-                    scale = max(float(np.nanmax(np.abs(yv))), 1e-6)
-                    worst = max(worst, float(np.nanmax(np.abs(xv - yv))) / scale)
-            elif name != "step" or node != "/":
-                np.testing.assert_array_equal(xv, yv, err_msg=f"{node}{name}")
-    return worst
+    return max_store_difference(a_path, b_path, root_attrs_except=None)  # root attributes: checked by each test
 
 
 @pytest.mark.parametrize("modality", ["single", "multi"])

@@ -255,8 +255,8 @@ def train_batch(
     -------
     list of RunSummary
         In the order of ``configs``; ``status`` is ``"complete"`` or ``"diverged"`` (a recorded run stopped by a
-        non-finite loss, or an unrecorded run whose final loss is not finite: its ``final_test_error`` is then
-        NaN). ``seconds`` is the batch's time divided by B.
+        non-finite loss, or an unrecorded run whose final loss is not finite; ``final_test_error`` is then NaN).
+        ``seconds`` is the batch's time divided by B.
 
     Raises
     ------
@@ -359,7 +359,8 @@ def train_batch(
         test_error = final["test_error"][b] if "test_error" in final else None
         if recs[b] is None and not math.isfinite(loss):
             statuses[b] = "diverged"  # nothing recorded to mark: the summary says it
-            test_error = math.nan if test_error is not None else None  # NaN outputs are not "correct"
+        if statuses[b] == "diverged" and test_error is not None:
+            test_error = math.nan  # NaN outputs compare false with 0: they would count as correct
         summaries.append(RunSummary(path=path, status=statuses[b], steps=steps, final_loss=loss, seconds=seconds,
                                     nbytes=store_size(path) if path else 0, final_test_error=test_error))
     return summaries
