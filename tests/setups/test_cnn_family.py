@@ -236,3 +236,26 @@ def test_a_family_sweep_is_judged_by_the_config_s_theory_with_every_column_fille
     assert {v.claim for v in verdicts} >= {"transition.benign.location", "transition.benign.collapse"}
     # one field varies: the exponent ratio cannot be identified
     assert next(v for v in verdicts if v.claim == "transition.benign.location").verdict == "not checkable"
+
+
+def test_an_unrecorded_diverging_run_is_diverged_not_correct():
+    """Regression: NaN outputs counted as correct predictions (y f <= 0 is False for NaN): test error 0."""
+    summary = train(small(q=3.0, eta=1e12, steps=20, sigma0=0.1), None)
+    assert summary.status == "diverged" and math.isnan(summary.final_test_error)
+    setup = CNNSetup(small(steps=2))
+    with torch.no_grad():
+        setup.net.weight_pos.fill_(float("nan"))
+    assert setup.evaluate()["test_error"] == 1.0
+
+
+def test_label_noise_sweeps_batch_with_the_family_trainer(tmp_path):
+    from dyn.setups.base import get_setup
+    from dyn.setups.huang2025_label_noise import LabelNoiseConfig
+
+    setup = get_setup("huang2025-label-noise")
+    cfgs = [LabelNoiseConfig(d=40, n=8, n_test=20, m=4, steps=5, population_draws=0, seed=s) for s in (0, 1)]
+    assert setup.batch_key(cfgs[0]) == setup.batch_key(cfgs[1])
+    outs = [tmp_path / "a.zarr", tmp_path / "b.zarr"]
+    summaries = setup.train_batch(cfgs, outs)
+    assert [s.status for s in summaries] == ["complete", "complete"]
+    assert dyn.Run(outs[1]).attrs["setup"] == "huang2025-label-noise"

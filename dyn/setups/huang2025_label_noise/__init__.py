@@ -21,6 +21,7 @@ import importlib
 from typing import Any
 
 from ..base import Setup, load_preset, register_setup
+from ..signal_noise_cnn import batch_key as family_batch_key
 from .config import ALGORITHMS, OPTIMIZERS, SETUP_NAME, LabelNoiseConfig, with_snr
 
 __all__ = ["ALGORITHMS", "OPTIMIZERS", "SETUP", "SETUP_NAME", "LabelNoiseConfig", "load_preset", "train"]
@@ -48,4 +49,6 @@ SETUP = register_setup(Setup(
     ignored_axes=lambda config: ("p",) if config.algorithm == "gd" else (),  # standard GD ignores p
     phase_diagram=f"{__name__}.experiments:phase_diagram",
     experiments=f"{__name__}.experiments:EXPERIMENTS",
+    batch_trainer=f"{__name__}.trainer:train_batch",  # the family's batch trainer, recording as the lone one
+    batch_key=family_batch_key,
 ))

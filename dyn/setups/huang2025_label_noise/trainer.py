@@ -18,7 +18,8 @@ from ..signal_noise_cnn.trainer import FLIPS_GROUP, SITES, CNNSetup, RunSummary,
 from ..signal_noise_cnn.trainer import train as _train_family
 from .config import SETUP_NAME, LabelNoiseConfig
 
-__all__ = ["LabelNoiseSetup", "RunSummary", "train", "SITES", "FLIPS_GROUP", "read_flips", "make_optimizer"]
+__all__ = ["LabelNoiseSetup", "RunSummary", "train", "train_batch", "SITES", "FLIPS_GROUP", "read_flips",
+           "make_optimizer"]
 
 
 class LabelNoiseSetup(CNNSetup):
@@ -55,3 +56,13 @@ def train(config: LabelNoiseConfig, out: str | os.PathLike | None, **options: An
     if not isinstance(config, LabelNoiseConfig):
         raise ConfigError(f"config must be a LabelNoiseConfig, got {type(config).__name__}")
     return _train_family(config, out, setup=SETUP_NAME, setup_class=LabelNoiseSetup, **options)
+
+
+def train_batch(configs: list[LabelNoiseConfig], outs: list[str | os.PathLike | None], **options: Any) -> list[RunSummary]:
+    """Train runs of one shape together (the family's batch trainer), each recorded as :func:`train` would."""
+    from ..signal_noise_cnn.batched import train_batch as _batch
+
+    bad = [type(c).__name__ for c in configs if not isinstance(c, LabelNoiseConfig)]
+    if bad:
+        raise ConfigError(f"configs must be LabelNoiseConfig, got {bad[0]}")
+    return _batch(configs, outs, setup=SETUP_NAME, setup_class=LabelNoiseSetup, **options)

@@ -20,6 +20,7 @@ semi-analytic ``population_error`` (true labels) with its standard error.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +154,11 @@ class CNNSetup:
                 "margin_min": mg.min(),
                 "margin_mean": mg.mean(),
                 "margin_max": mg.max(),
-                "train_error": (mg <= 0).to(mg.dtype).mean(),
+                "train_error": (~(mg > 0)).to(mg.dtype).mean(),  # a NaN margin is an error, not a fit
             }
             if self.config.flip_rate > 0:
                 flipped = self.data.flipped
-                out["train_error_flipped"] = ((mg <= 0) & flipped).to(mg.dtype).sum() / flipped.sum().clamp_min(1)
+                out["train_error_flipped"] = ((~(mg > 0)) & flipped).to(mg.dtype).sum() / flipped.sum().clamp_min(1)
             if state.eps is not None:
                 out["loss_noisy"] = logistic_loss(state.eps * mg)  # as loss_noisy(), without the graph
                 out["flip_count"] = (state.eps < 0).to(mg.dtype).sum()
@@ -170,9 +171,10 @@ class CNNSetup:
             if self.config.n_test:
                 z = self.net.inner(self.test_probes)
                 f = output_from_inner(z["pos"], z["neg"], self.data.y_test_true, self.arch)
-                out["test_error"] = float((self.data.y_test * f <= 0).to(torch.float64).mean())
+                # ~(y f > 0): a NaN output (a diverged run) is an error, never a correct prediction
+                out["test_error"] = float((~(self.data.y_test * f > 0)).to(torch.float64).mean())
                 if self.config.flip_rate > 0:
-                    out["test_error_clean"] = float((self.data.y_test_true * f <= 0).to(torch.float64).mean())
+                    out["test_error_clean"] = float((~(self.data.y_test_true * f > 0)).to(torch.float64).mean())
             if self._draws is not None:
                 err, se = population_error(self.net, self.data.mu, self.config.sigma_p, self._draws,
                                            orthogonal=self.config.orthogonal_noise)
@@ -346,9 +348,12 @@ def train(
                  "sites_j": {"pos": 1, "neg": -1}}
     name = setup or type(config).setup_name
     build = setup_class or CNNSetup
-    return drive(lambda: _Steps(build(config)), config, out, setup=name, run_attrs=run_attrs, summary=RunSummary,
+    summary = drive(lambda: _Steps(build(config)), config, out, setup=name, run_attrs=run_attrs, summary=RunSummary,
                  overwrite=overwrite, progress=progress, desc=config.algorithm, attrs=attrs, chunk_bytes=chunk_bytes,
                  checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume)
+    if out is None and not math.isfinite(summary.final_loss):  # unrecorded: no recorder stopped it; say so
+        summary.status, summary.final_test_error = "diverged", math.nan
+    return summary
 
 
 class _Steps(Steps):
