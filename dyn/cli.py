@@ -268,7 +268,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from .viz.live import watch
 
     return watch(args.stores, interval=args.interval, once=args.once, as_json=args.json, port=args.serve,
-                 quantile=args.quantile)
+                 quantile=args.quantile, wait=args.wait)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -279,7 +279,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for c in checks:
         print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
     sound = all(c.ok for c in checks)
-    print(f"dyn verify: {args.store} is {'sound' if sound else 'NOT sound'}")
+    status = next((c for c in checks if c.name == "status"), None)
+    unfinished = status is not None and not status.detail.startswith(("complete", "diverged"))
+    print(f"dyn verify: {args.store} is {'sound' if sound else 'NOT sound'}"
+          + (f"; {status.detail}" if unfinished else ""))
     return 0 if sound else 1
 
 
@@ -379,9 +382,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     "far when a theory applies, steps/s and ETA. --serve also serves a live page on 127.0.0.1.",
         epilog="example: dyn watch runs/single.zarr runs/multi.zarr --serve 8765",
     )
-    p.add_argument("stores", nargs="+", metavar="STORE", help="run stores (may not exist yet)")
+    p.add_argument("stores", nargs="+", metavar="STORE",
+                   help="run stores (a path that does not exist is refused at once, unless --wait)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reads (default 2)")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for stores that do not exist yet (a run about to start) instead of refusing them")
     p.add_argument("--json", action="store_true", help="one JSON line per read instead of text")
     p.add_argument("--serve", type=int, nargs="?", const=0, metavar="PORT",
                    help="also serve a live page on http://127.0.0.1:PORT/ (JSON at /data.json; no PORT: a free one)")
@@ -439,7 +445,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dyn`` console script; returns the exit status (see the module docstring)."""
-    command = "dyn"
+    command, args = "dyn", None
     try:
         parser = _build_parser()  # imports xarray and pandas: Ctrl-C may land here too
         args = parser.parse_args(argv)
@@ -459,8 +465,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: I/O error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """After Ctrl-C in ``dyn run``: where the run stopped and the command that continues it (when its store is
+    marked interrupted), else nothing."""
+    if args is None or getattr(args, "command", None) != "run":
+        return ""
+    path = args.resume or args.out
+    try:
+        from .store import read_attrs
+
+        attrs = read_attrs(path) if path else {}
+    except (DynError, OSError):
+        return ""
+    if attrs.get("status") != "interrupted" or not attrs.get("setup"):
+        return ""
+    import shlex
+
+    ckpt = attrs.get("checkpoint_step")
+    where = (f" at step {ckpt} (checkpointed)" if isinstance(ckpt, int)
+             else " before its first checkpoint (resuming restarts it from step 0)")
+    return f"{where}; continue with: dyn run --resume {shlex.quote(str(path))}"
 
 
 if __name__ == "__main__":

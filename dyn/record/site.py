@@ -64,7 +64,7 @@ class Site:
     store_probes : bool
         Store the probe vectors (needed to reconstruct weights; the Gram matrix is always stored).
     store_weights : bool
-        Store the initial and final weights (``weight_init``, ``weight_final``).
+        Store the initial and final weights (``weight_init``; ``weight_final`` when the run completes).
     track_change : bool
         Also record ``weight_change_sq(step, neuron, stat) = ‖w_r(t) − w_r(0)‖²``, so the share of each neuron's
         change inside the probes' span (:func:`dyn.analysis.coefficients.coefficients`) is known at every step.

@@ -11,10 +11,15 @@ import numpy as np
 from ...errors import NotCheckable
 from ..base import Claim, Theory, register
 from .claims import claims_for
+from . import constants as C
 from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions, hypotheses_status
 from .quantities import coefficient_maxima, index_at, noise_curve, proof, signal_curve, stage1_end
 
 __all__ = ["Huang2024"]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
 
 
 def _fmt(x: float) -> str:
@@ -87,10 +92,13 @@ class Huang2024(Theory):
         met = {c.name: c.met for c in conditions(p) if c.name in ASSUMPTIONS}
         if p.multi:
             predicted = "signal learning"
-            condition = f"n SNR^2 = {_fmt(p.n_snr2)} (>= 1.7), C_mu = {_fmt(p.c_mu)} (>= 2.66)"
+            condition = (f"needs n SNR^2 >= {C.N_SNR2_MULTI_MIN} and C_mu >= {C.C_MU_MIN}; "
+                         f"here n SNR^2 = {_fmt(p.n_snr2)} ({_met(p.n_snr2 >= C.N_SNR2_MULTI_MIN)}), "
+                         f"C_mu = {_fmt(p.c_mu)} ({_met(p.c_mu >= C.C_MU_MIN)})")
         else:
             predicted = "noise memorization"
-            condition = f"n SNR^2 = {_fmt(p.n_snr2)} (<= 1.8)"
+            condition = (f"needs n SNR^2 <= {C.N_SNR2_SINGLE_MAX}; here n SNR^2 = {_fmt(p.n_snr2)} "
+                         f"({_met(p.n_snr2 <= C.N_SNR2_SINGLE_MAX)})")
         try:
             g, r = coefficient_maxima(run)
         except NotCheckable as exc:

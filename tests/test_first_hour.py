@@ -1,0 +1,164 @@
+"""Issue 23, "the first hour of a new user": dead ends and misleading words met by following the README.
+
+Each test is named after what a user saw; each fails on the dyn before the fix."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+import dyn
+from dyn.cli import main
+from dyn.store import StoreWriter, read_attrs, run_status, writer_alive
+from dyn.viz.live import Follower, format_text, watch
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """``dyn run`` stopped by Ctrl-C at step 10 of 12 (checkpoints every 3 steps): its stderr and its store."""
+    from dyn.setups.huang2024.train import Huang2024Setup
+
+    path = tmp_path_factory.mktemp("interrupted") / "run.zarr"
+    original, calls = Huang2024Setup.loss, {"n": 0}
+
+    def loss(self, anchors=None):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt
+        return original(self, anchors)
+
+    err = io.StringIO()
+    with mock.patch.object(Huang2024Setup, "loss", loss), mock.patch("sys.stderr", err):
+        code = main(["run", "--preset", "huang2024-tiny", "--steps", "12", "--checkpoint-every", "3", "--quiet",
+                     "--out", str(path)])
+    return code, err.getvalue(), path
+
+
+def _copy(store: Path, tmp: Path, status: str | None = None) -> Path:
+    out = tmp / store.name
+    shutil.copytree(store, out)
+    if status is not None:  # what a writer killed (or stopped by a full disk) leaves: still marked running
+        meta = json.loads((out / "zarr.json").read_text())
+        meta["attributes"]["status"] = status
+        (out / "zarr.json").write_text(json.dumps(meta))
+    return out
+
+
+# -- 1. a store whose writer is gone --------------------------------------------------------------------------
+def test_running_store_without_writer_reads_as_stale_everywhere(interrupted, tmp_path, capsys):
+    store = _copy(interrupted[2], tmp_path, status="running")
+    assert not writer_alive(store) and run_status(store) == "stale"
+    snap = Follower(store).poll()
+    assert snap["status"] == "stale" and snap["resume"] == f"dyn run --resume {store}"
+    assert "no process is writing it" in format_text(snap)
+    out = io.StringIO()
+    assert watch([store], interval=0.01, out=out, max_polls=50) == 0
+    assert out.getvalue().count("[stale]") == 1  # stopped following after one poll, not 50
+    assert dyn.Run(store).attrs["status"] == "stale"
+    status = {c.name: c for c in dyn.verify(store)}["status"]
+    assert status.ok and status.detail.startswith("stale") and "dyn run --resume" in status.detail
+    from dyn.viz.report import write_report
+
+    write_report([store], tmp_path / "rep", progress=False)
+    assert "status stale" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_running_store_with_live_writer_is_still_running(interrupted, tmp_path):
+    store = _copy(interrupted[2], tmp_path, status="running")
+    writer = StoreWriter(store, append=True)  # holds the writer lock, as a training process does
+    try:
+        assert writer_alive(store) and run_status(store) == "running"
+        assert Follower(store).poll()["status"] == "running"
+        out = io.StringIO()
+        watch([store], interval=0.01, out=out, max_polls=3)
+        assert "[running]" in out.getvalue() and "[stale]" not in out.getvalue()
+        detail = {c.name: c for c in dyn.verify(store)}["status"].detail
+        assert detail.startswith("running: being written")
+    finally:
+        writer.release()
+    assert run_status(store) == "stale"
+    assert read_attrs(store)["status"] == "running"  # reading never writes
+
+
+def test_reader_probe_does_not_turn_a_starting_writer_away(tmp_path):
+    """The probe holds a shared lock for an instant; a writer starting meanwhile retries instead of failing."""
+    import fcntl
+    import os
+    import threading
+
+    path = tmp_path / "r.zarr"
+    path.mkdir()
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a probe that happens to hold the lock when the writer starts
+    threading.Timer(0.02, os.close, (fd,)).start()
+    writer = StoreWriter(path, overwrite=True)
+    fd2 = writer._lock(path)
+    os.close(fd2)
+
+
+# -- 2, 3. dyn watch: a typo, a busy port ---------------------------------------------------------------------
+@pytest.mark.parametrize("extra", [[], ["--once"]])
+def test_watch_a_missing_path_exits_2_at_once(tmp_path, capsys, extra):
+    assert main(["watch", str(tmp_path / "singel.zarr"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "singel.zarr does not exist" in err and "--wait" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "singel.zarr").exists()
+
+
+def test_watch_a_folder_that_is_not_a_store_exits_2(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["watch", str(tmp_path), "--once"]) == 2
+    assert "is not a dyn store" in capsys.readouterr().err
+
+
+def test_watch_wait_waits_for_a_missing_store(tmp_path):
+    out = io.StringIO()
+    assert watch([tmp_path / "later.zarr"], interval=0.01, wait=True, out=out, max_polls=2) == 0
+    assert "[not started]" in out.getvalue()
+    # --once with --wait keeps polling until the store exists (here: until max_polls)
+    out = io.StringIO()
+    assert watch([tmp_path / "later.zarr"], interval=0.01, wait=True, once=True, out=out, max_polls=3) == 0
+
+
+def test_watch_serve_on_a_busy_port_names_it_and_exits_2(interrupted, capsys):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        assert main(["watch", str(interrupted[2]), "--once", "--serve", str(port)]) == 2
+    finally:
+        busy.close()
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is already in use" in err and "--serve 0" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_watch_serve_port_out_of_range_exits_2(interrupted, capsys):
+    assert main(["watch", str(interrupted[2]), "--once", "--serve", "70000"]) == 2
+    assert "port must be 0 to 65535, got 70000" in capsys.readouterr().err
+
+
+# -- 4, 5. an interrupted run: verify and the Ctrl-C message ----------------------------------------------------
+def test_verify_an_interrupted_resumable_store_is_sound(interrupted, capsys):
+    store = interrupted[2]
+    assert read_attrs(store)["status"] == "interrupted"
+    assert main(["verify", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert f"is sound; interrupted at step 9; resumable from step 9 with `dyn run --resume {store}`" in out
+    assert "FAIL" not in out
+
+
+def test_ctrl_c_in_dyn_run_prints_the_resume_command(interrupted, tmp_path):
+    code, err, store = interrupted
+    assert code == 130
+    assert err.strip() == f"dyn run: interrupted at step 9 (checkpointed); continue with: dyn run --resume {store}"
+    copy = _copy(store, tmp_path)
+    assert main(["run", "--resume", str(copy), "--quiet"]) == 0  # the command printed works
+    assert read_attrs(copy)["status"] == "complete"
