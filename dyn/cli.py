@@ -22,7 +22,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import DivergenceError, DynError, WriteError
+from .errors import DivergenceError, DynError, WriteError, speaking_cli
 
 __all__ = ["main"]
 
@@ -216,8 +216,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite,
                   progress=_progress(args))
-    print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]  # grid-zarr: a folder
+    print(f"dyn export: wrote {path} ({_size(sum(f.stat().st_size for f in files))})")
     return 0
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for people: KiB below one MiB (a small export is not "0.0 MiB"), else MiB or GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.1f} KiB"
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -450,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = _build_parser()  # imports xarray and pandas: Ctrl-C may land here too
         args = parser.parse_args(argv)
         command = f"dyn {args.command}"
-        return args.func(args)
+        with speaking_cli():  # messages name options as flags (--overwrite), not keywords (overwrite=True)
+            return args.func(args)
     except DivergenceError as exc:
         print(f"{command}: diverged: {exc}", file=sys.stderr)
         return 1

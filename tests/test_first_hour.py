@@ -162,3 +162,74 @@ def test_ctrl_c_in_dyn_run_prints_the_resume_command(interrupted, tmp_path):
     copy = _copy(store, tmp_path)
     assert main(["run", "--resume", str(copy), "--quiet"]) == 0  # the command printed works
     assert read_attrs(copy)["status"] == "complete"
+
+
+# -- 6, 7, 8. output files ------------------------------------------------------------------------------------
+@pytest.fixture
+def umask_022():
+    import os
+
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def test_report_and_export_respect_the_umask(interrupted, tmp_path, umask_022):
+    """Colleagues on a shared cluster can read what dyn writes: the umask decides, not mkdtemp's 0700/0600."""
+    from dyn.viz.report import write_report
+
+    store = interrupted[2]
+    write_report([store], tmp_path / "rep", progress=False)
+    assert (tmp_path / "rep").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "rep" / "report.md").stat().st_mode & 0o777 == 0o644
+    dyn.export(store, tmp_path / "c.csv", progress=False)
+    assert (tmp_path / "c.csv").stat().st_mode & 0o777 == 0o644
+    import os
+
+    os.umask(0o077)  # a private umask is respected too
+    dyn.export(store, tmp_path / "p.csv", progress=False)
+    assert (tmp_path / "p.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_export_of_a_zarr_folder_prints_its_size(interrupted, tmp_path, capsys):
+    out = tmp_path / "grid.zarr"
+    assert main(["export", str(interrupted[2]), "--out", str(out)]) == 0
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert size > 2**20
+    printed = capsys.readouterr().out
+    assert f"({size / 2**20:.1f} MiB)" in printed and "0.0 MiB" not in printed
+    assert main(["export", str(interrupted[2]), "--out", str(tmp_path / "c.csv"), "--reduce", "max"]) == 0
+    small = (tmp_path / "c.csv").stat().st_size
+    assert small < 2**20 and f"({small / 1024:.1f} KiB)" in capsys.readouterr().out
+
+
+def test_an_existing_user_file_is_not_met_with_a_useless_overwrite_hint(interrupted, tmp_path, capsys):
+    (tmp_path / "mydata").mkdir()
+    notes = tmp_path / "mydata" / "notes.txt"
+    notes.write_text("mine")
+    assert main(["export", str(interrupted[2]), "--format", "csv", "--out", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "choose a new path" in err and "--overwrite" not in err
+    assert notes.read_text() == "mine"
+
+
+def test_messages_name_flags_from_the_cli_and_keywords_from_python(interrupted, tmp_path, capsys):
+    out = tmp_path / "c.csv"
+    dyn.export(interrupted[2], out, progress=False)
+    with pytest.raises(dyn.errors.StoreError, match=r"use overwrite=True to replace it\)$"):
+        dyn.export(interrupted[2], out, progress=False)
+    assert main(["export", str(interrupted[2]), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("(use --overwrite to replace it)")
+    with pytest.raises(dyn.errors.ConfigError, match="give format= one of"):
+        dyn.export(interrupted[2], tmp_path / "c.xlsx")
+    assert main(["export", str(interrupted[2]), "--out", str(tmp_path / "c.xlsx")]) == 2
+    assert "give --format one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["grid.zarr", "table.csv"])
+def test_analysing_a_dyn_export_says_what_it_is(interrupted, tmp_path, capsys, name):
+    out = tmp_path / name
+    dyn.export(interrupted[2], out, progress=False)
+    assert main(["analyze", str(out), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "is a dyn export of a run" in err and "xr.open_datatree" in err and "written by another program" not in err

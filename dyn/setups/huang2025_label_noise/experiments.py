@@ -166,7 +166,7 @@ def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, over
     from .trainer import train
 
     show = progress_enabled(progress)  # resolved once: the outer bar and the trainers' bars follow one decision
-    with staged_folder(out, overwrite=overwrite) as tmp, \
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \
             progress_bar(2 * seeds + 1, desc="figure2", unit="task", progress=show, leave=True) as bar:
         frames = []
         (tmp / "runs").mkdir(exist_ok=True)
@@ -410,7 +410,7 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
     from .trainer import train
 
     show = progress_enabled(progress)
-    with staged_folder(out, overwrite=overwrite) as tmp, \
+    with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \
             progress_bar(len(OPTIMIZER_ORDER) * seeds + 1, desc="optimizers", unit="task", progress=show,
                          leave=True) as bar:
         frames = []
