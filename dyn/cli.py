@@ -112,6 +112,8 @@ def _progress(args: argparse.Namespace) -> bool:
 def _cmd_presets(args: argparse.Namespace) -> int:
     from .setups.base import available_setups, presets
 
+    if args.show:
+        return _show_preset(args.show)
     setups = available_setups()
     items = presets()
     width = max((len(p.name) for p in items), default=0)
@@ -126,6 +128,28 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             for p in grids:
                 print(f"  {p.name:<{width}}  {p.description}")
         print()
+    return 0
+
+
+def _show_preset(name: str) -> int:
+    """``dyn presets --show NAME``: every config field of a preset with its type, value and meaning."""
+    import shutil
+    import textwrap
+
+    from .setups.base import describe_config, list_presets, load_preset
+
+    config = load_preset(name)
+    rows = describe_config(config)
+    description = list_presets().get(name, "")
+    setup = next(n for n, s in _setups().items() if isinstance(config, s.config))
+    print(f"{name} ({setup})" + (f": {description}" if description else ""))
+    widths = [max(len(str(r[i]) if i != 2 else repr(r[i])) for r in rows) for i in range(3)]
+    indent = 2 + widths[0] + 2 + widths[1] + 2 + widths[2] + 2
+    width = max(shutil.get_terminal_size((120, 24)).columns, indent + 30)
+    for key, kind, value, meaning in rows:
+        head = f"  {key:<{widths[0]}}  {kind:<{widths[1]}}  {value!r:<{widths[2]}}  "
+        print(head + ("\n" + " " * indent).join(textwrap.wrap(meaning, width - indent)) if meaning else head.rstrip())
+    print(f"change any of them with `dyn run --preset {name} --set KEY=VALUE`")
     return 0
 
 
@@ -307,7 +331,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("presets", help="list the shipped presets and sweep grids, by setup",
-                       description="List the registered setups with their shipped presets and sweep grids.")
+                       description="List the registered setups with their shipped presets and sweep grids; "
+                                   "--show NAME lists one preset's config fields with types, values and meanings.",
+                       epilog="example: dyn presets --show huang2024-figure1")
+    p.add_argument("--show", metavar="NAME", help="a preset's fields: type, value, meaning (what --set can change)")
     p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser(

@@ -233,3 +233,49 @@ def test_analysing_a_dyn_export_says_what_it_is(interrupted, tmp_path, capsys, n
     assert main(["analyze", str(out), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err
     assert "is a dyn export of a run" in err and "xr.open_datatree" in err and "written by another program" not in err
+
+
+# -- 9, 10. discoverability and words -------------------------------------------------------------------------
+def test_presets_show_lists_fields_with_types_values_and_meanings(capsys):
+    assert main(["presets", "--show", "huang2024-figure1"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert lines["eta"].split()[1:4] == ["float", "0.01", "Learning"] and "Learning rate η" in lines["eta"]
+    assert lines["modality"].split()[1:3] == ["str", "'single'"]
+    assert "Torch device, e.g. \"cpu\" or \"cuda\"" in lines["device"]  # "e.g." does not end the sentence
+    assert "notes" not in lines and "--set KEY=VALUE" in out
+    assert main(["presets", "--show", "huang2024-figur"]) == 2
+    assert "did you mean 'huang2024-figure1'" in capsys.readouterr().err
+
+
+def test_set_with_an_unknown_key_answers_with_the_valid_keys(tmp_path, capsys):
+    assert main(["run", "--preset", "huang2024-tiny", "--set", "lr=0.1", "--out", str(tmp_path / "r.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'lr' for setup huang2024 (did you mean 'eta', the learning rate η?" in err
+    assert "valid keys: modality, d, n," in err and "record_every" in err and "dyn presets --show" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r.zarr").exists()
+    assert main(["run", "--preset", "huang2024-tiny", "--set", "zzz=1", "--out", str(tmp_path / "r.zarr")]) == 2
+    assert "(valid keys: modality" in capsys.readouterr().err  # no guess when nothing is close
+
+
+def test_one_hot_labels_are_named_as_such():
+    import torch
+
+    one_hot = torch.nn.functional.one_hot(torch.arange(50) % 2, 2)
+    x = torch.randn(50, 8)
+    with pytest.raises(dyn.errors.ConfigError, match=r"labels must be class indices.*shape \(50, 2\), one-hot"):
+        dyn.Site(torch.nn.Parameter(torch.randn(3, 8)), signals={"mu": torch.ones(8)}, noise=x, labels=one_hot)
+    from dyn.record.probes import class_means
+
+    with pytest.raises(dyn.errors.ConfigError, match="pass labels.argmax"):
+        class_means(x, one_hot)
+    assert set(class_means(x, one_hot.argmax(1))) == {"class0", "class1"}
+
+
+def test_the_regime_condition_reads_as_a_condition(interrupted):
+    from dyn.viz.live import Follower
+
+    snap = Follower(interrupted[2]).poll()
+    condition = snap["regime"]["condition"]
+    assert condition == "needs n SNR^2 <= 1.8; here n SNR^2 = 0.256 (met)"
+    assert "(>=" not in format_text(snap) and "(<=" not in format_text(snap)

@@ -16,7 +16,7 @@ import torch
 from ..errors import ConfigError
 from ..store.schema import CHANGE_DIM, CHANGE_VAR, RESERVED_DIMS
 
-__all__ = ["Site"]
+__all__ = ["Site", "class_indices"]
 
 
 def _matrix_view(weight: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,26 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot convert to a tensor ({exc})") from None
+
+
+def class_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """``labels`` as one class index per sample (shape ``(n,)``); one-hot rows or class scores are refused by name.
+
+    Examples
+    --------
+    >>> class_indices(torch.tensor([[0, 1], [1, 0]]), 2)
+    Traceback (most recent call last):
+    ...
+    dyn.errors.ConfigError: labels must be class indices, one per sample (shape (2,)); got shape (2, 2), one-hot rows or class scores? pass labels.argmax(1)
+    """
+    if labels.dim() == 2 and labels.shape[0] == n and labels.shape[1] > 1:
+        raise ConfigError(f"labels must be class indices, one per sample (shape ({n},)); got shape "
+                          f"{tuple(labels.shape)}, one-hot rows or class scores? pass labels.argmax(1)")
+    flat = labels.reshape(-1)
+    if flat.shape[0] != n:
+        raise ConfigError(f"labels must be class indices, one per sample: got {flat.shape[0]} entries (shape "
+                          f"{tuple(labels.shape)}) for {n} samples")
+    return flat
 
 
 @dataclass
@@ -127,10 +147,7 @@ class Site:
                 raise ConfigError(f"extra probe {name!r} on dim {dim!r}: name or dimension is reserved")
             extra[str(name)] = (str(dim), t)
         if self.labels is not None:
-            labels = _as_tensor("labels", self.labels).reshape(-1)
-            if labels.shape[0] != noise.shape[0]:
-                raise ConfigError(f"labels has {labels.shape[0]} entries, expected {noise.shape[0]} (one per sample)")
-            self.labels = labels
+            self.labels = class_indices(_as_tensor("labels", self.labels), noise.shape[0])
         for name, t in [*(("signal " + repr(k), v) for k, v in sig.items()), ("noise", noise),
                         *(("extra probe " + repr(k), v) for k, (_, v) in extra.items())]:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):

@@ -21,9 +21,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import json
 import math
 import os
+import re
 import signal
 import threading
 import tomllib
@@ -37,7 +39,7 @@ from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "describe_config", "field_docs", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -248,11 +250,75 @@ def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
 
 
 def unknown_key_message(config_cls: type, key: str) -> str:
+    """Name the unknown key, the key meant (a close spelling, or a common name such as ``lr`` for the learning
+    rate, from the config's ``KEY_ALIASES``) and every valid key.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> unknown_key_message(Config, "lr")[:85]
+    "unknown config key 'lr' for setup huang2024 (did you mean 'eta', the learning rate η?"
+    """
     names = [f.name for f in fields(config_cls) if f.name != "notes"]
-    close = difflib.get_close_matches(str(key), names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    aliases = getattr(config_cls, "KEY_ALIASES", {})
+    meant = aliases.get(str(key).lower())
+    close = [meant] if meant in names else difflib.get_close_matches(str(key), names, n=1)
+    meaning = field_docs(config_cls).get(close[0], "") if close else ""
+    hint = (f"did you mean {close[0]!r}" + (f", the {meaning[0].lower()}{meaning[1:]}" if meant and meaning else "")
+            + "? " if close else "")
     setup = getattr(config_cls, "setup_name", None)
-    return f"unknown config key {key!r}{f' for setup {setup}' if setup else ''}{hint}"
+    show = "; `dyn presets --show PRESET` explains each"
+    return (f"unknown config key {key!r}{f' for setup {setup}' if setup else ''} ({hint}valid keys: "
+            f"{', '.join(names)}{show})")
+
+
+#: a sentence ends at a full stop before a capital letter, but not in "e.g." or "eq." / "i.e."
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\beq)\.\s+(?=[A-Z(])")
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """The first sentence of each field's entry in the config class's numpydoc ``Parameters`` section.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> field_docs(Config)["eta"], field_docs(Config)["n_test"]
+    ('Learning rate η', 'Training and OOD test set sizes')
+    """
+    doc = inspect.getdoc(config_cls) or ""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Parameters") + 2
+    except StopIteration:
+        return {}
+    entries: list[tuple[list[str], list[str]]] = []
+    for line in lines[start:]:
+        if line.strip() and set(line.strip()) == {"-"}:  # the next section's underline
+            entries and entries[-1][1] and entries[-1][1].pop()  # that section's title
+            break
+        if line and not line.startswith(" ") and " : " in line:
+            entries.append(([n.strip() for n in line.split(" : ", 1)[0].split(",")], []))
+        elif entries and line.strip():
+            entries[-1][1].append(line.strip())
+    out: dict[str, str] = {}
+    for names, text in entries:
+        first = _SENTENCE_END.split(" ".join(text), maxsplit=1)[0].rstrip(".")
+        sentence = re.sub(r":\w+:`([^`]*)`", r"\1", first).replace("``", "")
+        out.update({name: sentence for name in names})
+    return out
+
+
+def describe_config(config: Any) -> list[tuple[str, str, Any, str]]:
+    """``(field, type, value, meaning)`` for every field of a setup's config (``dyn presets --show``).
+
+    Examples
+    --------
+    >>> describe_config(load_preset("huang2024-tiny"))[1]
+    ('d', 'int', 200, "Patch dimension (both modalities, as in the paper's analysis)")
+    """
+    docs = field_docs(type(config))
+    return [(f.name, str(f.type), getattr(config, f.name), docs.get(f.name, ""))
+            for f in fields(config) if f.name != "notes"]
 
 
 #: The field annotations a setup's config may use, with the Python types each accepts (bool only where named).
