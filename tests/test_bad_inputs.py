@@ -454,7 +454,8 @@ def test_ctrl_c_checkpoints_marks_interrupted_exit_130(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130 and err.strip().endswith("interrupted") and "Traceback" not in err, err
+    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("dyn run: interrupted at step ") and err.strip().endswith(f"dyn run --resume {out}"), err
     tree = dyn.open(out)
     attrs = tree.attrs
     n = tree.sizes["step"]

@@ -7,6 +7,8 @@ coefficients (γ, ρ) and the raw inner products; a theory may add the quantitie
 
 from __future__ import annotations
 
+import math
+
 import os
 from typing import Mapping, Sequence
 
@@ -316,7 +318,25 @@ def plot_heatmap(
         ax.invert_yaxis()
         ax.set_title(f"site {name}: {values.attrs['long_name']} per neuron ({how})")
     label = data[sites[0]][0].attrs["long_name"]
-    scale = "shared by γ and ρ of all sites" if len(shared) > 1 else "symmetric log"
-    fig.colorbar(mesh, ax=list(axes), label=f"{label} (symmetric log scale, {scale})")
-    fig.suptitle(f"{run.name}: {label}")
+    scale = "one colour scale for γ and ρ of all sites" if len(shared) > 1 else "one colour scale for all sites"
+    bar = fig.colorbar(mesh, ax=list(axes), label=label)  # short: the label must fit beside one site's axes
+    bar.set_ticks(_symlog_ticks(vmax, vmax * linear_width))
+    fig.suptitle(f"{run.name}: {label}\n(symmetric log colours, linear within ±{vmax * linear_width:.1g}; {scale})",
+                 fontsize="medium")
     return fig
+
+
+def _symlog_ticks(vmax: float, linthresh: float) -> list[float]:
+    """Colour-bar ticks of a symmetric log scale: 0 and ± every decade above the linear part (never the decades
+    at its edge, whose labels would overlap the 0 label).
+
+    Examples
+    --------
+    >>> _symlog_ticks(2.0, 2e-3)
+    [-1.0, -0.1, -0.01, 0.0, 0.01, 0.1, 1.0]
+    """
+    top = math.floor(math.log10(vmax))
+    decades = [10.0 ** k for k in range(top, math.floor(math.log10(linthresh)), -1) if 10.0 ** k > 3 * linthresh]
+    if not decades:
+        return [-vmax, 0.0, vmax]
+    return [-d for d in decades] + [0.0] + decades[::-1]

@@ -94,6 +94,7 @@ def run_curves(run: Run, *, label: dict[str, Any]) -> pd.DataFrame:
 _PANEL_AXES = {
     "loss": ("training loss", "loss (log scale)"),
     "probe_acc": ("OOD test accuracy (linear probe)", "accuracy"),
+    "probe_acc_transfer": ("OOD test accuracy (head fitted on training data)", "accuracy"),
     "signal_inner_max": ("signal learning", r"$\max_r\,|\langle w_r, \mu\rangle|$"),
     "noise_inner_max": ("noise memorization", r"$\max_{r,i}\,\langle w_r, \xi_i\rangle$"),
     "gamma_max": ("signal learning (exact)", r"$\max_r\,|\gamma_r|$"),
@@ -101,16 +102,23 @@ _PANEL_AXES = {
 }
 
 
+#: metrics drawn as accuracies: one y range (0 to 1) and the chance line on every such panel
+_ACCURACY = ("probe_acc", "probe_acc_transfer")
+
+
 def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
-    """Figure 1's four panels in a 2×2 grid: log loss, accuracy with the chance line, signal, noise; y labels on
-    every panel, one legend below the grid."""
+    """Figure 1's panels, two per row (four: a 2×2 grid; two: one row): log loss, accuracies on one 0-1 range with
+    the chance line, signal, noise; a title and y label in words on every panel, one legend below the grid."""
     import seaborn as sns
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     palette = dict(zip(["single", "multi"], sns.color_palette("colorblind", 2)))
-    fig = Figure(figsize=(10, 7.4), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
+    rows = -(-len(metrics) // 2)
+    fig = Figure(figsize=(10, 0.6 + 3.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False).ravel()
+    for ax in axes[len(metrics):]:
+        ax.remove()  # an odd count: no empty axes
     for ax, metric in zip(axes, metrics):
         data = curves[curves["metric"] == metric]
         sns.lineplot(data=data, x="step", y="value", hue="modality", hue_order=["single", "multi"],
@@ -121,13 +129,14 @@ def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
         ax.set_ylabel(ylabel)
         if metric == "loss" and (data["value"] > 0).all():
             ax.set_yscale("log")
-        if metric == "probe_acc":
+        if metric in _ACCURACY:
             ax.axhline(0.5, color="gray", ls=":", lw=1.2)
             ax.set_ylim(0.0, 1.02)
         sns.despine(ax=ax)
     handles = [Line2D([], [], color=palette[m], lw=2, label=f"{m}-modal (mean ± 1σ over seeds)")
                for m in ("single", "multi")]
-    handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="chance accuracy 0.5"))
+    if any(m in _ACCURACY for m in metrics):
+        handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="chance accuracy 0.5"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle(title)
     return fig
