@@ -279,3 +279,57 @@ def test_the_regime_condition_reads_as_a_condition(interrupted):
     condition = snap["regime"]["condition"]
     assert condition == "needs n SNR^2 <= 1.8; here n SNR^2 = 0.256 (met)"
     assert "(>=" not in format_text(snap) and "(<=" not in format_text(snap)
+
+
+# -- 12, 13, 16. figures ----------------------------------------------------------------------------------------
+def test_figure1_probes_is_two_accuracy_panels_on_one_range_with_chance_lines():
+    import numpy as np
+    import pandas as pd
+
+    from dyn.setups.huang2024.experiments import _panels
+
+    rows = [dict(step=s, metric=m, value=0.5 + 0.4 * s / 100 * (mod == "multi"), modality=mod, seed=seed)
+            for m in ("probe_acc", "probe_acc_transfer") for mod in ("single", "multi") for seed in (0, 1)
+            for s in range(0, 101, 10)]
+    fig = _panels(pd.DataFrame(rows), ["probe_acc", "probe_acc_transfer"], "t")
+    assert len(fig.axes) == 2  # no empty axes below
+    for ax in fig.axes:
+        assert ax.get_ylabel() == "accuracy" and ax.get_ylim() == (0.0, 1.02)
+        assert any(np.allclose(line.get_ydata(), 0.5) for line in ax.get_lines()), "no chance line"
+    assert "probe_acc" not in fig.axes[1].get_title()
+
+
+def test_heatmap_colour_bar_label_fits_and_ticks_do_not_crowd_zero(interrupted):
+    from dyn.viz.plot import plot_heatmap
+
+    fig = plot_heatmap(interrupted[2], quantity="gamma")  # one site: the shortest colour bar
+    fig.canvas.draw()
+    bar = fig.axes[-1]
+    label = bar.yaxis.label
+    box, page = label.get_window_extent(), fig.bbox
+    assert page.y0 <= box.y0 and box.y1 <= page.y1, "colour-bar label clipped"
+    ticks = [t for t in bar.get_yticks() if bar.get_ylim()[0] <= t <= bar.get_ylim()[1]]
+    vmax = max(abs(t) for t in ticks)
+    near_zero = [t for t in ticks if 0 < abs(t) < vmax * 3e-3 * 3]
+    assert 0.0 in ticks and not near_zero, ticks
+
+
+def test_plot_coefficients_keeps_its_log_default_on_a_users_run(tmp_path):
+    """A user's loop: γ and ρ are 0 at step 0, which used to switch the axis to linear without a word."""
+    import torch
+
+    from dyn.record.probes import class_means
+    from dyn.viz.plot import plot_coefficients
+
+    x, y = torch.randn(40, 30), torch.arange(40) % 2
+    model = torch.nn.Sequential(torch.nn.Linear(30, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    site = dyn.Site(model[0].weight, signals=class_means(x, y), noise=x, labels=y)
+    with dyn.Recorder(tmp_path / "mine.zarr", sites={"w": site}, optimizer=opt):
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    fig = plot_coefficients(tmp_path / "mine.zarr")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    assert plot_coefficients(tmp_path / "mine.zarr", logy=False).axes[0].get_yscale() == "linear"

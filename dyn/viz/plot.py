@@ -113,7 +113,10 @@ def plot_coefficients(
         ``plot_quantities``, else ``("gamma", "rho")``).
     reduce : ``"max"`` or ``"mean"`` over neurons for the line.
     band : quantiles over neurons shaded around the line (``None`` for no band).
-    logy : log-scale y axis (where the line is positive).
+    logy : log-scale y axis (the default). It holds whenever the line has no negative value: points where the
+        line is exactly 0 (γ and ρ at initialisation, step 0) are left out of the log axis, and a quantile band
+        reaching 0 or below runs to the panel's bottom edge. Only a line with negative values (e.g. the mean of a
+        signed quantity) is drawn on a linear axis, and its y label then says "linear: values < 0".
     theory : the theory whose quantities and overlays to use: None picks the run's (if any), False none.
     title : the figure title (default: the run's name).
 
@@ -148,14 +151,18 @@ def plot_coefficients(
             label = curves.attrs["long_name"]
             steps = curves["step"].values
             line = curves.max("neuron") if reduce == "max" else curves.mean("neuron")
-            ax.plot(steps, line.values, color=palette[0], lw=2, label=f"{reduce} over neurons")
-            lo_data, hi_data = np.nanmin(line.values), np.nanmax(line.values)
+            finite = line.values[np.isfinite(line.values)]
+            log = logy and finite.size > 0 and bool((finite >= 0).all() and (finite > 0).any())
+            shown = np.where(line.values > 0, line.values, np.nan) if log else line.values  # no 0 on a log axis
+            ax.plot(steps, shown, color=palette[0], lw=2, label=f"{reduce} over neurons")
+            hi_data = np.nanmax(line.values)
+            bottom = np.nanmin(shown) if log else None
             if band is not None:
                 lo, hi = curves.quantile(band[0], "neuron").values, curves.quantile(band[1], "neuron").values
                 ax.fill_between(steps, lo, hi, color=palette[0], alpha=0.2,
                                 label=f"neurons, {band[0]:.0%}–{band[1]:.0%} quantiles")
-                lo_data = min(lo_data, np.nanmin(lo))
-            log = logy and lo_data > 0
+                if log and (lo > 0).any():
+                    bottom = min(bottom, float(np.nanmin(lo[lo > 0])))
             over = th.overlays(run, name, q) if th is not None else {"lines": [], "markers": []}
             for i, (what, t, v) in enumerate(over["lines"]):
                 v = np.asarray(v, dtype=float)
@@ -167,9 +174,10 @@ def plot_coefficients(
                 ax.annotate(f"{what}", (t1, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10 - 10 * i),
                             textcoords="offset points", fontsize=7, color=colour)
             if log:
-                ax.set_yscale("log")
+                ax.set_yscale("log")  # a band at or below 0 is clipped to the bottom edge
+                ax.set_ylim(bottom=bottom / 1.5)
             ax.set_xlabel("step")
-            ax.set_ylabel(label)
+            ax.set_ylabel(label + (" (linear: values < 0)" if logy and not log else ""))
             ax.set_title(f"site {name}: {label}")
             sns.despine(ax=ax)
             for h, lab in zip(*ax.get_legend_handles_labels()):
