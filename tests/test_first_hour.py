@@ -333,3 +333,36 @@ def test_plot_coefficients_keeps_its_log_default_on_a_users_run(tmp_path):
     fig = plot_coefficients(tmp_path / "mine.zarr")
     assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
     assert plot_coefficients(tmp_path / "mine.zarr", logy=False).axes[0].get_yscale() == "linear"
+
+
+def test_stage1_upper_and_lower_bounds_are_drawn_in_different_styles(interrupted):
+    from dyn.viz.plot import plot_coefficients
+
+    fig = plot_coefficients(interrupted[2])
+    bounds = {line.get_label().split(" (")[0]: (str(line.get_linestyle()), line._unscaled_dash_pattern, line.get_color())
+              for ax in fig.axes for line in ax.get_lines() if "bound" in line.get_label()}
+    assert set(bounds) == {"stage-1 upper bound", "stage-1 lower bound"}
+    upper, lower = bounds.values()
+    assert upper[1] != lower[1] and upper[2] != lower[2]
+
+
+def test_phase_diagram_legend_lists_only_boundaries_inside_the_grid():
+    import pandas as pd
+
+    from dyn.setups.huang2024.experiments import phase_diagram
+
+    def draw(n_snr2):
+        rows = [dict(status="complete", modality=mod, n_snr2=n, c_mu=c, probe_acc=0.8, seed=s,
+                     winner="signal learning" if mod == "multi" else "noise memorization")
+                for mod in ("multi", "single") for n in n_snr2 for c in ((3.0, 4.0) if mod == "multi" else (0.0,))
+                for s in (0, 1)]
+        fig = phase_diagram(pd.DataFrame(rows))
+        legends = [[t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [] for ax in fig.axes[:3]]
+        notes = [t.get_text() for ax in fig.axes[:3] for t in ax.texts if "outside" in t.get_text()]
+        return legends, notes
+
+    legends, notes = draw((4.0, 6.0, 8.0))  # both boundaries (C_mu n SNR^2 = 4.51, n SNR^2 = 1.8) miss the grid
+    assert not any("4.51" in t for leg in legends for t in leg) and not any("1.8" in t for t in legends[2])
+    assert len(notes) == 3 and "noise memorization predicted" not in legends[2]
+    legends, notes = draw((0.5, 1.5, 3.0))  # both inside
+    assert any("4.51" in t for t in legends[0]) and any("1.8" in t for t in legends[2]) and not notes

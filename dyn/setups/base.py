@@ -34,12 +34,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
+import numpy as np
+
 from ..errors import ConfigError, StoreError
 from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "describe_config", "field_docs", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -432,6 +434,25 @@ def store_size(path: str | os.PathLike) -> int:
             st = f.stat()
             total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
     return total
+
+
+def unseen_curves(ax: Any) -> list[str]:
+    """Take every labelled line of the matplotlib axes ``ax`` that has no point inside its current limits out of
+    the legend (a boundary beyond the grid is not drawn, so it must not be listed); return their labels so that
+    the figure can say where they lie. Call it after the limits are set, before the legend."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    hidden = []
+    for line in ax.get_lines():
+        label = line.get_label()
+        if label.startswith("_"):
+            continue
+        x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+        if x.size == 2 and y.size == 2 and x[0] == x[1] and line.get_transform() != ax.transData:
+            y = np.array([y0, y1])  # axvline: y in axes coordinates
+        if not ((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).any():
+            line.set_label("_" + label)
+            hidden.append(label)
+    return hidden
 
 
 def replace_config(config: Any, **changes: Any) -> Any:

@@ -144,6 +144,9 @@ def plot_coefficients(
     axes = fig.subplots(len(sites), len(quantities), squeeze=False)
     palette = sns.color_palette("colorblind")
     marker_styles = [(":", palette[3]), ("-.", palette[4]), ((0, (5, 2, 1, 2)), palette[5])]
+    # one style per kind of overlay line across the figure (an upper and a lower bound never look alike)
+    line_styles = [("--", palette[1]), ((0, (4, 1.5, 1, 1.5, 1, 1.5)), palette[2]), ((0, (1, 1)), palette[6])]
+    kinds: dict[str, int] = {}
     handles: dict[str, object] = {}
     for row, name in zip(axes, sites):
         for ax, q in zip(row, quantities):
@@ -164,10 +167,11 @@ def plot_coefficients(
                 if log and (lo > 0).any():
                     bottom = min(bottom, float(np.nanmin(lo[lo > 0])))
             over = th.overlays(run, name, q) if th is not None else {"lines": [], "markers": []}
-            for i, (what, t, v) in enumerate(over["lines"]):
+            for what, t, v in over["lines"]:
                 v = np.asarray(v, dtype=float)
                 inside = v <= hi_data * (1.5 if log else 1.1)  # the prediction stops where it leaves the data
-                ax.plot(np.asarray(t)[inside], v[inside], ls="--", color=palette[1 + i], label=what)
+                ls, colour = line_styles[kinds.setdefault(what.split(" (")[0], len(kinds)) % len(line_styles)]
+                ax.plot(np.asarray(t)[inside], v[inside], ls=ls, color=colour, lw=1.6, label=what)
             for i, (what, t1) in enumerate(over["markers"]):
                 ls, colour = marker_styles[i % len(marker_styles)]
                 ax.axvline(t1, ls=ls, color=colour, lw=1.5, label=f"{what} = {t1:.4g}")

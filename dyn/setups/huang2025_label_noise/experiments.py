@@ -28,7 +28,7 @@ from ...errors import ConfigError
 from ...progress import progress_bar, progress_enabled
 from ...store.outputs import save_figure, staged_folder
 from ...theory.huang2025_label_noise.quantities import Params, Recording
-from ..base import find_grid, load_preset
+from ..base import find_grid, load_preset, unseen_curves
 from .config import LabelNoiseConfig, with_snr
 
 __all__ = ["figure2", "figure2_config", "figure3", "optimizers", "optimizer_configs", "run_curves",
@@ -288,7 +288,12 @@ def phase_diagram(results: pd.DataFrame):
         ax.plot(xs, 1.0 / xs**2, color="tab:red", ls=":", lw=1.5, label="n·SNR² = 1 (SNR = n^-1/2)")
         ax.set_xlim(_edges(snrs)[0], _edges(snrs)[-1])
         ax.set_ylim(_edges(ns)[0], _edges(ns)[-1])
-        ax.legend(loc="upper right", fontsize=7)
+        outside = unseen_curves(ax)  # listed only where drawn; named below where they miss the grid
+        if outside:
+            ax.text(0.02, 0.02, "outside this grid: " + "; ".join(label.split(" (")[0] for label in outside),
+                    transform=ax.transAxes, fontsize=7, color="white")
+        if len(outside) < 2:
+            ax.legend(loc="upper right", fontsize=7)
     axes[0].set_ylabel("n (training samples)")
     if mesh is not None:
         fig.colorbar(mesh, ax=axes, shrink=0.85, label="test accuracy (mean over seeds)")
