@@ -41,7 +41,7 @@ from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "comparison_lines", "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -434,6 +434,31 @@ def store_size(path: str | os.PathLike) -> int:
             st = f.stat()
             total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
     return total
+
+
+def comparison_lines(rows: Sequence[tuple[str, str, str, bool | None, str]]) -> list[str]:
+    """The "paper vs dyn" table every reproduction prints: one row per finding, ``(what, paper, dyn, reproduced,
+    why)``; ``reproduced`` True prints "reproduced", False "differs" with ``why`` (or "why not known"), None
+    "not decided" with ``why``.
+
+    Examples
+    --------
+    >>> print("\\n".join(comparison_lines([("OOD accuracy, multi", "≈ 1.0", "0.98", True, ""),
+    ...                                     ("OOD accuracy, single", "≈ 0.5", "0.72", False, "")])))
+      paper vs dyn:
+      finding               paper  dyn   verdict
+      OOD accuracy, multi   ≈ 1.0  0.98  reproduced
+      OOD accuracy, single  ≈ 0.5  0.72  differs (why not known)
+    """
+    def verdict(ok: bool | None, why: str) -> str:
+        if ok is None:
+            return f"not decided ({why})" if why else "not decided"
+        return "reproduced" if ok else f"differs ({why or 'why not known'})"
+
+    table = [("finding", "paper", "dyn", "verdict")] + [(w, p, d, verdict(ok, why)) for w, p, d, ok, why in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return ["  paper vs dyn:"] + [f"  {w:<{widths[0]}}  {p:<{widths[1]}}  {d:<{widths[2]}}  {v}"
+                                   for w, p, d, v in table]
 
 
 def unseen_curves(ax: Any) -> list[str]:

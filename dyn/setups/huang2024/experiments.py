@@ -30,12 +30,13 @@ from ...analysis.run import Run
 from ...errors import ConfigError, StoreError
 from ...progress import progress_bar, progress_enabled
 from ...store.outputs import save_figure, staged_folder
-from ..base import load_preset, unseen_curves
+from ..base import comparison_lines, load_preset, unseen_curves
 from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
 from .config import Config
 from .train import train
 
-__all__ = ["figure1", "figure1_config", "table1", "phase_diagram", "PAPER_FIGURE1", "EXPERIMENTS"]
+__all__ = ["figure1", "figure1_config", "figure1_findings", "table1", "table1_findings", "phase_diagram", "PAPER_FIGURE1",
+           "EXPERIMENTS"]
 
 #: What the paper reports for Figure 1 (read off its description; no numbers are tabulated).
 PAPER_FIGURE1 = {
@@ -569,18 +570,95 @@ def _figure1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, 
             spread = "" if seeds == 1 else f" ± {wide.loc[metric, ('std', m)]:.2g}"
             cells.append(f"{m}: {wide.loc[metric, ('mean', m)]:.4g}{spread}")
         lines.append(f"  {metric:<18} " + "   ".join(cells))
-    for modality, text in PAPER_FIGURE1.items():
-        lines.append(f"  paper, {modality}-modal: {text}")
+    lines += comparison_lines(figure1_findings(summary))
     lines.append(f"dyn reproduce: figures, curves.parquet, summary.csv and the runs in {out}/")
     return "\n".join(lines)
 
 
+#: Figure 1's findings are read off the paper's plots (no numbers are printed): how far a value may sit from the
+#: paper's reading and still count as reproduced.
+ACCURACY_TOLERANCE = 0.1
+
+
+def figure1_findings(summary: pd.DataFrame) -> list[tuple[str, str, str, bool | None, str]]:
+    """Figure 1's findings, paper vs dyn, from the last-step summary (rows for :func:`comparison_lines`).
+
+    Examples
+    --------
+    >>> summary = pd.DataFrame({"modality": ["single", "multi"] * 3, "metric": ["probe_acc"] * 2 + ["gamma_max"] * 2
+    ...                         + ["rho_max"] * 2, "mean": [0.72, 0.99, 0.1, 0.9, 3.0, 1.0], "std": [0.03] * 6})
+    >>> [(row[0], row[3]) for row in figure1_findings(summary)]  # doctest: +NORMALIZE_WHITESPACE
+    [('OOD accuracy, multi-modal', True), ('OOD accuracy, single-modal', False),
+     ('signal learning max|γ|: multi > single', True), ('noise memorization max ρ: single > multi', True)]
+    """
+    value = summary.set_index(["modality", "metric"])
+
+    def get(modality: str, metric: str) -> tuple[float, str]:
+        if (modality, metric) not in value.index:
+            return math.nan, "not recorded"
+        mean, std = float(value.loc[(modality, metric), "mean"]), float(value.loc[(modality, metric), "std"])
+        return mean, f"{mean:.3g}" + (f" ± {std:.2g}" if math.isfinite(std) else "")
+
+    rows: list[tuple[str, str, str, bool | None, str]] = []
+    multi, multi_text = get("multi", "probe_acc")
+    rows.append(("OOD accuracy, multi-modal", "→ ≈ 1.0", multi_text,
+                 None if math.isnan(multi) else bool(multi >= 1.0 - ACCURACY_TOLERANCE), ""))
+    single, single_text = get("single", "probe_acc")
+    rows.append(("OOD accuracy, single-modal", "stays ≈ 0.5 (chance)", single_text,
+                 None if math.isnan(single) else bool(abs(single - 0.5) <= ACCURACY_TOLERANCE),
+                 "why not known; the paper gives no number, and figure1-probes.png shows both probe protocols"
+                 if not math.isnan(single) and abs(single - 0.5) > ACCURACY_TOLERANCE else ""))
+    for metric, what, first, second in (("gamma_max", "signal learning max|γ|: multi > single", "multi", "single"),
+                                        ("rho_max", "noise memorization max ρ: single > multi", "single", "multi")):
+        a, a_text = get(first, metric)
+        b, b_text = get(second, metric)
+        known = not (math.isnan(a) or math.isnan(b))
+        rows.append((what, f"{first} clearly higher", f"{first} {a_text}, {second} {b_text}",
+                     bool(a > b) if known else None, ""))
+    return rows
+
+
 def _table1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
                     progress: bool | None = None) -> str:
-    table1(out, seeds=seeds or 3, small=small, overwrite=overwrite, progress=progress)
+    table = table1(out, seeds=seeds or 3, small=small, overwrite=overwrite, progress=progress)
     report = (Path(out) / "table1.md").read_text(encoding="utf-8")
-    return report.rstrip("\n") + (f"\ndyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the "
-                                  f"runs in {out}/")
+    return "\n".join([report.rstrip("\n"), *comparison_lines(table1_findings(table)),
+                      f"dyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the runs in {out}/"])
+
+
+#: Table 1: how many accuracy points dyn's number may differ from the paper's and still count as reproduced
+TABLE1_TOLERANCE = 15.0
+
+
+def table1_findings(table: pd.DataFrame) -> list[tuple[str, str, str, bool | None, str]]:
+    """Table 1's numbers, paper vs dyn (percent), from :func:`table1`'s table (rows for :func:`comparison_lines`).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"modality": ["single", "multi"], "train_acc_mean": [90.0, 89.0],
+    ...                       "train_acc_std": [1.0, 1.0], "test_acc_mean": [40.0, 85.0], "test_acc_std": [2.0, 2.0],
+    ...                       "paper_train": [88.43, 87.77], "paper_test": [12.68, 82.13]})
+    >>> [(row[0], row[3]) for row in table1_findings(table)]  # doctest: +NORMALIZE_WHITESPACE
+    [('train accuracy, single-modal (%)', True), ('test accuracy, single-modal (%)', False),
+     ('train accuracy, multi-modal (%)', True), ('test accuracy, multi-modal (%)', True),
+     ('test accuracy gap, multi - single (points)', False)]
+    """
+    why = "scikit-learn's 8x8 digits stand in for MNIST (nothing is downloaded), so the numbers need not match"
+    rows: list[tuple[str, str, str, bool | None, str]] = []
+    by = table.set_index("modality")
+    for modality in ("single", "multi"):
+        for kind in ("train", "test"):
+            mean, std = float(by.loc[modality, f"{kind}_acc_mean"]), float(by.loc[modality, f"{kind}_acc_std"])
+            paper = float(by.loc[modality, f"paper_{kind}"])
+            ok = abs(mean - paper) <= TABLE1_TOLERANCE
+            rows.append((f"{kind} accuracy, {modality}-modal (%)", f"{paper:.2f}",
+                         f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else ""), ok, "" if ok else why))
+    gap = float(by.loc["multi", "test_acc_mean"] - by.loc["single", "test_acc_mean"])
+    paper_gap = float(by.loc["multi", "paper_test"] - by.loc["single", "paper_test"])
+    ok = abs(gap - paper_gap) <= TABLE1_TOLERANCE
+    rows.append(("test accuracy gap, multi - single (points)", f"{paper_gap:.2f}", f"{gap:.2f}", ok,
+                 "" if ok else why))
+    return rows
 
 
 #: ``dyn reproduce NAME``: name -> (description, command returning the text to print)
