@@ -386,6 +386,14 @@ def test_figure1_findings_say_differs_for_an_observed_0_72():
     assert signal.endswith("differs (why not known)") and noise.endswith("differs (why not known)")
     summary["mean"] = [0.55, 0.97, 0.1, 0.9, 3.0, 1.0]
     assert all(row[3] for row in figure1_findings(summary))
+    # with the head fitted on h(x_train) at chance, the difference has a known reason, in its own row
+    summary = pd.concat([summary, pd.DataFrame({"modality": ["single"], "metric": ["probe_acc_transfer"],
+                                                "mean": [0.495], "std": [0.02]})], ignore_index=True)
+    summary.loc[0, "mean"] = 0.69
+    rows = {row[0]: row for row in figure1_findings(summary)}
+    assert rows["OOD accuracy, single-modal"][3] is False
+    assert "head fitted on h(x_train) gives 0.495" in rows["OOD accuracy, single-modal"][4]
+    assert rows["OOD accuracy, single-modal, head fitted on h(x_train)"][3] is True
 
 
 def test_every_reproduction_command_prints_paper_vs_dyn():

@@ -604,10 +604,17 @@ def figure1_findings(summary: pd.DataFrame) -> list[tuple[str, str, str, bool | 
     rows.append(("OOD accuracy, multi-modal", "→ ≈ 1.0", multi_text,
                  None if math.isnan(multi) else bool(multi >= 1.0 - ACCURACY_TOLERANCE), ""))
     single, single_text = get("single", "probe_acc")
+    transfer, transfer_text = get("single", "probe_acc_transfer")
+    near_chance = not math.isnan(transfer) and abs(transfer - 0.5) <= ACCURACY_TOLERANCE
+    why = ("dyn's probe fits its head on h(x_test) folds; the head fitted on h(x_train) gives "
+           f"{transfer_text}, the paper's reading (next row)" if near_chance
+           else "why not known; the paper gives no number, figure1-probes.png shows both probe protocols")
     rows.append(("OOD accuracy, single-modal", "stays ≈ 0.5 (chance)", single_text,
                  None if math.isnan(single) else bool(abs(single - 0.5) <= ACCURACY_TOLERANCE),
-                 "why not known; the paper gives no number, and figure1-probes.png shows both probe protocols"
-                 if not math.isnan(single) and abs(single - 0.5) > ACCURACY_TOLERANCE else ""))
+                 why if not math.isnan(single) and abs(single - 0.5) > ACCURACY_TOLERANCE else ""))
+    if not math.isnan(transfer):
+        rows.append(("OOD accuracy, single-modal, head fitted on h(x_train)", "stays ≈ 0.5 (chance)", transfer_text,
+                     near_chance, ""))
     for metric, what, first, second in (("gamma_max", "signal learning max|γ|: multi > single", "multi", "single"),
                                         ("rho_max", "noise memorization max ρ: single > multi", "single", "multi")):
         a, a_text = get(first, metric)
