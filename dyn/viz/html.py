@@ -266,9 +266,8 @@ signal vector μ<sub>k</sub> in w<sub>r</sub>(t) = w<sub>r</sub>(0) + Σ<sub>k</
 stored Gram matrix.</dd>
 <dt>ρ (noise memorization)</dt><dd>ρ<sub>r,i</sub>(step): the coefficient along the noise patch ξ<sub>i</sub> of
 training sample i, from the same decomposition.</dd>
-<dt>sites (h, g, ...)</dt><dd>a site is one recorded weight matrix (one neuron per row). In the Huang et al.
-2024 runs, <b>h</b> is the encoder of the first modality (the only one of a single-modal run) and <b>g</b> the
-encoder of the second modality of a multi-modal run; a user's run names its own sites.</dd>
+<dt>site</dt><dd>one recorded weight matrix (one neuron per row), named by the run (e.g. h, g); what each site of
+these runs is follows below.</dd>
 <dt>T₁</dt><dd>the end of the first stage of training: by the theory's formula and by a fit to the recorded
 curves, when the theory gives them.</dd>
 <dt>verdicts</dt><dd><b>holds</b>: the recorded run satisfies the claim; <b>violated</b>: it does not;
@@ -276,6 +275,27 @@ curves, when the theory gives them.</dd>
 reason in the observed column.</dd>
 </dl>
 """
+
+
+def _site_definitions(runs: Sequence[Run], theories: Sequence[Theory | None]) -> str:
+    """What the sites of these runs are: each site's shape and signal probes, and the theory's own words for its
+    sites (a ``definitions`` entry whose key starts with "site")."""
+    items, seen = [], set()
+    for run in runs:
+        for site in run.sites:
+            ds = run.site(site)
+            if site in seen:
+                continue
+            seen.add(site)
+            signals = ", ".join(map(str, ds["signal"].values)) if "signal" in ds.coords else "–"
+            shape = f"{ds.sizes.get('neuron', '?')} neurons"
+            items.append(f"<dt>site {html.escape(site)}</dt><dd>{html.escape(shape)}; signal probes "
+                         f"{html.escape(signals)}</dd>")
+    for th in {th.name: th for th in theories if th is not None}.values():
+        for key, text in th.definitions.items():
+            if key.startswith("site"):
+                items.append(f"<dt>{html.escape(key)} ({html.escape(th.name)})</dt><dd>{html.escape(text)}</dd>")
+    return '<dl id="sites">' + "".join(items) + "</dl>"
 
 
 def _no_claims() -> pd.DataFrame:
@@ -330,7 +350,8 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
                 f"theories: {html.escape(', '.join(sorted({th.name for th in resolved if th is not None})) or 'none')}. Every figure zooms "
                 "(drag; double-click resets) and has a log/linear toggle; hover a line to see its neuron.</p>",
                 "<h2>Runs side by side</h2>", _summary_table(runs, names, tables),
-                "<h2>Claims</h2>", _claims_side_by_side(names, tables), "<h3>Definitions</h3>", _DEFINITIONS]
+                "<h2>Claims</h2>", _claims_side_by_side(names, tables), "<h3>Definitions</h3>", _DEFINITIONS,
+                _site_definitions(runs, resolved)]
     figures = [_figure_div(_loss_figure(runs, names), "fig-loss", log=True)]
     if len(runs) > 1:
         figures.append(_figure_div(_versus_figure(runs, names), "fig-versus", log=True))

@@ -164,4 +164,5 @@ def test_axes_use_1e_ticks_and_each_run_site_pair_its_own_colour(report, browser
     assert "regime: assumptions not met" in regime and not [s for s in regime if "_" in s], regime
     cells = browser.execute_script("return Array.from(document.querySelectorAll('#summary td')).map(td => td.textContent)")
     assert not [c for c in cells if c.startswith("[") or "'" in c], cells
-    assert "sites (h, g, ...)" in browser.execute_script("return document.body.textContent")
+    sites = browser.execute_script("return document.getElementById('sites').textContent")
+    assert "site g" in sites and "encoder of the second modality" in sites, sites

@@ -48,6 +48,8 @@ class Huang2024(Theory):
     plot_quantities = ("A", "Psi")
     description = "Huang et al. 2024 (NeurIPS): single- vs multi-modal contrastive learning, signal vs noise"
     definitions = {
+        "sites h, g": "the recorded weight matrices: h the encoder of the first modality (the only one of a "
+                      "single-modal run), g the encoder of the second modality (multi-modal runs)",
         "gamma, rho": "exact signal learning and noise memorization: w_r(t) = w_r(0) + gamma_r mu/|mu|^2 "
                       "+ sum_i rho_ri xi_i/|xi_i|^2 (eq. 11)",
         "A": "total signal A_r = |gamma_r + <w_r(0), mu>| with the sign of <w_r(0), mu> (~ |<w_r(t), mu>|)",
