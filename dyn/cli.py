@@ -404,8 +404,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check a run store: schema, steps, status, values, decomposition",
         description="Check a run store: schema version, dims and coordinates, no gaps in step, status against "
                     "contents, NaN/inf and undecodable chunks, and that the exact decomposition rebuilds the stored "
-                    "weights. Exit 0 if sound (an interrupted run is sound up to where it stopped: the status line says how "
-                    "to resume it), 1 if not, 2 if the path is not a usable dyn store.",
+                    "weights. Exit 0 if sound (an interrupted run is sound up to where it stopped: the status "
+                    "line says how to resume it), 1 if not, 2 if the path is not a usable dyn store.",
     )
     p.add_argument("store", metavar="STORE", help="run store")
     p.set_defaults(func=_cmd_verify)

@@ -2,8 +2,9 @@
 
 Checks the schema version, dims and coordinates, that ``step`` has no gaps or repeats, that the status matches
 the contents (an unfinished run, interrupted or left by a writer that is gone, is sound up to its last commit:
-the check says where it stopped and how it resumes), that every recorded value is finite and every chunk decodes, and (when weights and probes are
-stored) that the recording agrees with the stored weights and how well the decomposition rebuilds them.
+the check says where it stopped and how it resumes), that every recorded value is finite and every chunk decodes,
+and (when weights and probes are stored) that the recording agrees with the stored weights and how well the
+decomposition rebuilds them.
 """
 
 from __future__ import annotations

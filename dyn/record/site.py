@@ -51,7 +51,7 @@ def class_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
     >>> class_indices(torch.tensor([[0, 1], [1, 0]]), 2)
     Traceback (most recent call last):
     ...
-    dyn.errors.ConfigError: labels must be class indices, one per sample (shape (2,)); got shape (2, 2), one-hot rows or class scores? pass labels.argmax(1)
+    dyn.errors.ConfigError: labels must be class indices, one per sample (shape (2,)); got shape (2, 2), one-hot ...
     """
     if labels.dim() == 2 and labels.shape[0] == n and labels.shape[1] > 1:
         raise ConfigError(f"labels must be class indices, one per sample (shape ({n},)); got shape "

@@ -41,7 +41,8 @@ from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "comparison_lines", "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "comparison_lines", "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig",
+           "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ STEP_CHUNK_BYTES = 8 << 20
 _UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
 #: The two checkpoint slots, written in turn (:meth:`StoreWriter.write_checkpoint`).
 _SLOTS = ("slot_0", "slot_1")
-#: tries to take the writer lock while a reader's probe may hold it for an instant (about 0.1 s in all)
+#: tries to take the writer lock while a reader's probe may hold it for an instant (0.14 s in all)
 _LOCK_TRIES = 8
 _GROUP_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
 
@@ -294,7 +294,8 @@ class StoreWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd
             except BlockingIOError:
-                time.sleep(0.005 * (attempt + 1))
+                if attempt + 1 < _LOCK_TRIES:
+                    time.sleep(0.005 * (attempt + 1))
         os.close(fd)
         raise StoreError(f"{path} is being written by another process (one writer per store)") from None
 

@@ -536,7 +536,8 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
                 shown = text
             finished = all(s["status"] in FINAL for s in snaps)
             waiting = wait and any(s["status"] == "not started" for s in snaps)
-            if (once and not waiting) or (max_polls is not None and polls >= max_polls) or (finished and server is None):
+            if ((once and not waiting) or (max_polls is not None and polls >= max_polls)
+                    or (finished and server is None)):
                 return 0
             time.sleep(interval)
     except KeyboardInterrupt:

@@ -110,8 +110,9 @@ class Config(SetupConfig):
 
     setup_name: ClassVar[str] = "huang2024"  # named in errors about unknown keys
     #: names users try for a field (``--set lr=0.1``), answered with the field meant
-    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "temperature": "tau", "epochs": "steps", "width": "m",
-                   "neurons": "m", "dim": "d", "samples": "n"}
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "temperature": "tau",
+                                             "epochs": "steps", "width": "m", "neurons": "m", "dim": "d",
+                                             "samples": "n"}
 
     def __post_init__(self) -> None:
         self.check_field_types()

@@ -35,8 +35,8 @@ from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_
 from .config import Config
 from .train import train
 
-__all__ = ["figure1", "figure1_config", "figure1_findings", "table1", "table1_findings", "phase_diagram", "PAPER_FIGURE1",
-           "EXPERIMENTS"]
+__all__ = ["figure1", "figure1_config", "figure1_findings", "table1", "table1_findings", "phase_diagram",
+           "PAPER_FIGURE1", "EXPERIMENTS"]
 
 #: What the paper reports for Figure 1 (read off its description; no numbers are tabulated).
 PAPER_FIGURE1 = {

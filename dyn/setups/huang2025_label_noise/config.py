@@ -126,8 +126,9 @@ class LabelNoiseConfig(SetupConfig):
     notes: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     #: names users try for a field (``--set lr=0.1``), answered with the field meant
-    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "epochs": "steps", "width": "m", "neurons": "m",
-                   "dim": "d", "samples": "n", "label_noise": "p", "flip": "p"}
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "epochs": "steps", "width": "m",
+                                             "neurons": "m", "dim": "d", "samples": "n", "label_noise": "p",
+                                             "flip": "p"}
 
     def __post_init__(self) -> None:
         self.check_field_types()
