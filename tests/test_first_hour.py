@@ -426,3 +426,24 @@ def test_table1_and_label_noise_findings_can_differ():
     assert [row[3] for row in figure2_findings(summary)] == [False] * 5
     grid = pd.DataFrame([dict(algorithm=a, n=10, snr=0.1, mean=1.0) for a in ("gd", "label_noise")])
     assert [row[3] for row in figure3_findings(grid)] == [False, False]
+
+
+def test_label_noise_reproductions_are_marked_as_reproductions(monkeypatch, tmp_path):
+    """Noticed while fixing the output modes: figure2 and optimizers marked their folders as reports, so the CLI's
+    `dyn reproduce ... --overwrite` (which claims a reproduction folder) refused its own earlier output."""
+    import dyn.setups.huang2025_label_noise.experiments as E
+
+    kinds = []
+
+    class Stop(Exception):
+        pass
+
+    def staged(out, **options):
+        kinds.append(options.get("kind", "report"))
+        raise Stop
+
+    monkeypatch.setattr(E, "staged_folder", staged)
+    for make in (E.figure2, E.optimizers):
+        with pytest.raises(Stop):
+            make(tmp_path / "out", seeds=1, small=True, progress=False)
+    assert kinds == ["reproduction", "reproduction"]
