@@ -6,14 +6,14 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean browser
+.PHONY: setup demo test clean browser notebooks
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,notebook]"
 	touch $@
 
 demo: setup
@@ -27,6 +27,14 @@ browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium: installed"; \
 	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; fi
+
+# Run every notebook top to bottom into runs/notebooks/ (with outputs; the committed ones stay output-free).
+# SMALL=1 runs them at the test suite's small sizes (minutes instead of the paper sizes' hours).
+notebooks: setup
+	mkdir -p runs/notebooks/work
+	DYN_NOTEBOOK_SMALL=$(if $(SMALL),1,0) DYN_NOTEBOOK_WORK=$(CURDIR)/runs/notebooks/work MPLBACKEND=Agg \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+	  --output-dir runs/notebooks notebooks/*.ipynb
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import DivergenceError, DynError, WriteError
+from .errors import DivergenceError, DynError, WriteError, speaking_cli
 
 __all__ = ["main"]
 
@@ -113,6 +113,8 @@ def _progress(args: argparse.Namespace) -> bool:
 def _cmd_presets(args: argparse.Namespace) -> int:
     from .setups.base import available_setups, presets
 
+    if args.show:
+        return _show_preset(args.show)
     setups = available_setups()
     items = presets()
     width = max((len(p.name) for p in items), default=0)
@@ -127,6 +129,28 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             for p in grids:
                 print(f"  {p.name:<{width}}  {p.description}")
         print()
+    return 0
+
+
+def _show_preset(name: str) -> int:
+    """``dyn presets --show NAME``: every config field of a preset with its type, value and meaning."""
+    import shutil
+    import textwrap
+
+    from .setups.base import describe_config, list_presets, load_preset
+
+    config = load_preset(name)
+    rows = describe_config(config)
+    description = list_presets().get(name, "")
+    setup = next(n for n, s in _setups().items() if isinstance(config, s.config))
+    print(f"{name} ({setup})" + (f": {description}" if description else ""))
+    widths = [max(len(str(r[i]) if i != 2 else repr(r[i])) for r in rows) for i in range(3)]
+    indent = 2 + widths[0] + 2 + widths[1] + 2 + widths[2] + 2
+    width = max(shutil.get_terminal_size((120, 24)).columns, indent + 30)
+    for key, kind, value, meaning in rows:
+        head = f"  {key:<{widths[0]}}  {kind:<{widths[1]}}  {value!r:<{widths[2]}}  "
+        print(head + ("\n" + " " * indent).join(textwrap.wrap(meaning, width - indent)) if meaning else head.rstrip())
+    print(f"change any of them with `dyn run --preset {name} --set KEY=VALUE`")
     return 0
 
 
@@ -240,8 +264,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     path = export(args.run, args.out, format=args.format, reduce=args.reduce or "none", overwrite=args.overwrite,
                   progress=_progress(args))
-    print(f"dyn export: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]  # grid-zarr: a folder
+    print(f"dyn export: wrote {path} ({_size(sum(f.stat().st_size for f in files))})")
     return 0
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for people: KiB below one MiB (a small export is not "0.0 MiB"), else MiB or GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.1f} KiB"
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -292,7 +325,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from .viz.live import watch
 
     return watch(args.stores, interval=args.interval, once=args.once, as_json=args.json, port=args.serve,
-                 quantile=args.quantile)
+                 quantile=args.quantile, wait=args.wait)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -303,7 +336,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for c in checks:
         print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
     sound = all(c.ok for c in checks)
-    print(f"dyn verify: {args.store} is {'sound' if sound else 'NOT sound'}")
+    status = next((c for c in checks if c.name == "status"), None)
+    unfinished = status is not None and not status.detail.startswith(("complete", "diverged"))
+    print(f"dyn verify: {args.store} is {'sound' if sound else 'NOT sound'}"
+          + (f"; {status.detail}" if unfinished else ""))
     return 0 if sound else 1
 
 
@@ -319,7 +355,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("presets", help="list the shipped presets and sweep grids, by setup",
-                       description="List the registered setups with their shipped presets and sweep grids.")
+                       description="List the registered setups with their shipped presets and sweep grids; "
+                                   "--show NAME lists one preset's config fields with types, values and meanings.",
+                       epilog="example: dyn presets --show huang2024-figure1")
+    p.add_argument("--show", metavar="NAME", help="a preset's fields: type, value, meaning (what --set can change)")
     p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser(
@@ -390,7 +429,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check a run store: schema, steps, status, values, decomposition",
         description="Check a run store: schema version, dims and coordinates, no gaps in step, status against "
                     "contents, NaN/inf and undecodable chunks, and that the exact decomposition rebuilds the stored "
-                    "weights. Exit 0 if sound, 1 if not, 2 if the path is not a usable dyn store.",
+                    "weights. Exit 0 if sound (an interrupted run is sound up to where it stopped: the status "
+                    "line says how to resume it), 1 if not, 2 if the path is not a usable dyn store.",
     )
     p.add_argument("store", metavar="STORE", help="run store")
     p.set_defaults(func=_cmd_verify)
@@ -404,9 +444,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     "far when a theory applies, steps/s and ETA. --serve also serves a live page on 127.0.0.1.",
         epilog="example: dyn watch runs/single.zarr runs/multi.zarr --serve 8765",
     )
-    p.add_argument("stores", nargs="+", metavar="STORE", help="run stores (may not exist yet)")
+    p.add_argument("stores", nargs="+", metavar="STORE",
+                   help="run stores (a path that does not exist is refused at once, unless --wait)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reads (default 2)")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for stores that do not exist yet (a run about to start) instead of refusing them")
     p.add_argument("--json", action="store_true", help="one JSON line per read instead of text")
     p.add_argument("--serve", type=int, nargs="?", const=0, metavar="PORT",
                    help="also serve a live page on http://127.0.0.1:PORT/ (JSON at /data.json; no PORT: a free one)")
@@ -465,12 +508,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dyn`` console script; returns the exit status (see the module docstring)."""
-    command = "dyn"
+    command, args = "dyn", None
     try:
         parser = _build_parser()  # imports xarray and pandas: Ctrl-C may land here too
         args = parser.parse_args(argv)
         command = f"dyn {args.command}"
-        return args.func(args)
+        with speaking_cli():  # messages name options as flags (--overwrite), not keywords (overwrite=True)
+            return args.func(args)
     except DivergenceError as exc:
         print(f"{command}: diverged: {exc}", file=sys.stderr)
         return 1
@@ -485,8 +529,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: I/O error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """After Ctrl-C in ``dyn run``: where the run stopped and the command that continues it (when its store is
+    marked interrupted), else nothing."""
+    if args is None or getattr(args, "command", None) != "run":
+        return ""
+    path = args.resume or args.out
+    try:
+        from .store import read_attrs
+
+        attrs = read_attrs(path) if path else {}
+    except (DynError, OSError):
+        return ""
+    if attrs.get("status") != "interrupted" or not attrs.get("setup"):
+        return ""
+    import shlex
+
+    ckpt = attrs.get("checkpoint_step")
+    where = (f" at step {ckpt} (checkpointed)" if isinstance(ckpt, int)
+             else " before its first checkpoint (resuming restarts it from step 0)")
+    return f"{where}; continue with: dyn run --resume {shlex.quote(str(path))}"
 
 
 if __name__ == "__main__":

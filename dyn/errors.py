@@ -7,7 +7,39 @@ refused a write: full, quota, I/O error) exits with status 3: the input was fine
 
 from __future__ import annotations
 
-__all__ = ["DynError", "ConfigError", "StoreError", "WriteError", "DivergenceError", "PhaseError", "NotCheckable"]
+import contextlib
+import contextvars
+from typing import Iterator
+
+__all__ = ["DynError", "ConfigError", "StoreError", "WriteError", "DivergenceError", "PhaseError", "NotCheckable",
+           "option", "speaking_cli"]
+
+_CLI = contextvars.ContextVar("dyn_speaking_cli", default=False)
+
+
+@contextlib.contextmanager
+def speaking_cli() -> Iterator[None]:
+    """Inside this block, :func:`option` names options as the command line spells them (the ``dyn`` CLI)."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
+
+
+def option(python: str, cli: str) -> str:
+    """An option named in a message, as the caller writes it: ``python`` (a keyword argument) from Python,
+    ``cli`` (a flag) from the ``dyn`` command line.
+
+    Examples
+    --------
+    >>> option("overwrite=True", "--overwrite")
+    'overwrite=True'
+    >>> with speaking_cli():
+    ...     option("overwrite=True", "--overwrite")
+    '--overwrite'
+    """
+    return cli if _CLI.get() else python
 
 
 class DynError(Exception):

@@ -5,6 +5,11 @@ standard error is a terminal, and not otherwise (logs, CI, pipes). ``True`` forc
 ``False`` hides it. The environment variable ``DYN_PROGRESS`` (``0``/``1``) overrides the auto choice, for users
 who want bars everywhere or nowhere without passing an argument. Bars go to standard error.
 
+In a notebook each call shows one bar: a bar asked for while another dyn bar is open there (a trainer's steps
+inside ``figure1``'s runs) is not drawn, since widgets cannot stack bars in place the way a terminal does; the outer
+bar's postfix names what runs. With ``ipywidgets`` installed (``pip install "dyn[notebook]"``) the bar is a widget,
+without it a text bar on standard error.
+
 Nothing here imports torch; tqdm is imported only when a bar is shown.
 """
 
@@ -12,9 +17,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 __all__ = ["progress_enabled", "progress_bar", "in_notebook", "progress_write"]
+
+
+#: dyn bars open now in a notebook (one bar per call: inner ones are not drawn there)
+_open_in_notebook = 0
+_lock = threading.Lock()
 
 
 def in_notebook() -> bool:
@@ -96,20 +107,45 @@ def progress_bar(total: int | None = None, *, desc: str = "", unit: str = "it", 
     >>> bar.n
     3
     """
-    if not progress_enabled(progress):
+    notebook = in_notebook()
+    if not progress_enabled(progress) or (notebook and _open_in_notebook > 0):
         bar = _NoBar()
         bar.n = initial
         return bar
-    if in_notebook() and _has_widgets():
+    bar = None
+    if notebook and _has_widgets():
         try:
             from tqdm.notebook import tqdm
 
-            return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
+            bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
         except ImportError:  # ipywidgets present but unusable (e.g. no front end): fall back to text
             pass
-    from tqdm import tqdm
+    if bar is None:
+        from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=leave, initial=initial, file=sys.stderr,
+                   dynamic_ncols=True)
+    if notebook:
+        _count_while_open(bar)
+    return bar
+
+
+def _count_while_open(bar: Any) -> None:
+    """Count ``bar`` among the notebook's open bars until it is closed (by ``with``, ``close()`` or collection)."""
+    global _open_in_notebook
+    with _lock:
+        _open_in_notebook += 1
+    close = bar.close
+
+    def counted_close() -> None:
+        global _open_in_notebook
+        if not getattr(bar, "_dyn_counted_closed", False):
+            bar._dyn_counted_closed = True
+            with _lock:
+                _open_in_notebook -= 1
+        close()
+
+    bar.close = counted_close
 
 
 def _has_widgets() -> bool:

@@ -192,7 +192,7 @@ CLI_CASES = [
     ("--steps and --set steps", None, [*RUN, "--steps", "3", "--set", "steps=4"], "--steps and --set steps=... both given", 2),
     ("non-integer --steps", None, [*RUN, "--steps", "x"], "argument --steps: invalid int value: 'x'", 2),
     ("missing --out", None, ["run", "--preset", "huang2024-tiny"], "dyn run needs --preset and --out", 2),
-    ("output exists", None, ["run", "--preset", "huang2024-tiny", "--out", "{store}"], "already exists and is not empty (use overwrite=True / --overwrite", 2),
+    ("output exists", None, ["run", "--preset", "huang2024-tiny", "--out", "{store}"], "already exists and is not empty (use --overwrite to replace it)", 2),
     ("overwrite a non-dyn folder", lambda t, s: (t / "mine").mkdir() or (t / "mine" / "a.txt").write_text("x"),
      ["run", "--preset", "huang2024-tiny", "--out", "{tmp}/mine", "--overwrite"], "is not a dyn store; refusing to overwrite it", 2),
     ("overwrite a zarr group holding user files", _user_files_beside_zarr_json,
@@ -257,7 +257,7 @@ CLI_CASES = [
     ("export format by suffix", None, ["export", "{store}", "--out", "{tmp}/c.xlsx"], "cannot tell the format from 'c.xlsx'", 2),
     ("export format flag", None, ["export", "{store}", "--format", "xlsx", "--out", "{tmp}/c"], "invalid choice: 'xlsx'", 2),
     ("export output exists", lambda t, s: (t / "c.csv").write_text("mine"), ["export", "{store}", "--out", "{tmp}/c.csv"],
-     "already exists (use overwrite=True / --overwrite", 2),
+     "already exists (not written by dyn; dyn will not replace it): choose a new path", 2),
     ("export --overwrite a file dyn did not write", lambda t, s: (t / "c.csv").write_text("mine"),
      ["export", "{store}", "--out", "{tmp}/c.csv", "--overwrite"], "is not a dyn export file; refusing to overwrite it", 2),
     ("export over the input's metadata", None, ["export", "{store}", "--format", "csv", "--out", "{store}/zarr.json", "--overwrite"],
@@ -267,7 +267,8 @@ CLI_CASES = [
     ("export below a file", lambda t, s: (t / "f").write_text("x"), ["export", "{store}", "--out", "{tmp}/f/c.csv"],
      "is a file, not a folder", 2),
     ("analyze output not empty", lambda t, s: (t / "rep").mkdir() or (t / "rep" / "n.md").write_text("mine"),
-     ["analyze", "{store}", "--out", "{tmp}/rep"], "already exists and is not empty (use overwrite=True / --overwrite", 2),
+     ["analyze", "{store}", "--out", "{tmp}/rep"],
+     "already exists and is not empty (not written by dyn; dyn will not replace it): choose a new path", 2),
     ("analyze --overwrite a folder dyn did not write", lambda t, s: (t / "rep").mkdir() or (t / "rep" / "n.md").write_text("mine"),
      ["analyze", "{store}", "--out", "{tmp}/rep", "--overwrite"], "is not a dyn report folder; refusing to overwrite it", 2),
     ("analyze --out is the input", None, ["analyze", "{store}", "--out", "{store}", "--overwrite"],
@@ -453,7 +454,8 @@ def test_ctrl_c_checkpoints_marks_interrupted_exit_130(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130 and err.strip().endswith("interrupted") and "Traceback" not in err, err
+    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("dyn run: interrupted at step ") and err.strip().endswith(f"dyn run --resume {out}"), err
     tree = dyn.open(out)
     attrs = tree.attrs
     n = tree.sizes["step"]

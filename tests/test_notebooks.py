@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -30,5 +31,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        err = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stderr")
+        assert "IProgress" not in err and "TqdmWarning" not in err, err[:300]
+        bars = set(re.findall(r"(?:^|[\r\n])([\w .-]+?):\s+\d+%\|", err))
+        assert len(bars) <= 1, f"one bar per call in a notebook, got {sorted(bars)}"
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images, "each notebook shows at least one figure"

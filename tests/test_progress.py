@@ -91,22 +91,44 @@ def test_notebook_detection(monkeypatch, no_env):
 
 
 def test_notebook_without_ipywidgets_falls_back_to_text(monkeypatch, capsys, no_env):
+    from tqdm import tqdm
+    from tqdm.notebook import tqdm_notebook  # imported with the real IPython: a fake one would stay in its module
+
     _fake_ipython(monkeypatch, "ZMQInteractiveShell")
     monkeypatch.setattr(P, "_has_widgets", lambda: False)
     with P.progress_bar(2, desc="runs") as bar:
         bar.update(2)
-    from tqdm import tqdm
-    from tqdm.notebook import tqdm_notebook
 
     assert isinstance(bar, tqdm) and not isinstance(bar, tqdm_notebook)
     err = capsys.readouterr().err
     assert "runs:" in err and "0/2" in err and "IProgress" not in err  # a text bar, no widget error
 
 
+def test_one_bar_per_call_in_a_notebook(monkeypatch, capsys, no_env):
+    """Issue 23: figure1 in a notebook printed a bar per run under its own (341 stderr outputs in 01-figure1)."""
+    _fake_ipython(monkeypatch, "ZMQInteractiveShell")
+    monkeypatch.setattr(P, "_has_widgets", lambda: False)
+    with P.progress_bar(2, desc="outer") as outer:
+        inner = P.progress_bar(5, desc="inner")
+        inner.update(5)
+        inner.close()
+        outer.update(2)
+    assert isinstance(inner, P._NoBar) and not isinstance(outer, P._NoBar)
+    again = P.progress_bar(1, desc="next call")  # the outer bar closed: the next call gets its bar
+    again.close()
+    assert not isinstance(again, P._NoBar) and P._open_in_notebook == 0
+    err = capsys.readouterr().err
+    assert "outer" in err and "next call" in err and "inner" not in err
+    monkeypatch.setattr(P, "in_notebook", lambda: False)  # in a terminal bars stack: the inner one is drawn
+    with P.progress_bar(2, desc="outer", progress=True), P.progress_bar(5, desc="inner", progress=True) as inner:
+        assert not isinstance(inner, P._NoBar)
+
+
 def test_notebook_with_ipywidgets_gets_a_widget(monkeypatch, no_env):
     pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm_notebook  # imported with the real IPython, before the shell is faked
+
     _fake_ipython(monkeypatch, "ZMQInteractiveShell")
-    from tqdm.notebook import tqdm_notebook
 
     bar = P.progress_bar(2)
     bar.close()

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .coefficients import coefficients
 from ..errors import StoreError
-from ..store import open_run, reading
+from ..store import open_run, reading, run_status
 
 __all__ = ["Run"]
 
@@ -52,6 +52,8 @@ class Run:
             self.path = Path(source)
             self.tree = open_run(self.path, chunks=chunks)
         self.attrs: dict[str, Any] = dict(self.tree.attrs)
+        if self.path is not None and self.attrs.get("status") == "running" and self.path.is_dir():
+            self.attrs["status"] = run_status(self.path, self.attrs)  # "stale" when its writer is gone
         self._coeffs: dict[str, xr.Dataset] = {}
         self.cache: dict[Any, Any] = {}
 

@@ -1,22 +1,40 @@
 """``dyn verify``: check that a run store is sound.
 
 Checks the schema version, dims and coordinates, that ``step`` has no gaps or repeats, that the status matches
-the contents, that every recorded value is finite and every chunk decodes, and (when weights and probes are
-stored) that the recording agrees with the stored weights and how well the decomposition rebuilds them.
+the contents (an unfinished run, interrupted or left by a writer that is gone, is sound up to its last commit:
+the check says where it stopped and how it resumes), that every recorded value is finite and every chunk decodes,
+and (when weights and probes are stored) that the recording agrees with the stored weights and how well the
+decomposition rebuilds them.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DynError
-from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading
+from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading, run_status
 
 __all__ = ["Check", "verify"]
+
+
+def _unfinished(p: Path, status: str, attrs: dict, steps: np.ndarray) -> str:
+    """What an unfinished run's status means: where it stopped and how it continues. Its recording is sound up to
+    there (every commit is whole), so this is not a failure."""
+    last = int(steps[-1]) if len(steps) else None
+    if status == "running":
+        return f"running: being written by another process (committed up to step {last})"
+    what = "interrupted" if status == "interrupted" else "stale (marked running, but its writer is gone)"
+    where = f"{what} at step {last}" if last is not None else f"{what} before its first recorded step"
+    if not attrs.get("setup"):
+        return where + "; recorded by a user's loop, so dyn cannot resume it"
+    ckpt = attrs.get("checkpoint_step")
+    start = f"from step {ckpt}" if isinstance(ckpt, int) else "from step 0 (no checkpoint)"
+    return where + f"; resumable {start} with `dyn run --resume {shlex.quote(str(p))}`"
 
 
 @dataclass
@@ -63,7 +81,7 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
             steps = np.asarray(tree["step"].values)
     except DynError as exc:
         return checks + [Check("steps", False, str(exc))]
-    status = attrs.get("status")
+    status = run_status(p, attrs)
     increasing = bool(np.all(np.diff(steps) > 0))
     stride = np.diff(steps[:-1]) if len(steps) > 2 else np.array([1])
     regular = increasing and (len(np.unique(stride)) <= 1) and (len(steps) == 0 or steps[0] == 0)
@@ -83,10 +101,10 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
                             f"{attrs.get('last_step')} vs {len(steps)} steps ending at {steps[-1] if len(steps) else '-'}"))
     elif status == "diverged":
         checks.append(Check("status", True, f"diverged at step {attrs.get('diverged_at')} (steps before it kept)"))
+    elif status in ("interrupted", "stale", "running"):
+        checks.append(Check("status", True, _unfinished(p, status, attrs, steps)))
     else:
-        checks.append(Check("status", False, f"{status}: the run did not finish"
-                            + (f"; resumable from step {attrs['checkpoint_step']} (dyn run --resume)"
-                               if "checkpoint_step" in attrs else "")))
+        checks.append(Check("status", False, f"unknown status {status!r}"))
 
     bad = []
     try:
@@ -114,7 +132,9 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     for site in attrs["sites"]:
         ds = tree[site].to_dataset()
         if not {"weight_init", "weight_final", "signal_vectors", "noise_vectors"} <= set(ds.data_vars):
-            checks.append(Check(f"decomposition {site}", True, "not checked: weights or probes not stored"))
+            why = ("no final weights yet (stored when the run completes)"
+                   if "weight_init" in ds.data_vars and status != "complete" else "weights or probes not stored")
+            checks.append(Check(f"decomposition {site}", True, f"not checked: {why}"))
             continue
         try:
             with reading(p, f"site {site!r}"):

@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..errors import ConfigError, DynError
+from ..errors import ConfigError, DynError, option
 from ..progress import progress_bar
 from ..setups.base import Setup, find_grid, get_setup, load_preset
 from ..store.outputs import claim_output, io_errors, make_parents, output_kind
@@ -362,9 +362,11 @@ def sweep(
         except (OSError, ValueError):
             previous = None
         if not isinstance(previous, dict):
-            raise ConfigError(f"{out}: unreadable sweep.json (use another --out, or --overwrite to start afresh)")
+            raise ConfigError(f"{out}: unreadable sweep.json (use another {option('out', '--out')}, or "
+                              f"{option('overwrite=True', '--overwrite')} to start afresh)")
         if previous.get("axes") != grid["axes"] or previous.get("fixed") != grid["fixed"] or previous.get("preset") != grid["preset"]:
-            raise ConfigError(f"{out} holds a sweep of a different grid (use --overwrite to replace it)")
+            raise ConfigError(f"{out} holds a sweep of a different grid (use {option('overwrite=True', '--overwrite')} "
+                              "to replace it)")
     else:
         source = Path(grid["source"])
         claim_output(out, kind="sweep", inputs=[source] if source.exists() else [], overwrite=overwrite)

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ConfigError, StoreError
 from ..store import read_attrs, read_static
-from .site import Site
+from .site import Site, class_indices
 
 __all__ = ["Patches", "class_means", "residual_noise", "random_baseline", "conv_patches", "layer_inputs",
            "site_for", "sites_for", "sites_from_store"]
@@ -37,10 +37,7 @@ _CONV = (torch.nn.Conv1d, torch.nn.Conv2d)
 
 
 def _labels(x: torch.Tensor, y: Any) -> torch.Tensor:
-    y = torch.as_tensor(y, device=x.device).reshape(-1)
-    if y.shape[0] != x.shape[0]:
-        raise ConfigError(f"labels have {y.shape[0]} entries, expected {x.shape[0]} (one per sample)")
-    return y
+    return class_indices(torch.as_tensor(y, device=x.device), x.shape[0])
 
 
 def class_means(x: torch.Tensor, y: Any, *, prefix: str = "class") -> dict[str, torch.Tensor]:

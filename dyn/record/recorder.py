@@ -936,7 +936,9 @@ class Recorder:
             status = "interrupted"
         try:
             for name, site in self.sites.items():
-                if site.store_weights and self._error is None and status != "diverged":
+                # Only a complete run's weights are known to be those of its last recorded step: an interrupted
+                # one may have been stopped after an update (its checkpoint holds the state to resume from).
+                if site.store_weights and self._error is None and status == "complete":
                     self._writer.write_static(
                         name, "weight_final", ("neuron", "feature"), site.weight.detach().cpu().numpy(),
                         attrs={"step": self._t},

@@ -16,7 +16,7 @@ import torch
 from ..errors import ConfigError
 from ..store.schema import CHANGE_DIM, CHANGE_VAR, RESERVED_DIMS
 
-__all__ = ["Site"]
+__all__ = ["Site", "class_indices"]
 
 
 def _matrix_view(weight: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,26 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
         raise ConfigError(f"{name}: cannot convert to a tensor ({exc})") from None
 
 
+def class_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """``labels`` as one class index per sample (shape ``(n,)``); one-hot rows or class scores are refused by name.
+
+    Examples
+    --------
+    >>> class_indices(torch.tensor([[0, 1], [1, 0]]), 2)
+    Traceback (most recent call last):
+    ...
+    dyn.errors.ConfigError: labels must be class indices, one per sample (shape (2,)); got shape (2, 2), one-hot ...
+    """
+    if labels.dim() == 2 and labels.shape[0] == n and labels.shape[1] > 1:
+        raise ConfigError(f"labels must be class indices, one per sample (shape ({n},)); got shape "
+                          f"{tuple(labels.shape)}, one-hot rows or class scores? pass labels.argmax(1)")
+    flat = labels.reshape(-1)
+    if flat.shape[0] != n:
+        raise ConfigError(f"labels must be class indices, one per sample: got {flat.shape[0]} entries (shape "
+                          f"{tuple(labels.shape)}) for {n} samples")
+    return flat
+
+
 @dataclass
 class Site:
     """A weight matrix (rows are neurons) and the probe vectors whose inner products with it are recorded.
@@ -64,7 +84,7 @@ class Site:
     store_probes : bool
         Store the probe vectors (needed to reconstruct weights; the Gram matrix is always stored).
     store_weights : bool
-        Store the initial and final weights (``weight_init``, ``weight_final``).
+        Store the initial and final weights (``weight_init``; ``weight_final`` when the run completes).
     track_change : bool
         Also record ``weight_change_sq(step, neuron, stat) = ‖w_r(t) − w_r(0)‖²``, so the share of each neuron's
         change inside the probes' span (:func:`dyn.analysis.coefficients.coefficients`) is known at every step.
@@ -127,10 +147,7 @@ class Site:
                 raise ConfigError(f"extra probe {name!r} on dim {dim!r}: name or dimension is reserved")
             extra[str(name)] = (str(dim), t)
         if self.labels is not None:
-            labels = _as_tensor("labels", self.labels).reshape(-1)
-            if labels.shape[0] != noise.shape[0]:
-                raise ConfigError(f"labels has {labels.shape[0]} entries, expected {noise.shape[0]} (one per sample)")
-            self.labels = labels
+            self.labels = class_indices(_as_tensor("labels", self.labels), noise.shape[0])
         for name, t in [*(("signal " + repr(k), v) for k, v in sig.items()), ("noise", noise),
                         *(("extra probe " + repr(k), v) for k, (_, v) in extra.items())]:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):

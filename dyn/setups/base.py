@@ -21,9 +21,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import json
 import math
 import os
+import re
 import signal
 import threading
 import tomllib
@@ -32,12 +34,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
+import numpy as np
+
 from ..errors import ConfigError, StoreError
 from ..plugins import load_plugins
 
 __all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
-           "SetupConfig", "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+           "comparison_lines", "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig",
+           "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
 
 
 @dataclass(frozen=True)
@@ -248,11 +253,75 @@ def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
 
 
 def unknown_key_message(config_cls: type, key: str) -> str:
+    """Name the unknown key, the key meant (a close spelling, or a common name such as ``lr`` for the learning
+    rate, from the config's ``KEY_ALIASES``) and every valid key.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> unknown_key_message(Config, "lr")[:85]
+    "unknown config key 'lr' for setup huang2024 (did you mean 'eta', the learning rate η?"
+    """
     names = [f.name for f in fields(config_cls) if f.name != "notes"]
-    close = difflib.get_close_matches(str(key), names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    aliases = getattr(config_cls, "KEY_ALIASES", {})
+    meant = aliases.get(str(key).lower())
+    close = [meant] if meant in names else difflib.get_close_matches(str(key), names, n=1)
+    meaning = field_docs(config_cls).get(close[0], "") if close else ""
+    hint = (f"did you mean {close[0]!r}" + (f", the {meaning[0].lower()}{meaning[1:]}" if meant and meaning else "")
+            + "? " if close else "")
     setup = getattr(config_cls, "setup_name", None)
-    return f"unknown config key {key!r}{f' for setup {setup}' if setup else ''}{hint}"
+    show = "; `dyn presets --show PRESET` explains each"
+    return (f"unknown config key {key!r}{f' for setup {setup}' if setup else ''} ({hint}valid keys: "
+            f"{', '.join(names)}{show})")
+
+
+#: a sentence ends at a full stop before a capital letter, but not in "e.g." or "eq." / "i.e."
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\beq)\.\s+(?=[A-Z(])")
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """The first sentence of each field's entry in the config class's numpydoc ``Parameters`` section.
+
+    Examples
+    --------
+    >>> from dyn.setups.huang2024 import Config
+    >>> field_docs(Config)["eta"], field_docs(Config)["n_test"]
+    ('Learning rate η', 'Training and OOD test set sizes')
+    """
+    doc = inspect.getdoc(config_cls) or ""
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Parameters") + 2
+    except StopIteration:
+        return {}
+    entries: list[tuple[list[str], list[str]]] = []
+    for line in lines[start:]:
+        if line.strip() and set(line.strip()) == {"-"}:  # the next section's underline
+            entries and entries[-1][1] and entries[-1][1].pop()  # that section's title
+            break
+        if line and not line.startswith(" ") and " : " in line:
+            entries.append(([n.strip() for n in line.split(" : ", 1)[0].split(",")], []))
+        elif entries and line.strip():
+            entries[-1][1].append(line.strip())
+    out: dict[str, str] = {}
+    for names, text in entries:
+        first = _SENTENCE_END.split(" ".join(text), maxsplit=1)[0].rstrip(".")
+        sentence = re.sub(r":\w+:`([^`]*)`", r"\1", first).replace("``", "")
+        out.update({name: sentence for name in names})
+    return out
+
+
+def describe_config(config: Any) -> list[tuple[str, str, Any, str]]:
+    """``(field, type, value, meaning)`` for every field of a setup's config (``dyn presets --show``).
+
+    Examples
+    --------
+    >>> describe_config(load_preset("huang2024-tiny"))[1]
+    ('d', 'int', 200, "Patch dimension (both modalities, as in the paper's analysis)")
+    """
+    docs = field_docs(type(config))
+    return [(f.name, str(f.type), getattr(config, f.name), docs.get(f.name, ""))
+            for f in fields(config) if f.name != "notes"]
 
 
 #: The field annotations a setup's config may use, with the Python types each accepts (bool only where named).
@@ -366,6 +435,50 @@ def store_size(path: str | os.PathLike) -> int:
             st = f.stat()
             total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
     return total
+
+
+def comparison_lines(rows: Sequence[tuple[str, str, str, bool | None, str]]) -> list[str]:
+    """The "paper vs dyn" table every reproduction prints: one row per finding, ``(what, paper, dyn, reproduced,
+    why)``; ``reproduced`` True prints "reproduced", False "differs" with ``why`` (or "why not known"), None
+    "not decided" with ``why``.
+
+    Examples
+    --------
+    >>> print("\\n".join(comparison_lines([("OOD accuracy, multi", "≈ 1.0", "0.98", True, ""),
+    ...                                     ("OOD accuracy, single", "≈ 0.5", "0.72", False, "")])))
+      paper vs dyn:
+      finding               paper  dyn   verdict
+      OOD accuracy, multi   ≈ 1.0  0.98  reproduced
+      OOD accuracy, single  ≈ 0.5  0.72  differs (why not known)
+    """
+    def verdict(ok: bool | None, why: str) -> str:
+        if ok is None:
+            return f"not decided ({why})" if why else "not decided"
+        return "reproduced" if ok else f"differs ({why or 'why not known'})"
+
+    table = [("finding", "paper", "dyn", "verdict")] + [(w, p, d, verdict(ok, why)) for w, p, d, ok, why in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return ["  paper vs dyn:"] + [f"  {w:<{widths[0]}}  {p:<{widths[1]}}  {d:<{widths[2]}}  {v}"
+                                   for w, p, d, v in table]
+
+
+def unseen_curves(ax: Any) -> list[str]:
+    """Take every labelled line of the matplotlib axes ``ax`` that has no point inside its current limits out of
+    the legend (a boundary beyond the grid is not drawn, so it must not be listed); return their labels so that
+    the figure can say where they lie. Call it after the limits are set, before the legend."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    hidden = []
+    for line in ax.get_lines():
+        label = line.get_label()
+        if label.startswith("_"):
+            continue
+        x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+        if x.size == 2 and y.size == 2 and x[0] == x[1] and line.get_transform() != ax.transData:
+            y = np.array([y0, y1])  # axvline: y in axes coordinates
+        if not ((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).any():
+            line.set_label("_" + label)
+            hidden.append(label)
+    return hidden
 
 
 def replace_config(config: Any, **changes: Any) -> Any:

@@ -11,7 +11,7 @@ from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
 from .reader import open_run, read_attrs, read_static, reading
 from .safety import SAFE_CODECS, check_codecs
 from .schema import SCHEMA_VERSION, STATUSES, STEP_VARS, site_arrays, validate_tree
-from .writer import CODECS, DEFAULT_CODEC, StoreWriter, library_versions
+from .writer import CODECS, DEFAULT_CODEC, StoreWriter, library_versions, run_status, writer_alive
 
 __all__ = [
     "CHECKPOINT_GROUP",
@@ -29,6 +29,8 @@ __all__ = [
     "read_checkpoint",
     "read_static",
     "reading",
+    "run_status",
     "site_arrays",
     "validate_tree",
+    "writer_alive",
 ]

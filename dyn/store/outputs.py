@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import ConfigError, DynError, StoreError, WriteError
+from ..errors import ConfigError, DynError, StoreError, WriteError, option
 from .reader import read_attrs
 
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
@@ -280,15 +280,20 @@ def claim_output(
         return out
     if kind != "export" and out.is_dir() and not any(out.iterdir()):
         return out  # an empty folder: nothing to lose
+    found = output_kind(out)
+    foreign = _foreign(out, kind) if found == kind else []
     if not overwrite:
         state = "already exists and is not empty" if out.is_dir() else "already exists"
-        raise StoreError(f"{out} {state} (use overwrite=True / --overwrite to replace it)")
-    found = output_kind(out)
+        if found == kind and not foreign:  # the overwrite would be allowed: say how
+            raise StoreError(f"{out} {state} (use {option('overwrite=True', '--overwrite')} to replace it)")
+        what = f"a dyn {KINDS[found]}" if found is not None and found != kind else "not written by dyn"
+        if foreign:
+            what = f"holds {foreign[0]}, which dyn did not write"
+        raise StoreError(f"{out} {state} ({what}; dyn will not replace it): choose a new path")
     if found is None:
         raise StoreError(f"{out} is not a dyn {KINDS[kind]}; refusing to overwrite it")
     if found != kind:
         raise StoreError(f"{out} is a dyn {KINDS[found]}, not a {KINDS[kind]}; refusing to overwrite it")
-    foreign = _foreign(out, kind)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise StoreError(f"{out} holds {foreign[0]}{more}, which dyn did not write; refusing to overwrite it")
@@ -325,6 +330,20 @@ def _manifest(folder: Path, kind: str) -> dict:
     return {"dyn_output": kind, "files": dict(sorted(files.items())), "stores": sorted(stores)}
 
 
+def _umask() -> int:
+    """The process's umask (read from /proc where it can be, since setting it to read it races with threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_folder(
     out: str | os.PathLike,
@@ -349,6 +368,7 @@ def staged_folder(
     make_parents(out)
     with io_errors(str(out)):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: give the folder the mode mkdir would
     old = None
     try:
         with io_errors(str(out)):
@@ -386,6 +406,7 @@ def staged_file(
     with io_errors(str(out)):
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
         os.close(fd)
+        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it 0600: give the file the mode open() would
     tmp = Path(name)
     try:
         with io_errors(str(out)):

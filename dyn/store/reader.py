@@ -24,6 +24,10 @@ __all__ = ["read_attrs", "reading", "open_run", "read_static", "missing_chunks",
 CHECKPOINT_GROUP = "_checkpoint"
 
 
+_OPEN_EXPORT = ("open it with xarray (xr.open_datatree(path, engine='zarr') for .zarr, engine='netcdf4' for .nc) "
+                "or pandas (read_csv, read_parquet); dyn's commands take the run store it was exported from")
+
+
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of a dyn store, read from ``zarr.json`` as JSON (no zarr, no code execution).
 
@@ -36,6 +40,8 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     if not p.exists():
         raise StoreError(f"{p} does not exist")
     meta_path = p / "zarr.json"
+    if p.is_file() and p.with_name(f".{p.name}.dyn-output.json").is_file():
+        raise StoreError(f"{p} is a dyn export of a run (a table or NetCDF file), not a run store: {_OPEN_EXPORT}")
     if not p.is_dir() or not meta_path.is_file():
         raise StoreError(f"{p} is not a dyn store (no zarr.json; not a zarr v3 store)")
     try:
@@ -46,6 +52,8 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
         raise StoreError(f"{p} is not a dyn store (its root is not a zarr group)")
     attrs = meta.get("attributes") or {}
     version = attrs.get("dyn_schema_version")
+    if version is None and attrs.get("dyn_output") == "export":
+        raise StoreError(f"{p} is a dyn export of a run (its gridded recording), not a run store: {_OPEN_EXPORT}")
     if version is None:
         raise StoreError(f"{p} is not a dyn store (no dyn_schema_version attribute; written by another program?)")
     if not isinstance(version, int) or version > SCHEMA_VERSION:

@@ -78,6 +78,7 @@ import json
 import os
 import platform
 import shutil
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -105,6 +106,8 @@ STEP_CHUNK_BYTES = 8 << 20
 _UNFINISHED = ("error", "diverged_at", "checkpoint_step", "checkpoint_slot")
 #: The two checkpoint slots, written in turn (:meth:`StoreWriter.write_checkpoint`).
 _SLOTS = ("slot_0", "slot_1")
+#: tries to take the writer lock while a reader's probe may hold it for an instant (0.14 s in all)
+_LOCK_TRIES = 8
 _GROUP_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
 
 
@@ -141,6 +144,64 @@ def _now() -> str:
 def _dumps(meta: Mapping[str, Any]) -> bytes:
     # no indent: only then does json use its C encoder (zarr indents; readers parse, so the bytes may differ)
     return json.dumps(meta, default=json_default).encode()
+
+
+def writer_alive(path: str | os.PathLike) -> bool:
+    """Whether a process holds the writer lock of the store at ``path`` now.
+
+    A non-blocking shared ``flock`` probe, released at once: it writes nothing and never waits. The lock dies with
+    its process, so a store whose status says ``running`` while nobody holds its lock was left by a writer that is
+    gone (killed, out of memory, stopped by a full disk). A path that cannot be opened has no writer; a file system
+    without locks answers True (nothing can be concluded).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> w = StoreWriter(path)
+    >>> w.prepare()
+    >>> writer_alive(path)
+    True
+    >>> w.release()
+    >>> writer_alive(path)
+    False
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no locks on this file system (ENOLCK, EOPNOTSUPP)
+        return True
+    finally:
+        os.close(fd)  # releases the probe's shared lock
+    return False
+
+
+def run_status(path: str | os.PathLike, attrs: Mapping[str, Any] | None = None) -> str:
+    """The status of the run at ``path`` as a reader should show it: the stored ``status`` attribute, except
+    ``"stale"`` for a store marked ``running`` whose writer is gone (:func:`writer_alive` is False). Such a store
+    does not change any more; a setup's run resumes with ``dyn run --resume``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
+    >>> w = StoreWriter(path)
+    >>> w.create({}, chunk_steps=4)
+    >>> run_status(path)
+    'running'
+    >>> w.release()  # the writer is gone without closing the store
+    >>> run_status(path)
+    'stale'
+    """
+    status = str((attrs if attrs is not None else read_attrs(path)).get("status"))
+    if status == "running" and not writer_alive(path):
+        return "stale"
+    return status
 
 
 class StoreWriter:
@@ -226,12 +287,17 @@ class StoreWriter:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"{path} is being written by another process (one writer per store)") from None
-        return fd
+        # A reader's probe (:func:`writer_alive`) holds a shared lock for a few microseconds: retry briefly
+        # before concluding that another writer has the store.
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if attempt + 1 < _LOCK_TRIES:
+                    time.sleep(0.005 * (attempt + 1))
+        os.close(fd)
+        raise StoreError(f"{path} is being written by another process (one writer per store)") from None
 
     def release(self) -> None:
         """Release the writer lock (idempotent)."""

@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.run import Run
-from ..errors import ConfigError, DynError, StoreError
+from ..errors import ConfigError, DynError, StoreError, option
 from ..store import reading
 from ..progress import progress_bar
 from ..store.outputs import claim_output, io_errors, make_parents, staged_file
@@ -199,7 +199,8 @@ def export(
         format = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".nc": "netcdf",
                   ".zarr": "grid-zarr"}.get(out.suffix.lower())
         if format is None:
-            raise ConfigError(f"cannot tell the format from {out.name!r}; pass format= one of {', '.join(FORMATS)}")
+            raise ConfigError(f"cannot tell the format from {out.name!r}; give {option('format=', '--format')} "
+                              f"one of {', '.join(FORMATS)}")
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r} (choose from {', '.join(FORMATS)})")
     if reduce not in REDUCTIONS:

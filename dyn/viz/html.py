@@ -33,6 +33,9 @@ MAX_NEURONS = 64
 #: at most this many steps per trace (evenly thinned, last step kept)
 MAX_POINTS = 1000
 
+#: the Okabe-Ito colour-blind-safe palette (black left out), one colour per (run, site) curve pair
+_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+
 _VERDICT_COLOURS = {"holds": "#d9f2d9", "violated": "#f8d7d7", "not checkable": "#eeeeee"}
 
 _CSS = """
@@ -61,6 +64,9 @@ def _thin(n: int) -> np.ndarray:
 def _figure_div(fig: Any, div_id: str, *, log: bool, note: str = "") -> str:
     fig.update_layout(yaxis_type="log" if log else "linear", margin=dict(l=60, r=20, t=50, b=45), height=420,
                       hovermode="closest", legend=dict(orientation="h", y=-0.18))
+    # 1e-4, never Plotly's SI prefixes: "100μ" on a γ axis reads as a multiple of the signal vector μ
+    fig.update_xaxes(exponentformat="e")
+    fig.update_yaxes(exponentformat="e")
     div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                       config={"displaylogo": False, "responsive": True})
     label = "y: log (click for linear)" if log else "y: linear (click for log)"
@@ -130,14 +136,16 @@ def _versus_figure(runs: Sequence[Run], names: Sequence[str]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for k, (name, run) in enumerate(zip(names, runs)):
+    k = -1
+    for name, run in zip(names, runs):
         for site in run.sites:
+            k += 1  # one colour per (run, site): multi/h and multi/g must not look alike
             c = run.coefficients(site)
             idx = _thin(len(run.steps))
             steps = np.asarray(run.steps)[idx]
             g = np.abs(np.asarray(c["gamma"].values)).max(axis=(1, 2))[idx]
             r = np.asarray(c["rho"].values).max(axis=(1, 2))[idx]
-            colour = f"hsl({(k * 67) % 360},65%,42%)"
+            colour = _COLOURS[k % len(_COLOURS)]
             fig.add_trace(go.Scatter(x=steps, y=g, mode="lines", name=f"{name} / {site}: max |γ|",
                                      line=dict(color=colour, width=2)))
             fig.add_trace(go.Scatter(x=steps, y=r, mode="lines", name=f"{name} / {site}: max ρ",
@@ -157,6 +165,30 @@ def _cell(v: Any) -> str:
     return f"<td{cls}>{html.escape(text)}</td>"
 
 
+#: regime keys shown in words (others: underscores become spaces)
+_REGIME_WORDS = {"observed_winner": "leader observed", "predicted_winner": "leader predicted",
+                 "at_step": "observed at step", "reached_T1": "run reached T₁", "T1": "T₁ (formula)",
+                 "max_gamma": "max |γ| there", "max_rho": "max ρ there", "ratio_gamma_over_rho": "max |γ| / max ρ",
+                 "assumptions_met": "assumptions met", "assumptions_unmet": "assumptions not met",
+                 "agrees": "prediction agrees"}
+
+
+def _regime_rows(regime: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The theory's regime as table rows in words: no Python reprs (lists joined, booleans as yes/no)."""
+    rows = []
+    for key, value in regime.items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(str(v).removeprefix("assumption.") for v in value) or "none"
+        elif value is None:
+            value = "–"
+        elif isinstance(value, dict):
+            value = "; ".join(f"{k}: {v}" for k, v in value.items())
+        rows.append((_REGIME_WORDS.get(key, key.replace("_", " ")), value))
+    return rows
+
+
 def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[pd.DataFrame]) -> str:
     rows: dict[str, list[Any]] = {}
 
@@ -174,7 +206,7 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
         put("recorded steps", i, len(run.steps))
         put("last step", i, int(run.steps[-1]) if len(run.steps) else None)
         put("final loss", i, float(loss[-1]) if loss is not None and len(loss) else None)
-        for key, value in (table.attrs.get("regime") or {}).items():
+        for key, value in _regime_rows(table.attrs.get("regime") or {}):
             put(f"regime: {key}", i, value)
         counts = table["verdict"].value_counts()
         for verdict in ("holds", "violated", "not checkable"):
@@ -234,6 +266,8 @@ signal vector μ<sub>k</sub> in w<sub>r</sub>(t) = w<sub>r</sub>(0) + Σ<sub>k</
 stored Gram matrix.</dd>
 <dt>ρ (noise memorization)</dt><dd>ρ<sub>r,i</sub>(step): the coefficient along the noise patch ξ<sub>i</sub> of
 training sample i, from the same decomposition.</dd>
+<dt>site</dt><dd>one recorded weight matrix (one neuron per row), named by the run (e.g. h, g); what each site of
+these runs is follows below.</dd>
 <dt>T₁</dt><dd>the end of the first stage of training: by the theory's formula and by a fit to the recorded
 curves, when the theory gives them.</dd>
 <dt>verdicts</dt><dd><b>holds</b>: the recorded run satisfies the claim; <b>violated</b>: it does not;
@@ -241,6 +275,27 @@ curves, when the theory gives them.</dd>
 reason in the observed column.</dd>
 </dl>
 """
+
+
+def _site_definitions(runs: Sequence[Run], theories: Sequence[Theory | None]) -> str:
+    """What the sites of these runs are: each site's shape and signal probes, and the theory's own words for its
+    sites (a ``definitions`` entry whose key starts with "site")."""
+    items, seen = [], set()
+    for run in runs:
+        for site in run.sites:
+            ds = run.site(site)
+            if site in seen:
+                continue
+            seen.add(site)
+            signals = ", ".join(map(str, ds["signal"].values)) if "signal" in ds.coords else "–"
+            shape = f"{ds.sizes.get('neuron', '?')} neurons"
+            items.append(f"<dt>site {html.escape(site)}</dt><dd>{html.escape(shape)}; signal probes "
+                         f"{html.escape(signals)}</dd>")
+    for th in {th.name: th for th in theories if th is not None}.values():
+        for key, text in th.definitions.items():
+            if key.startswith("site"):
+                items.append(f"<dt>{html.escape(key)} ({html.escape(th.name)})</dt><dd>{html.escape(text)}</dd>")
+    return '<dl id="sites">' + "".join(items) + "</dl>"
 
 
 def _no_claims() -> pd.DataFrame:
@@ -295,7 +350,8 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
                 f"theories: {html.escape(', '.join(sorted({th.name for th in resolved if th is not None})) or 'none')}. Every figure zooms "
                 "(drag; double-click resets) and has a log/linear toggle; hover a line to see its neuron.</p>",
                 "<h2>Runs side by side</h2>", _summary_table(runs, names, tables),
-                "<h2>Claims</h2>", _claims_side_by_side(names, tables), "<h3>Definitions</h3>", _DEFINITIONS]
+                "<h2>Claims</h2>", _claims_side_by_side(names, tables), "<h3>Definitions</h3>", _DEFINITIONS,
+                _site_definitions(runs, resolved)]
     figures = [_figure_div(_loss_figure(runs, names), "fig-loss", log=True)]
     if len(runs) > 1:
         figures.append(_figure_div(_versus_figure(runs, names), "fig-versus", log=True))

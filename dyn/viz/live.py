@@ -17,10 +17,12 @@ Entry points: :func:`watch` (``dyn watch``: terminal and ``--serve``), :func:`se
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import math
 import os
+import shlex
 import sys
 import threading
 import time
@@ -33,13 +35,14 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.coefficients import coefficients
-from ..errors import DynError, StoreError
-from ..store import check_codecs, read_attrs
+from ..errors import ConfigError, DynError, StoreError
+from ..store import check_codecs, read_attrs, run_status
 
 __all__ = ["Follower", "watch", "serve", "watch_notebook", "format_text", "render_html"]
 
-#: statuses after which a store no longer changes
-FINAL = ("complete", "diverged", "interrupted")
+#: statuses after which a store no longer changes ("stale": marked running, but its writer is gone, see
+#: :func:`dyn.store.run_status`)
+FINAL = ("complete", "diverged", "interrupted", "stale")
 #: at most this many points per curve in a snapshot (the page and the notebook draw these)
 MAX_POINTS = 400
 
@@ -113,7 +116,8 @@ class Follower:
         return min(counts) if counts else 0
 
     def _read(self) -> tuple[dict[str, Any], xr.Dataset, dict[str, xr.Dataset], int]:
-        attrs = read_attrs(self.path)
+        attrs = dict(read_attrs(self.path))
+        attrs["status"] = run_status(self.path, attrs)  # "stale" when the writer is gone: nothing will change
         if not self._checked:
             check_codecs(self.path)  # refuses codecs that could run code, once per store (JSON reads only)
             self._checked = True
@@ -235,6 +239,9 @@ class Follower:
         config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
         total = config.get("steps") if isinstance(config.get("steps"), int) else None
         status = attrs.get("status") or (self._last or {}).get("status") or "not started"
+        resume = None
+        if status in ("stale", "interrupted") and attrs.get("setup"):
+            resume = f"dyn run --resume {shlex.quote(str(self.path))}"
         eta = None
         if rate and total is not None and last_step is not None and status == "running":
             eta = max(total - last_step, 0) / rate
@@ -254,7 +261,7 @@ class Follower:
             "steps_recorded": len(h["step"]), "step": last_step, "total_steps": total,
             "steps_per_s": _finite(rate), "eta_s": _finite(eta),
             "loss": _finite(h["loss"][-1]) if h["loss"] else None,
-            "sites": sites, "regime": self._regime, "regime_note": self._regime_note, "note": note,
+            "sites": sites, "regime": self._regime, "regime_note": self._regime_note, "note": note, "resume": resume,
             "history": history,
         }
 
@@ -302,6 +309,11 @@ def format_text(snap: dict[str, Any]) -> str:
                      f" (predicted: {regime.get('predicted_winner')}; {regime.get('condition')})")
     elif snap.get("regime_note"):
         lines.append(f"  regime: {snap['regime_note']}")
+    if snap.get("status") == "stale":
+        lines.append("  stopped: marked running, but no process is writing it any more (killed, or the disk filled)"
+                     + (f"; resume with `{snap['resume']}`" if snap.get("resume") else ""))
+    elif snap.get("resume"):
+        lines.append(f"  resume with `{snap['resume']}`")
     if snap.get("note"):
         lines.append(f"  note: {snap['note']}")
     return "\n".join(lines)
@@ -435,36 +447,70 @@ def serve(state: _State, *, port: int = 0, interval: float = 2.0) -> ThreadingHT
 
     The server answers from ``state`` (filled by the polling loop): requests never read a store. Stop it with
     ``server.shutdown(); server.server_close()``.
+
+    Raises
+    ------
+    ConfigError
+        The port is out of range, already in use or privileged (one line naming it).
     """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0 to 65535, got {port} (0 picks a free one: --serve 0)")
     page = _PAGE.replace("__INTERVAL__", str(int(interval * 1000))).encode()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(state, page))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(state, page))
+    except OSError as exc:
+        why = {errno.EADDRINUSE: "is already in use", errno.EACCES: "needs privileges (ports below 1024)"}.get(
+            exc.errno, f"cannot be opened ({exc.strerror or exc})")
+        raise ConfigError(f"port {port} on 127.0.0.1 {why}; choose another, or --serve 0 for a free one") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="dyn-watch-http", daemon=True).start()
     return server
 
 
+def _check_store(path: Path) -> None:
+    """Refuse a path that is not a dyn store (a typo would otherwise be waited for forever). An empty folder
+    passes: a run creates its folder just before the store's first file."""
+    if not path.exists():
+        raise StoreError(f"{path} does not exist (a typo? `dyn watch --wait` waits for a run that has not "
+                         "started yet)")
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    read_attrs(path)
+
+
 def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: bool = False, as_json: bool = False,
           port: int | None = None, quantile: float = 0.9, out: IO[str] | None = None,
-          max_polls: int | None = None) -> int:
+          max_polls: int | None = None, wait: bool = False) -> int:
     """Follow run stores until they have all finished (or Ctrl-C), printing a refreshed summary.
 
     Parameters
     ----------
-    stores : paths of run stores (they may not exist yet).
+    stores : paths of run stores; each must exist, unless ``wait``.
     interval : seconds between polls.
-    once : print one snapshot and return.
+    once : print one snapshot and return (with ``wait``: once every store exists).
     as_json : print one JSON line per poll (all stores) instead of text.
     port : also serve the live page on ``http://127.0.0.1:PORT/`` (0 picks a free port; the URL is printed);
         the page keeps being served after the runs finish, until Ctrl-C.
     quantile : quantile shown beside the maxima.
     out : where to write (default ``sys.stdout``); on a terminal the view is redrawn in place.
     max_polls : stop after this many polls (tests).
+    wait : wait for stores that do not exist yet (a run about to start) instead of refusing them.
 
     Returns
     -------
     int
         0.
+
+    Raises
+    ------
+    StoreError
+        Without ``wait``: a store that does not exist (a typo?) or is not a dyn store, before anything is shown.
+    ConfigError
+        The ``port`` cannot be served.
     """
+    if not wait:
+        for path in stores:
+            _check_store(Path(path))
     out = out or sys.stdout
     followers = [Follower(p, quantile=quantile) for p in stores]
     state = _State()
@@ -489,7 +535,9 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
                     _write(out, text + ("\n" if once else "\n\n"))
                 shown = text
             finished = all(s["status"] in FINAL for s in snaps)
-            if once or (max_polls is not None and polls >= max_polls) or (finished and server is None):
+            waiting = wait and any(s["status"] == "not started" for s in snaps)
+            if ((once and not waiting) or (max_polls is not None and polls >= max_polls)
+                    or (finished and server is None)):
                 return 0
             time.sleep(interval)
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@ coefficients (γ, ρ) and the raw inner products; a theory may add the quantitie
 
 from __future__ import annotations
 
+import math
+
 import os
 from typing import Mapping, Sequence
 
@@ -111,7 +113,10 @@ def plot_coefficients(
         ``plot_quantities``, else ``("gamma", "rho")``).
     reduce : ``"max"`` or ``"mean"`` over neurons for the line.
     band : quantiles over neurons shaded around the line (``None`` for no band).
-    logy : log-scale y axis (where the line is positive).
+    logy : log-scale y axis (the default). It holds whenever the line has no negative value: points where the
+        line is exactly 0 (γ and ρ at initialisation, step 0) are left out of the log axis, and a quantile band
+        reaching 0 or below runs to the panel's bottom edge. Only a line with negative values (e.g. the mean of a
+        signed quantity) is drawn on a linear axis, and its y label then says "linear: values < 0".
     theory : the theory whose quantities and overlays to use: None picks the run's (if any), False none.
     title : the figure title (default: the run's name).
 
@@ -139,6 +144,9 @@ def plot_coefficients(
     axes = fig.subplots(len(sites), len(quantities), squeeze=False)
     palette = sns.color_palette("colorblind")
     marker_styles = [(":", palette[3]), ("-.", palette[4]), ((0, (5, 2, 1, 2)), palette[5])]
+    # one style per kind of overlay line across the figure (an upper and a lower bound never look alike)
+    line_styles = [("--", palette[1]), ((0, (4, 1.5, 1, 1.5, 1, 1.5)), palette[2]), ((0, (1, 1)), palette[6])]
+    kinds: dict[str, int] = {}
     handles: dict[str, object] = {}
     for row, name in zip(axes, sites):
         for ax, q in zip(row, quantities):
@@ -146,28 +154,34 @@ def plot_coefficients(
             label = curves.attrs["long_name"]
             steps = curves["step"].values
             line = curves.max("neuron") if reduce == "max" else curves.mean("neuron")
-            ax.plot(steps, line.values, color=palette[0], lw=2, label=f"{reduce} over neurons")
-            lo_data, hi_data = np.nanmin(line.values), np.nanmax(line.values)
+            finite = line.values[np.isfinite(line.values)]
+            log = logy and finite.size > 0 and bool((finite >= 0).all() and (finite > 0).any())
+            shown = np.where(line.values > 0, line.values, np.nan) if log else line.values  # no 0 on a log axis
+            ax.plot(steps, shown, color=palette[0], lw=2, label=f"{reduce} over neurons")
+            hi_data = np.nanmax(line.values)
+            bottom = np.nanmin(shown) if log else None
             if band is not None:
                 lo, hi = curves.quantile(band[0], "neuron").values, curves.quantile(band[1], "neuron").values
                 ax.fill_between(steps, lo, hi, color=palette[0], alpha=0.2,
                                 label=f"neurons, {band[0]:.0%}–{band[1]:.0%} quantiles")
-                lo_data = min(lo_data, np.nanmin(lo))
-            log = logy and lo_data > 0
+                if log and (lo > 0).any():
+                    bottom = min(bottom, float(np.nanmin(lo[lo > 0])))
             over = th.overlays(run, name, q) if th is not None else {"lines": [], "markers": []}
-            for i, (what, t, v) in enumerate(over["lines"]):
+            for what, t, v in over["lines"]:
                 v = np.asarray(v, dtype=float)
                 inside = v <= hi_data * (1.5 if log else 1.1)  # the prediction stops where it leaves the data
-                ax.plot(np.asarray(t)[inside], v[inside], ls="--", color=palette[1 + i], label=what)
+                ls, colour = line_styles[kinds.setdefault(what.split(" (")[0], len(kinds)) % len(line_styles)]
+                ax.plot(np.asarray(t)[inside], v[inside], ls=ls, color=colour, lw=1.6, label=what)
             for i, (what, t1) in enumerate(over["markers"]):
                 ls, colour = marker_styles[i % len(marker_styles)]
                 ax.axvline(t1, ls=ls, color=colour, lw=1.5, label=f"{what} = {t1:.4g}")
                 ax.annotate(f"{what}", (t1, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10 - 10 * i),
                             textcoords="offset points", fontsize=7, color=colour)
             if log:
-                ax.set_yscale("log")
+                ax.set_yscale("log")  # a band at or below 0 is clipped to the bottom edge
+                ax.set_ylim(bottom=bottom / 1.5)
             ax.set_xlabel("step")
-            ax.set_ylabel(label)
+            ax.set_ylabel(label + (" (linear: values < 0)" if logy and not log else ""))
             ax.set_title(f"site {name}: {label}")
             sns.despine(ax=ax)
             for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -316,7 +330,25 @@ def plot_heatmap(
         ax.invert_yaxis()
         ax.set_title(f"site {name}: {values.attrs['long_name']} per neuron ({how})")
     label = data[sites[0]][0].attrs["long_name"]
-    scale = "shared by γ and ρ of all sites" if len(shared) > 1 else "symmetric log"
-    fig.colorbar(mesh, ax=list(axes), label=f"{label} (symmetric log scale, {scale})")
-    fig.suptitle(f"{run.name}: {label}")
+    scale = "one colour scale for γ and ρ of all sites" if len(shared) > 1 else "one colour scale for all sites"
+    bar = fig.colorbar(mesh, ax=list(axes), label=label)  # short: the label must fit beside one site's axes
+    bar.set_ticks(_symlog_ticks(vmax, vmax * linear_width))
+    fig.suptitle(f"{run.name}: {label}\n(symmetric log colours, linear within ±{vmax * linear_width:.1g}; {scale})",
+                 fontsize="medium")
     return fig
+
+
+def _symlog_ticks(vmax: float, linthresh: float) -> list[float]:
+    """Colour-bar ticks of a symmetric log scale: 0 and ± every decade above the linear part (never the decades
+    at its edge, whose labels would overlap the 0 label).
+
+    Examples
+    --------
+    >>> _symlog_ticks(2.0, 2e-3)
+    [-1.0, -0.1, -0.01, 0.0, 0.01, 0.1, 1.0]
+    """
+    top = math.floor(math.log10(vmax))
+    decades = [10.0 ** k for k in range(top, math.floor(math.log10(linthresh)), -1) if 10.0 ** k > 3 * linthresh]
+    if not decades:
+        return [-vmax, 0.0, vmax]
+    return [-d for d in decades] + [0.0] + decades[::-1]

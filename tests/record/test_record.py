@@ -126,7 +126,7 @@ def test_exception_in_loop_marks_interrupted_and_keeps_steps(tmp_path, exc):
         (dict(noise=torch.ones(3, 5)), "noise has shape (3, 5), expected (samples, 4)"),
         (dict(signals={"mu": torch.tensor([1.0, float("nan"), 0, 0])}), "signal 'mu' contains NaN or inf"),
         (dict(noise=torch.tensor([[1.0, float("inf"), 0, 0]])), "noise contains NaN or inf"),
-        (dict(labels=[1, 2, 3]), "labels has 3 entries, expected 2"),
+        (dict(labels=[1, 2, 3]), "got 3 entries (shape (3,)) for 2 samples"),
         (dict(signals={}), "at least one signal vector"),
         (dict(extra={"aug": torch.ones(3, 4)}), "extra probe 'aug' has 3 rows, expected 2"),
     ],

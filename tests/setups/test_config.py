@@ -55,7 +55,8 @@ def test_bad_config_values(tiny, changes, message):
 
 
 def test_unknown_key_suggests():
-    with pytest.raises(dyn.ConfigError, match=r"unknown config key 'sigma_x' \(did you mean 'sigma_xi'\?\)"):
+    expected = r"unknown config key 'sigma_x' for setup huang2024 \(did you mean 'sigma_xi'\? valid keys: modality, d,"
+    with pytest.raises(dyn.ConfigError, match=expected):
         parse_overrides(["sigma_x=1"], Config)
     with pytest.raises(dyn.ConfigError, match="unknown preset 'huang2024-figure2'"):
         dyn.load_preset("huang2024-figure2")

@@ -15,6 +15,8 @@ def test_figure1_small_reproduces_the_papers_shape(tmp_path, capsys):
     assert main(["reproduce", "figure1", "--seeds", "3", "--small", "--out", str(out), "--progress"]) == 0
     captured = capsys.readouterr()
     assert "probe_acc" in captured.out and "%|" not in captured.out
+    row = next(line for line in captured.out.splitlines() if line.strip().startswith("OOD accuracy, single-modal "))
+    assert "paper vs dyn:" in captured.out and "stays ≈ 0.5 (chance)" in row and ("reproduced" in row or "differs (" in row)
     # the outer bar: 3 seeds x 2 modalities, then 3 figures; and the trainers' per-step bars under it
     assert "figure1: 100%|" in captured.err and "9/9" in captured.err
     for name in ("figure1.png", "figure1.svg", "figure1-coefficients.png", "curves.parquet", "summary.csv"):

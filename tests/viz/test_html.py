@@ -141,3 +141,28 @@ def test_a_broken_report_is_caught(report, browser, tmp_path):
     broken.write_text(text.replace("<script>", "<script>throw new Error('deliberately broken');", 1))
     problems = _load(browser, broken, timeout=10.0)  # nothing will draw: do not wait the full bound
     assert any("deliberately broken" in p for p in problems) and any("figures drawn: 0" in p for p in problems)
+
+
+def test_axes_use_1e_ticks_and_each_run_site_pair_its_own_colour(report, browser):
+    """Issue 23: Plotly's SI prefixes printed "100μ" on γ axes (μ is the signal vector there), and multi/h and
+    multi/g were drawn in one colour."""
+    assert _load(browser, report / "report.html") == []
+    ticks = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.plotly-graph-div .ytick text, .plotly-graph-div .xtick text'))"
+        ".map(t => t.textContent)")
+    assert ticks and not [t for t in ticks if "μ" in t or "m" == t[-1:]], ticks
+    small = browser.execute_script("return Array.from(document.querySelectorAll('#fig-0-0-gamma .ytick text'))"
+                                   ".map(t => t.textContent)")
+    assert any("e-" in t or t in ("0.1", "0.01") for t in small), small
+    colours = browser.execute_script(
+        "return Object.fromEntries(document.getElementById('fig-versus').data.map(t => [t.name, t.line.color]))")
+    gamma = {name.split(":")[0]: c for name, c in colours.items() if name.endswith("max |γ|")}
+    assert set(gamma) == {"single / h", "multi / h", "multi / g"} and len(set(gamma.values())) == 3, gamma
+    summary = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#summary tr th:first-child')).map(th => th.textContent)")
+    regime = [s for s in summary if s.startswith("regime:")]
+    assert "regime: assumptions not met" in regime and not [s for s in regime if "_" in s], regime
+    cells = browser.execute_script("return Array.from(document.querySelectorAll('#summary td')).map(td => td.textContent)")
+    assert not [c for c in cells if c.startswith("[") or "'" in c], cells
+    sites = browser.execute_script("return document.getElementById('sites').textContent")
+    assert "site g" in sites and "encoder of the second modality" in sites, sites

@@ -60,7 +60,7 @@ def _get(url: str) -> bytes:
 
 
 def _once_step(store: Path) -> int | None:
-    out = subprocess.run([sys.executable, "-m", "dyn.cli", "watch", str(store), "--once"], env=_env(), cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "dyn.cli", "watch", str(store), "--once", "--wait"], env=_env(), cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     m = re.search(r"\bstep (\d+)/", out.stdout)

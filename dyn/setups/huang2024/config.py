@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ...errors import ConfigError
 from ..base import SetupConfig
@@ -107,6 +107,12 @@ class Config(SetupConfig):
     device: str = "cpu"
     record_every: int = 1
     notes: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    setup_name: ClassVar[str] = "huang2024"  # named in errors about unknown keys
+    #: names users try for a field (``--set lr=0.1``), answered with the field meant
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "temperature": "tau",
+                                             "epochs": "steps", "width": "m", "neurons": "m", "dim": "d",
+                                             "samples": "n"}
 
     def __post_init__(self) -> None:
         self.check_field_types()

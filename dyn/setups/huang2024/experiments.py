@@ -30,12 +30,13 @@ from ...analysis.run import Run
 from ...errors import ConfigError, StoreError
 from ...progress import progress_bar, progress_enabled
 from ...store.outputs import save_figure, staged_folder
-from ..base import load_preset
+from ..base import comparison_lines, load_preset, unseen_curves
 from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
 from .config import Config
 from .train import train
 
-__all__ = ["figure1", "figure1_config", "table1", "phase_diagram", "PAPER_FIGURE1", "EXPERIMENTS"]
+__all__ = ["figure1", "figure1_config", "figure1_findings", "table1", "table1_findings", "phase_diagram",
+           "PAPER_FIGURE1", "EXPERIMENTS"]
 
 #: What the paper reports for Figure 1 (read off its description; no numbers are tabulated).
 PAPER_FIGURE1 = {
@@ -94,6 +95,7 @@ def run_curves(run: Run, *, label: dict[str, Any]) -> pd.DataFrame:
 _PANEL_AXES = {
     "loss": ("training loss", "loss (log scale)"),
     "probe_acc": ("OOD test accuracy (linear probe)", "accuracy"),
+    "probe_acc_transfer": ("OOD test accuracy (head fitted on training data)", "accuracy"),
     "signal_inner_max": ("signal learning", r"$\max_r\,|\langle w_r, \mu\rangle|$"),
     "noise_inner_max": ("noise memorization", r"$\max_{r,i}\,\langle w_r, \xi_i\rangle$"),
     "gamma_max": ("signal learning (exact)", r"$\max_r\,|\gamma_r|$"),
@@ -101,16 +103,23 @@ _PANEL_AXES = {
 }
 
 
+#: metrics drawn as accuracies: one y range (0 to 1) and the chance line on every such panel
+_ACCURACY = ("probe_acc", "probe_acc_transfer")
+
+
 def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
-    """Figure 1's four panels in a 2×2 grid: log loss, accuracy with the chance line, signal, noise; y labels on
-    every panel, one legend below the grid."""
+    """Figure 1's panels, two per row (four: a 2×2 grid; two: one row): log loss, accuracies on one 0-1 range with
+    the chance line, signal, noise; a title and y label in words on every panel, one legend below the grid."""
     import seaborn as sns
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     palette = dict(zip(["single", "multi"], sns.color_palette("colorblind", 2)))
-    fig = Figure(figsize=(10, 7.4), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
+    rows = -(-len(metrics) // 2)
+    fig = Figure(figsize=(10, 0.6 + 3.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False).ravel()
+    for ax in axes[len(metrics):]:
+        ax.remove()  # an odd count: no empty axes
     for ax, metric in zip(axes, metrics):
         data = curves[curves["metric"] == metric]
         sns.lineplot(data=data, x="step", y="value", hue="modality", hue_order=["single", "multi"],
@@ -121,13 +130,14 @@ def _panels(curves: pd.DataFrame, metrics: list[str], title: str):
         ax.set_ylabel(ylabel)
         if metric == "loss" and (data["value"] > 0).all():
             ax.set_yscale("log")
-        if metric == "probe_acc":
+        if metric in _ACCURACY:
             ax.axhline(0.5, color="gray", ls=":", lw=1.2)
             ax.set_ylim(0.0, 1.02)
         sns.despine(ax=ax)
     handles = [Line2D([], [], color=palette[m], lw=2, label=f"{m}-modal (mean ± 1σ over seeds)")
                for m in ("single", "multi")]
-    handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="chance accuracy 0.5"))
+    if any(m in _ACCURACY for m in metrics):
+        handles.append(Line2D([], [], color="gray", ls=":", lw=1.2, label="chance accuracy 0.5"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle(title)
     return fig
@@ -514,7 +524,13 @@ def phase_diagram(results: pd.DataFrame):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("n·SNR² (log scale)")
         ax.set_ylabel("C_μ = ‖μ̃‖ / ‖μ‖")
-        ax.legend(loc="lower left", fontsize=7, title="shaded: signal learning predicted", title_fontsize=7)
+        if unseen_curves(ax):  # the curve misses the grid: every point lies on one side of it
+            side = "signal learning" if (agg["n_snr2"] * agg["c_mu"] >= MULTI_SIGNAL_WINS_ABOVE).all() else "neither"
+            ax.text(0.02, 0.02, f"C_μ·n·SNR² = {MULTI_SIGNAL_WINS_ABOVE} lies outside this grid\n(predicted "
+                    f"everywhere here: {side if side != 'neither' else 'no signal-learning guarantee'})",
+                    transform=ax.transAxes, fontsize=7, va="bottom")
+        else:
+            ax.legend(loc="lower left", fontsize=7, title="shaded: signal learning predicted", title_fontsize=7)
         fig.colorbar(points, ax=ax, shrink=0.85)
     single = ok[ok["modality"] == "single"]
     ax = axes[2]
@@ -522,16 +538,21 @@ def phase_diagram(results: pd.DataFrame):
         ax.set_visible(False)
     else:
         agg = single.groupby("n_snr2")[["signal_wins", "probe_acc"]].mean().reset_index()
-        ax.axvspan(agg["n_snr2"].min() / 1.3, SINGLE_NOISE_WINS_BELOW, color="tab:red", alpha=0.08, lw=0,
-                   label="noise memorization predicted")
+        x_lo, x_hi = agg["n_snr2"].min() / 1.3, agg["n_snr2"].max() * 1.3
+        if SINGLE_NOISE_WINS_BELOW > x_lo:  # a shaded side only where it is on the axis
+            ax.axvspan(x_lo, min(SINGLE_NOISE_WINS_BELOW, x_hi), color="tab:red", alpha=0.08, lw=0,
+                       label="noise memorization predicted")
         ax.plot(agg["n_snr2"], agg["signal_wins"], "o-", label="fraction of seeds where signal wins at T₁")
         ax.plot(agg["n_snr2"], agg["probe_acc"], "s-", label="final OOD accuracy")
         ax.axvline(SINGLE_NOISE_WINS_BELOW, color="black", ls="--", label=f"n·SNR² = {SINGLE_NOISE_WINS_BELOW} (Lemma 5.2)")
         _grid_ticks(ax, agg["n_snr2"])
-        ax.set_xlim(agg["n_snr2"].min() / 1.3, agg["n_snr2"].max() * 1.3)
+        ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("n·SNR² (log scale)")
         ax.set_title("single-modal", fontsize=10)
+        if unseen_curves(ax):
+            ax.text(0.02, 0.98, f"n·SNR² = {SINGLE_NOISE_WINS_BELOW} lies outside this grid", transform=ax.transAxes,
+                    fontsize=7, va="top")
         ax.legend(fontsize=7, loc="center right")
         sns.despine(ax=ax)
     return fig
@@ -549,18 +570,102 @@ def _figure1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, 
             spread = "" if seeds == 1 else f" ± {wide.loc[metric, ('std', m)]:.2g}"
             cells.append(f"{m}: {wide.loc[metric, ('mean', m)]:.4g}{spread}")
         lines.append(f"  {metric:<18} " + "   ".join(cells))
-    for modality, text in PAPER_FIGURE1.items():
-        lines.append(f"  paper, {modality}-modal: {text}")
+    lines += comparison_lines(figure1_findings(summary))
     lines.append(f"dyn reproduce: figures, curves.parquet, summary.csv and the runs in {out}/")
     return "\n".join(lines)
 
 
+#: Figure 1's findings are read off the paper's plots (no numbers are printed): how far a value may sit from the
+#: paper's reading and still count as reproduced.
+ACCURACY_TOLERANCE = 0.1
+
+
+def figure1_findings(summary: pd.DataFrame) -> list[tuple[str, str, str, bool | None, str]]:
+    """Figure 1's findings, paper vs dyn, from the last-step summary (rows for :func:`comparison_lines`).
+
+    Examples
+    --------
+    >>> summary = pd.DataFrame({"modality": ["single", "multi"] * 3, "metric": ["probe_acc"] * 2 + ["gamma_max"] * 2
+    ...                         + ["rho_max"] * 2, "mean": [0.72, 0.99, 0.1, 0.9, 3.0, 1.0], "std": [0.03] * 6})
+    >>> [(row[0], row[3]) for row in figure1_findings(summary)]  # doctest: +NORMALIZE_WHITESPACE
+    [('OOD accuracy, multi-modal', True), ('OOD accuracy, single-modal', False),
+     ('signal learning max|γ|: multi > single', True), ('noise memorization max ρ: single > multi', True)]
+    """
+    value = summary.set_index(["modality", "metric"])
+
+    def get(modality: str, metric: str) -> tuple[float, str]:
+        if (modality, metric) not in value.index:
+            return math.nan, "not recorded"
+        mean, std = float(value.loc[(modality, metric), "mean"]), float(value.loc[(modality, metric), "std"])
+        return mean, f"{mean:.3g}" + (f" ± {std:.2g}" if math.isfinite(std) else "")
+
+    rows: list[tuple[str, str, str, bool | None, str]] = []
+    multi, multi_text = get("multi", "probe_acc")
+    rows.append(("OOD accuracy, multi-modal", "→ ≈ 1.0", multi_text,
+                 None if math.isnan(multi) else bool(multi >= 1.0 - ACCURACY_TOLERANCE), ""))
+    single, single_text = get("single", "probe_acc")
+    transfer, transfer_text = get("single", "probe_acc_transfer")
+    near_chance = not math.isnan(transfer) and abs(transfer - 0.5) <= ACCURACY_TOLERANCE
+    why = ("dyn's probe fits its head on h(x_test) folds; the head fitted on h(x_train) gives "
+           f"{transfer_text}, the paper's reading (next row)" if near_chance
+           else "why not known; the paper gives no number, figure1-probes.png shows both probe protocols")
+    rows.append(("OOD accuracy, single-modal", "stays ≈ 0.5 (chance)", single_text,
+                 None if math.isnan(single) else bool(abs(single - 0.5) <= ACCURACY_TOLERANCE),
+                 why if not math.isnan(single) and abs(single - 0.5) > ACCURACY_TOLERANCE else ""))
+    if not math.isnan(transfer):
+        rows.append(("OOD accuracy, single-modal, head fitted on h(x_train)", "stays ≈ 0.5 (chance)", transfer_text,
+                     near_chance, ""))
+    for metric, what, first, second in (("gamma_max", "signal learning max|γ|: multi > single", "multi", "single"),
+                                        ("rho_max", "noise memorization max ρ: single > multi", "single", "multi")):
+        a, a_text = get(first, metric)
+        b, b_text = get(second, metric)
+        known = not (math.isnan(a) or math.isnan(b))
+        rows.append((what, f"{first} clearly higher", f"{first} {a_text}, {second} {b_text}",
+                     bool(a > b) if known else None, ""))
+    return rows
+
+
 def _table1_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
                     progress: bool | None = None) -> str:
-    table1(out, seeds=seeds or 3, small=small, overwrite=overwrite, progress=progress)
+    table = table1(out, seeds=seeds or 3, small=small, overwrite=overwrite, progress=progress)
     report = (Path(out) / "table1.md").read_text(encoding="utf-8")
-    return report.rstrip("\n") + (f"\ndyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the "
-                                  f"runs in {out}/")
+    return "\n".join([report.rstrip("\n"), *comparison_lines(table1_findings(table)),
+                      f"dyn reproduce: table1.md, ablation.csv, directions.png, ablation.png and the runs in {out}/"])
+
+
+#: Table 1: how many accuracy points dyn's number may differ from the paper's and still count as reproduced
+TABLE1_TOLERANCE = 15.0
+
+
+def table1_findings(table: pd.DataFrame) -> list[tuple[str, str, str, bool | None, str]]:
+    """Table 1's numbers, paper vs dyn (percent), from :func:`table1`'s table (rows for :func:`comparison_lines`).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"modality": ["single", "multi"], "train_acc_mean": [90.0, 89.0],
+    ...                       "train_acc_std": [1.0, 1.0], "test_acc_mean": [40.0, 85.0], "test_acc_std": [2.0, 2.0],
+    ...                       "paper_train": [88.43, 87.77], "paper_test": [12.68, 82.13]})
+    >>> [(row[0], row[3]) for row in table1_findings(table)]  # doctest: +NORMALIZE_WHITESPACE
+    [('train accuracy, single-modal (%)', True), ('test accuracy, single-modal (%)', False),
+     ('train accuracy, multi-modal (%)', True), ('test accuracy, multi-modal (%)', True),
+     ('test accuracy gap, multi - single (points)', False)]
+    """
+    why = "scikit-learn's 8x8 digits stand in for MNIST (nothing is downloaded), so the numbers need not match"
+    rows: list[tuple[str, str, str, bool | None, str]] = []
+    by = table.set_index("modality")
+    for modality in ("single", "multi"):
+        for kind in ("train", "test"):
+            mean, std = float(by.loc[modality, f"{kind}_acc_mean"]), float(by.loc[modality, f"{kind}_acc_std"])
+            paper = float(by.loc[modality, f"paper_{kind}"])
+            ok = abs(mean - paper) <= TABLE1_TOLERANCE
+            rows.append((f"{kind} accuracy, {modality}-modal (%)", f"{paper:.2f}",
+                         f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else ""), ok, "" if ok else why))
+    gap = float(by.loc["multi", "test_acc_mean"] - by.loc["single", "test_acc_mean"])
+    paper_gap = float(by.loc["multi", "paper_test"] - by.loc["single", "paper_test"])
+    ok = abs(gap - paper_gap) <= TABLE1_TOLERANCE
+    rows.append(("test accuracy gap, multi - single (points)", f"{paper_gap:.2f}", f"{gap:.2f}", ok,
+                 "" if ok else why))
+    return rows
 
 
 #: ``dyn reproduce NAME``: name -> (description, command returning the text to print)

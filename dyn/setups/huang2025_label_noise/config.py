@@ -78,6 +78,11 @@ class LabelNoiseConfig(CNNConfig):
     mu_norm: float = 2.0
     population_draws: int = 100_000
 
+    #: names users try for a field (``--set lr=0.1``), answered with the field meant
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "epochs": "steps", "width": "m",
+                                             "neurons": "m", "dim": "d", "samples": "n", "label_noise": "p",
+                                             "flip": "p"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mu_norm <= 0:

@@ -18,6 +18,10 @@ from .quantities import coefficient_maxima, index_at, noise_curve, proof, signal
 __all__ = ["Huang2024"]
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -44,6 +48,8 @@ class Huang2024(Theory):
     plot_quantities = ("A", "Psi")
     description = "Huang et al. 2024 (NeurIPS): single- vs multi-modal contrastive learning, signal vs noise"
     definitions = {
+        "sites h, g": "the recorded weight matrices: h the encoder of the first modality (the only one of a "
+                      "single-modal run), g the encoder of the second modality (multi-modal runs)",
         "gamma, rho": "exact signal learning and noise memorization: w_r(t) = w_r(0) + gamma_r mu/|mu|^2 "
                       "+ sum_i rho_ri xi_i/|xi_i|^2 (eq. 11)",
         "A": "total signal A_r = |gamma_r + <w_r(0), mu>| with the sign of <w_r(0), mu> (~ |<w_r(t), mu>|)",
@@ -88,10 +94,13 @@ class Huang2024(Theory):
         met = {c.name: c.met for c in conditions(p) if c.name in ASSUMPTIONS}
         if p.multi:
             predicted = "signal learning"
-            condition = f"n SNR^2 = {_fmt(p.n_snr2)} (>= 1.7), C_mu = {_fmt(p.c_mu)} (>= 2.66)"
+            condition = (f"needs n SNR^2 >= {C.N_SNR2_MULTI_MIN} and C_mu >= {C.C_MU_MIN}; "
+                         f"here n SNR^2 = {_fmt(p.n_snr2)} ({_met(p.n_snr2 >= C.N_SNR2_MULTI_MIN)}), "
+                         f"C_mu = {_fmt(p.c_mu)} ({_met(p.c_mu >= C.C_MU_MIN)})")
         else:
             predicted = "noise memorization"
-            condition = f"n SNR^2 = {_fmt(p.n_snr2)} (<= 1.8)"
+            condition = (f"needs n SNR^2 <= {C.N_SNR2_SINGLE_MAX}; here n SNR^2 = {_fmt(p.n_snr2)} "
+                         f"({_met(p.n_snr2 <= C.N_SNR2_SINGLE_MAX)})")
         try:
             g, r = coefficient_maxima(run)
         except NotCheckable as exc:
