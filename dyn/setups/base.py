@@ -287,9 +287,13 @@ def field_docs(config_cls: type) -> dict[str, str]:
     >>> from dyn.setups.huang2024 import Config
     >>> field_docs(Config)["eta"], field_docs(Config)["n_test"]
     ('Learning rate η', 'Training and OOD test set sizes')
+    >>> from dyn.setups.huang2025_label_noise import LabelNoiseConfig  # documented by the family's config
+    >>> field_docs(LabelNoiseConfig)["q"]
+    'Activation power: σ(z) = max(0, z)^q (q ≥ 1; 1 is ReLU)'
     """
-    doc = inspect.getdoc(config_cls) or ""
-    lines = doc.splitlines()
+    # a config that inherits its fields (a paper's config on a family) documents them in the first base that does
+    docs = [inspect.getdoc(c) or "" for c in config_cls.__mro__ if c is not object]
+    lines = next((d.splitlines() for d in docs if any(line.strip() == "Parameters" for line in d.splitlines())), [])
     try:
         start = next(i for i, line in enumerate(lines) if line.strip() == "Parameters") + 2
     except StopIteration:

@@ -51,7 +51,8 @@ class CNNConfig(SetupConfig):
         Standard GD, or label-noise GD (the loss's labels flipped independently per sample and step with
         probability ``p``; Huang et al. 2025, Algorithm 1).
     network : {"theory", "code"}
-        The papers' network or the authors' code network (module docstring).
+        "theory": sum over patches, 1/m, no bias, N(0, σ₀²) init; "code": the authors' Conv1d with bias, mean over
+        patches, sum over filters, PyTorch's default init (module docstring).
     d : int
         Patch dimension.
     n, n_test : int
@@ -111,6 +112,11 @@ class CNNConfig(SetupConfig):
     """
 
     setup_name: ClassVar[str] = SETUP_NAME
+    #: names users try for a field (``--set lr=0.1``), answered with the field meant
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"lr": "eta", "learning_rate": "eta", "epochs": "steps", "width": "m",
+                                             "neurons": "m", "dim": "d", "samples": "n", "flip": "flip_rate",
+                                             "label_flip": "flip_rate", "power": "q", "activation": "q",
+                                             "rho": "sam_radius", "sam_rho": "sam_radius", "init": "sigma0"}
     q: float = 1.0
     algorithm: str = "gd"
     network: str = "theory"
