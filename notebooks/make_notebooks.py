@@ -28,7 +28,7 @@ NOTEBOOKS = {
                           "linear probe is evaluated along training, and the four panels are drawn with mean ± 1σ "
                           "over seeds. Then one run is compared with the theorem claim by claim."),
         new_code_cell(SETUP),
-        new_code_cell('from dyn.setups.huang2024.experiments import figure1\n'
+        new_code_cell('from dyn.experiments.huang2024 import figure1\n'
                       'summary = figure1(WORK / "figure1", seeds=2 if SMALL else 5, small=SMALL, overwrite=True)\n'
                       'summary'),
         new_markdown_cell("Signal and noise panels use the raw inner products max_r |⟨w_r, μ⟩| and "
@@ -91,7 +91,7 @@ NOTEBOOKS = {
                       'for k, ax in enumerate(axes):\n'
                       '    ax.imshow(data.x_train[k].permute(1, 2, 0).numpy())\n'
                       '    ax.set_title(f"label {int(data.y_train[k])}\\n{captions[k]}", fontsize=8); ax.axis("off")'),
-        new_code_cell('from dyn.setups.huang2024.experiments import table1\n'
+        new_code_cell('from dyn.experiments.huang2024 import table1\n'
                       'table = table1(WORK / "table1", seeds=1 if SMALL else 3, small=SMALL, overwrite=True)\n'
                       'print((WORK / "table1" / "table1.md").read_text())'),
         new_markdown_cell("## What the first layer aligns with\n\n"
@@ -324,7 +324,7 @@ NOTEBOOKS = {
                           "raw inner-product ratio is in the curves file as `raw_ratio`). Runs with one seed share data "
                           "and initialisation across the two algorithms. Full size: `dyn reproduce figure2` "
                           "(3 seeds × 2 runs of ~90 s)."),
-        new_code_cell('from dyn.setups.huang2025_label_noise.experiments import figure2, figure3, optimizers\n'
+        new_code_cell('from dyn.experiments.huang2025_label_noise import figure2, figure3, optimizers\n'
                       'summary = figure2(WORK / "figure2", seeds=2 if SMALL else 3, small=True, overwrite=True)\n'
                       'summary.pivot(index="metric", columns="algorithm", values="mean")'),
         new_code_cell('from IPython.display import Image\nImage(filename=str(WORK / "figure2" / "figure2.png"))'),

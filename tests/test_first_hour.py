@@ -286,7 +286,7 @@ def test_figure1_probes_is_two_accuracy_panels_on_one_range_with_chance_lines():
     import numpy as np
     import pandas as pd
 
-    from dyn.setups.huang2024.experiments import _panels
+    from dyn.experiments.huang2024 import _panels
 
     rows = [dict(step=s, metric=m, value=0.5 + 0.4 * s / 100 * (mod == "multi"), modality=mod, seed=seed)
             for m in ("probe_acc", "probe_acc_transfer") for mod in ("single", "multi") for seed in (0, 1)
@@ -349,7 +349,7 @@ def test_stage1_upper_and_lower_bounds_are_drawn_in_different_styles(interrupted
 def test_phase_diagram_legend_lists_only_boundaries_inside_the_grid():
     import pandas as pd
 
-    from dyn.setups.huang2024.experiments import phase_diagram
+    from dyn.experiments.huang2024 import phase_diagram
 
     def draw(n_snr2):
         rows = [dict(status="complete", modality=mod, n_snr2=n, c_mu=c, probe_acc=0.8, seed=s,
@@ -373,7 +373,7 @@ def test_figure1_findings_say_differs_for_an_observed_0_72():
     import pandas as pd
 
     from dyn.setups.base import comparison_lines
-    from dyn.setups.huang2024.experiments import figure1_findings
+    from dyn.experiments.huang2024 import figure1_findings
 
     summary = pd.DataFrame({"modality": ["single", "multi"] * 3, "metric": ["probe_acc"] * 2 + ["gamma_max"] * 2
                             + ["rho_max"] * 2, "mean": [0.72, 0.97, 0.5, 0.2, 1.0, 3.0], "std": [0.02] * 6})
@@ -410,8 +410,8 @@ def test_every_reproduction_command_prints_paper_vs_dyn():
 def test_table1_and_label_noise_findings_can_differ():
     import pandas as pd
 
-    from dyn.setups.huang2024.experiments import table1_findings
-    from dyn.setups.huang2025_label_noise.experiments import figure2_findings, figure3_findings
+    from dyn.experiments.huang2024 import table1_findings
+    from dyn.experiments.huang2025_label_noise import figure2_findings, figure3_findings
 
     table = pd.DataFrame({"modality": ["single", "multi"], "train_acc_mean": [90.0, 89.0], "train_acc_std": [1.0, 1.0],
                           "test_acc_mean": [60.0, 85.0], "test_acc_std": [2.0, 2.0], "paper_train": [88.43, 87.77],
@@ -431,7 +431,7 @@ def test_table1_and_label_noise_findings_can_differ():
 def test_label_noise_reproductions_are_marked_as_reproductions(monkeypatch, tmp_path):
     """Noticed while fixing the output modes: figure2 and optimizers marked their folders as reports, so the CLI's
     `dyn reproduce ... --overwrite` (which claims a reproduction folder) refused its own earlier output."""
-    import dyn.setups.huang2025_label_noise.experiments as E
+    import dyn.experiments.huang2025_label_noise as E
 
     kinds = []
 

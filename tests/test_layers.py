@@ -40,16 +40,15 @@ def _layer(module: str) -> str | None:
         return None
     if parts[1] in ("cli",):
         return "cli"
-    if parts[1] == "setups" and len(parts) > 3 and parts[3] == "experiments":
-        return "experiments"  # a paper's reproductions sit in the experiments layer
     return parts[1] if parts[1] in ALLOWED else None
 
 
 def _paper(module: str) -> str | None:
-    """The paper a module belongs to (``dyn.setups.<paper>...`` or ``dyn.theory.<paper>...``), else None."""
+    """The paper a module belongs to (``dyn.setups.<paper>...``, ``dyn.theory.<paper>...`` or its reproductions,
+    ``dyn.experiments.<paper>``), else None."""
     parts = module.split(".")
-    if len(parts) > 2 and parts[1] in ("setups", "theory") and (PKG / parts[1] / parts[2]).is_dir() \
-            and parts[2] not in FAMILIES:
+    if len(parts) > 2 and parts[1] in ("setups", "theory", "experiments") and parts[2] not in FAMILIES \
+            and ((PKG / "setups" / parts[2]).is_dir() or (PKG / "theory" / parts[2]).is_dir()):
         return parts[2]
     return None
 
@@ -132,8 +131,7 @@ def _code_words(path: Path) -> set[str]:
     return words
 
 
-GENERIC = [p for p in MODULES if _layer(_module_name(p)) not in (None, "cli") and _paper(_module_name(p)) is None
-           and _layer(_module_name(p)) != "experiments" or _module_name(p).startswith("dyn.experiments")]
+GENERIC = [p for p in MODULES if _layer(_module_name(p)) not in (None, "cli") and _paper(_module_name(p)) is None]
 
 
 def _names(word: str, bad: str) -> bool:
@@ -153,6 +151,13 @@ def test_generic_layers_name_no_paper(path):
     text = path.read_text()
     for constant in ("4.51", "1.8)", "= 1.8"):
         assert constant not in text, f"{path.relative_to(PKG)} holds the paper's threshold {constant}"
+
+
+def test_reproductions_live_above_the_theory_they_use():
+    """No setup package holds a reproduction (they import theory, viz and sweeps: layers above setups)."""
+    assert not sorted(PKG.glob("setups/*/experiments.py"))
+    assert _layer("dyn.experiments.huang2024") == "experiments" and _paper("dyn.experiments.huang2024") == "huang2024"
+    assert _paper("dyn.experiments.sweep") is None and _paper("dyn.theory.signal_noise_cnn") is None
 
 
 def test_the_checker_catches_violations(tmp_path):

@@ -210,8 +210,8 @@ def test_every_long_call_defaults_to_auto():
 
     from dyn.experiments.reproduce import reproduce
     from dyn.experiments.sweep import sweep
-    from dyn.setups.huang2024.experiments import figure1, table1
-    from dyn.setups.huang2025_label_noise.experiments import figure2, figure3, optimizers
+    from dyn.experiments.huang2024 import figure1, table1
+    from dyn.experiments.huang2025_label_noise import figure2, figure3, optimizers
     from dyn.viz.export import export, export_grid
     from dyn.viz.report import write_report
 

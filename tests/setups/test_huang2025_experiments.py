@@ -12,7 +12,7 @@ from dyn.cli import main
 from dyn.errors import ConfigError
 from dyn.experiments.sweep import load_grid
 from dyn.setups.huang2025_label_noise import LabelNoiseConfig, train, with_snr
-from dyn.setups.huang2025_label_noise.experiments import figure3, optimizer_configs, race_boundary
+from dyn.experiments.huang2025_label_noise import figure3, optimizer_configs, race_boundary
 from dyn.theory.huang2025_label_noise.quantities import Params
 
 pytestmark = pytest.mark.usefixtures("one_thread")

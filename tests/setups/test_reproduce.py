@@ -49,7 +49,7 @@ def test_reproduce_refuses_existing_output(tmp_path, capsys):
 def test_table1_small_one_seed_prints_table_and_ablation(tmp_path, capsys):
     """Real handwritten digits from scikit-learn, coloured; one seed prints no spread and no NaN."""
     from dyn.setups.huang2024.colored_digits import DIGITS_NOTES
-    from dyn.setups.huang2024.experiments import DIRECTION_GROUPS, SMALL_GRID, _first_layer
+    from dyn.experiments.huang2024 import DIRECTION_GROUPS, SMALL_GRID, _first_layer
     from dyn.analysis.run import Run
 
     out = tmp_path / "t1"
@@ -94,7 +94,7 @@ def test_table1_small_one_seed_prints_table_and_ablation(tmp_path, capsys):
 
 
 def test_table1_spread_is_printed_only_with_several_seeds():
-    from dyn.setups.huang2024.experiments import _pm
+    from dyn.experiments.huang2024 import _pm
 
     assert _pm(0.5, float("nan")) == "50.00"
     assert _pm(0.5, 0.0125) == "50.00 ± 1.25"

@@ -60,7 +60,7 @@ def test_phase_diagram_draws_the_theory_thresholds_on_continuous_axes():
 
     import pandas as pd
 
-    from dyn.setups.huang2024.experiments import MULTI_SIGNAL_WINS_ABOVE, SINGLE_NOISE_WINS_BELOW, phase_diagram
+    from dyn.experiments.huang2024 import MULTI_SIGNAL_WINS_ABOVE, SINGLE_NOISE_WINS_BELOW, phase_diagram
 
     rows = [dict(status="complete", n_snr2=n, c_mu=c, modality=m, seed=0, probe_acc=0.5,
                  winner="signal learning" if c * n >= 4.51 else "noise memorization")

@@ -3,7 +3,7 @@
 The paper's synthetic data (:mod:`.data`), patch-ReLU encoders (:mod:`.model`), single- and multi-modal InfoNCE
 losses with the paper's stop-gradients (:mod:`.objective`), the GD trainer that records every step (:mod:`.train`),
 the OOD linear probe (:mod:`.probe`), the coloured-digits experiment of Table 1 (:mod:`.colored_digits`) and the
-reproductions (:mod:`.experiments`). Its theorem is :mod:`dyn.theory.huang2024`. Presets: ``data/presets/huang2024/``.
+reproductions (:mod:`dyn.experiments.huang2024`). Its theorem is :mod:`dyn.theory.huang2024`. Presets: ``data/presets/huang2024/``.
 
 Importing this package registers the setup; it imports no torch (the trainer is loaded on first use).
 """
@@ -53,6 +53,6 @@ SETUP = register_setup(Setup(
     derived_axes={"n_snr2": with_n_snr2, "c_mu": with_c_mu},
     ignored_axes=lambda config: ("c_mu",) if config.modality == "single" else (),  # C_μ enters multi-modal only
     sweep_options=_sweep_options,
-    phase_diagram=f"{__name__}.experiments:phase_diagram",
-    experiments=f"{__name__}.experiments:EXPERIMENTS",
+    phase_diagram="dyn.experiments.huang2024:phase_diagram",
+    experiments="dyn.experiments.huang2024:EXPERIMENTS",
 ))

@@ -47,8 +47,8 @@ SETUP = register_setup(Setup(
     trainer=f"{__name__}.trainer:train",
     derived_axes={"snr": with_snr},  # Figure 3's axis: ||mu|| = SNR sigma_p sqrt(d)
     ignored_axes=lambda config: ("p",) if config.algorithm == "gd" else (),  # standard GD ignores p
-    phase_diagram=f"{__name__}.experiments:phase_diagram",
-    experiments=f"{__name__}.experiments:EXPERIMENTS",
+    phase_diagram="dyn.experiments.huang2025_label_noise:phase_diagram",
+    experiments="dyn.experiments.huang2025_label_noise:EXPERIMENTS",
     batch_trainer=f"{__name__}.trainer:train_batch",  # the family's batch trainer, recording as the lone one
     batch_key=family_batch_key,
 ))

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...analysis.run import Run
-from ...errors import ConfigError
-from ...progress import progress_bar, progress_enabled
-from ...store.outputs import save_figure, staged_folder
-from ...theory.huang2025_label_noise.quantities import Params, Recording
-from ..base import comparison_lines, find_grid, load_preset, unseen_curves
-from .config import LabelNoiseConfig, with_snr
+from ..analysis.run import Run
+from ..errors import ConfigError
+from ..progress import progress_bar, progress_enabled
+from ..store.outputs import save_figure, staged_folder
+from ..theory.huang2025_label_noise.quantities import Params, Recording
+from ..setups.base import comparison_lines, find_grid, load_preset, unseen_curves
+from ..setups.huang2025_label_noise.config import LabelNoiseConfig, with_snr
 
 __all__ = ["figure2", "figure2_config", "figure3", "optimizers", "optimizer_configs", "run_curves",
            "phase_diagram", "race_boundary", "with_snr", "figure2_findings", "figure3_findings", "PAPER_FIGURE2",
@@ -164,7 +164,7 @@ def figure2(out: str | os.PathLike, *, seeds: int = 3, small: bool = False, over
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    from .trainer import train
+    from ..setups.huang2025_label_noise.trainer import train
 
     show = progress_enabled(progress)  # resolved once: the outer bar and the trainers' bars follow one decision
     with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \
@@ -402,7 +402,7 @@ def figure3(out: str | os.PathLike, *, small: bool = False, seeds: int | None = 
     progress : the sweep's bar over runs (and its Dask dashboard link); None (default): on in notebooks and
         terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
     """
-    from ...experiments.sweep import load_grid, sweep
+    from .sweep import load_grid, sweep
 
     if grid is None:
         grid = "huang2025-figure3-small" if small else "huang2025-figure3"
@@ -483,7 +483,7 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {seeds!r}")
-    from .trainer import train
+    from ..setups.huang2025_label_noise.trainer import train
 
     show = progress_enabled(progress)
     with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp, \

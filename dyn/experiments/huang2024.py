@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...analysis.run import Run
-from ...errors import ConfigError, StoreError
-from ...progress import progress_bar, progress_enabled
-from ...store.outputs import save_figure, staged_folder
-from ..base import comparison_lines, load_preset, unseen_curves
-from .colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
-from .config import Config
-from .train import train
+from ..analysis.run import Run
+from ..errors import ConfigError, StoreError
+from ..progress import progress_bar, progress_enabled
+from ..store.outputs import save_figure, staged_folder
+from ..setups.base import comparison_lines, load_preset, unseen_curves
+from ..setups.huang2024.colored_digits import PAPER_TABLE1, DigitsConfig, alignment, make_colored_digits, train_digits
+from ..setups.huang2024.config import Config
+from ..setups.huang2024.train import train
 
 __all__ = ["figure1", "figure1_config", "figure1_findings", "table1", "table1_findings", "phase_diagram",
            "PAPER_FIGURE1", "EXPERIMENTS"]
