@@ -30,7 +30,7 @@ import torch
 from ..errors import ConfigError, DivergenceError, DynError, StoreError, WriteError
 from ..store import StoreWriter, read_static, site_arrays
 from ..store.schema import CHANGE_DIM
-from . import schedules
+from . import budget, schedules
 from .schedules import Schedule
 from .site import Site
 
@@ -179,6 +179,13 @@ class Recorder:
     resume_from : int, optional
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
+    steps : int, optional
+        Optimizer steps the run will take: with it the pre-flight estimate also covers the store's disk size.
+    max_store_bytes, max_memory_bytes : int, optional
+        Stated limits on the store's size and on each site's analysis peak memory. Before anything is written,
+        the recorder estimates both per site (:mod:`dyn.record.budget`) and refuses with a one-line
+        :class:`~dyn.ConfigError` naming the numbers and the fixes (``per_image``, ``max_samples``, ``every=``, fewer
+        layers) when they exceed these limits, the free disk or the available memory. ``budget`` holds the estimates.
 
     Notes
     -----
@@ -231,6 +238,9 @@ class Recorder:
         flush_every: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         resume_from: int | None = None,
+        steps: int | None = None,
+        max_store_bytes: int | None = None,
+        max_memory_bytes: int | None = None,
     ):
         if not isinstance(sites, Mapping) or not sites:
             raise ConfigError("sites must be a non-empty mapping of name -> Site")
@@ -263,6 +273,11 @@ class Recorder:
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
         self._resume_from = resume_from
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+            raise ConfigError(f"steps must be a non-negative integer, got {steps!r}")
+        self.budget = budget.check(path.path if isinstance(path, StoreWriter) else path, self.sites, steps=steps,
+                                   schedule=self.schedule, max_store_bytes=max_store_bytes,
+                                   max_memory_bytes=max_memory_bytes)
         self._writer = path if isinstance(path, StoreWriter) else StoreWriter(
             path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
         self.path = self._writer.path
