@@ -261,8 +261,9 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     whether the recording determines it at all.
 
     Each recorded ``P_k = fl(⟨w, b_k⟩)`` is off by at most ``u (1 + c_d) ‖w‖ ‖b_k‖`` (``u`` = 2⁻²⁴, ``c_d =
-    min(d, 3√d)``: the float32 dot product of length d, its worst case for small d and its standard probabilistic
-    bound beyond), so every normalised change ``ΔP_k/‖b_k‖`` is off by at most ``ε = 2u(1 + c_d) max ‖w‖``. Then
+    min(d, √d)``: the float32 dot product of length d, with the probabilistic rounding bound of Higham and Mary
+    (2019) beyond small d; the worst case ``d`` is rarely approached by blocked BLAS sums), so every normalised
+    change ``ΔP_k/‖b_k‖`` is off by at most ``ε = 2u(1 + c_d) max ‖w‖``. Then
     ``|δc_j| ≤ ‖b_j‖ ‖(C⁺)_{j,:}‖₁ ε`` (bases of up to 4,096 probes; ``√p ‖(C⁺)_{j,:}‖₂`` beyond). A probe
     inside the span of the others (leverage below 1 after the cut) has no determined coefficient: its bound is
     infinite, since any split with the others fits the recording.
@@ -274,7 +275,7 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
         ``epsilon``; ``weight_norm`` and ``weight_norm_source``.
     """
     d = op.n_features if op.n_features > 0 else 1
-    c_d = min(float(d), 3.0 * np.sqrt(d))
+    c_d = min(float(d), float(np.sqrt(d)))
     w_norm, source = _weight_norm(site, op)
     eps = 2.0 * _U32 * (1.0 + c_d) * w_norm
     sqrt, _ = op._scales()

@@ -33,7 +33,11 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     disagree with ``W @ probes`` of the stored initial and final weights (relative ``recording_tol``): the
     recording is corrupt. When they agree but the coefficients do not rebuild the final weights (relative
     ``residual_tol``) — a projection, or updates outside the probes' span (Adam, a hidden layer) — the check
-    passes and says "recording sound, decomposition approximate" with the span coverage.
+    passes and says "recording sound, decomposition approximate" with the span coverage. A signal that the
+    recording cannot separate from the noise probes (inside their span, or a γ error bound above its values:
+    :func:`~dyn.analysis.coefficients.separation_note`) fails the check when the probes do not outnumber the
+    features (a near-dependent basis: γ and ρ are meaningless) and is stated in the passing check's detail when
+    they do (a projection by construction).
 
     Raises
     ------
@@ -109,7 +113,7 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     else:
         checks.append(Check("values", not bad, "; ".join(bad) if bad else "all recorded values finite and decodable"))
 
-    from .coefficients import coefficients, reconstruction_residual, recording_error
+    from .coefficients import coefficients, reconstruction_residual, recording_error, separation_note
 
     for site in attrs["sites"]:
         ds = tree[site].to_dataset()
@@ -141,5 +145,15 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
             detail = (f"recording sound (inner products match the stored weights to {rec['rel']:.1e}); decomposition "
                       f"approximate: {res['method']} on rank {c.attrs['rank']} of {c.attrs['n_basis']} probes explains "
                       f"{res['coverage']:.4f} of the change of W(step {res['step']}) (relative error {res['rel']:.2e})")
-        checks.append(Check(f"decomposition {site}", True, detail))
+        ok = True
+        note = separation_note(c)
+        if note:
+            # With more probes than features the split is a projection by construction (said above); with fewer,
+            # a signal the recording cannot tell from the noise makes every γ/ρ of the site meaningless.
+            structural = c.attrs["n_basis"] > c.attrs["n_features"] > 0
+            ok = structural
+            detail = f"{detail}; {note}" + (" (more probes than features)" if structural else "")
+        elif res["method"] == "exact" and not c.attrs.get("exact", True):
+            detail += f"; error bound {c.attrs['relative_error_bound']:.2g} of the values (not called exact)"
+        checks.append(Check(f"decomposition {site}", ok, detail))
     return checks
