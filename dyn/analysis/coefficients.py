@@ -271,7 +271,8 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     Returns
     -------
     dict
-        ``bound`` (basis,) float64; ``separation`` (basis,) (see :meth:`DecompositionOperator.separation`);
+        ``bound`` (basis,) float64; ``rounding`` (basis,), the same bound ignoring identifiability (how far
+        float32 rounding alone moves the minimum-norm coefficients); ``separation`` (basis,) (see :meth:`DecompositionOperator.separation`);
         ``epsilon``; ``weight_norm`` and ``weight_norm_source``.
     """
     d = op.n_features if op.n_features > 0 else 1
@@ -284,8 +285,9 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     else:
         growth = op.sensitivity() * np.sqrt(op.n_basis)
     sep = op.separation()
-    bound = np.where(sep > 0, growth * eps, np.inf)
-    return {"bound": bound, "separation": sep, "epsilon": eps, "weight_norm": w_norm, "weight_norm_source": source}
+    rounding = growth * eps
+    bound = np.where(sep > 0, rounding, np.inf)
+    return {"bound": bound, "rounding": rounding, "separation": sep, "epsilon": eps, "weight_norm": w_norm, "weight_norm_source": source}
 
 
 def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAULT_RCOND) -> xr.Dataset:
@@ -399,6 +401,7 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
                      n_features=site.sizes.get("feature", -1), rcond=op.rcond, gram_condition=op.condition,
                      solve_error_bound=float(bound.max()) if bound.size else 0.0,
                      solve_error_bound_finite=float(finite.max()) if finite.size else 0.0,
+                     rho_rounding_bound=float(err["rounding"][k:].max()) if bound.size > k else 0.0,
                      gamma_error_bound=[float(b) for b in g_bound], rho_error_bound=r_bound,
                      relative_error_bound=rel, signal_separation=[float(s) for s in sep[:k]],
                      signal_resolved=[bool(v) for v in resolved], separable=bool(resolved.all()),
@@ -406,10 +409,11 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
     return out
 
 
-def describe(c: xr.Dataset) -> str:
+def describe(c: xr.Dataset, *, short: bool = False) -> str:
     """How to name a site's coefficients in text and titles: ``"exact"`` only when the solve is exact *and* its
     error bound is small against the values; otherwise ``"projection (coverage …)"`` or the exact solve with its
-    relative error bound, and a warning when the basis cannot separate the signal from the noise.
+    relative error bound, and a warning when the basis cannot separate the signal from the noise (``short``: a
+    count instead of every signal's numbers, for plot titles).
 
     Examples
     --------
@@ -433,7 +437,11 @@ def describe(c: xr.Dataset) -> str:
             cov = "coverage not recorded"
         parts.append(f"projection ({cov}, rank {c.attrs.get('rank')} of {c.attrs.get('n_basis')})")
     if not c.attrs.get("separable", True):
-        parts.append(separation_note(c))
+        if short:
+            bad = sum(1 for ok in c.attrs.get("signal_resolved", []) if not ok)
+            parts.append(f"{bad} of {c.sizes['signal']} signals not separable from the noise")
+        else:
+            parts.append(separation_note(c))
     return "; ".join(parts)
 
 

@@ -7,9 +7,12 @@ the sample's label, a flipped-label mask when the caller passes one, the values 
 logged step) and, for conv patches, the image and position it came from (``patch_image``, ``patch_row``,
 ``patch_col``).
 
-The threshold: by default the largest final |Δ⟨w, r⟩| over neurons and random directions ``r`` with the noise
-probes' norms (the site's ``random_inner``, :func:`dyn.record.probes.random_baseline`), so a sample counts as
-memorized only above what a random direction reaches; without a baseline, half the largest final ``rho_max``.
+The threshold: half the largest final ``rho_max`` of the site, never below the float32 rounding bound of ρ (an
+untrained run memorizes nothing). "More than chance" is a separate column in the raw inner products' own units:
+``noise_change``, the largest final |Δ⟨w_r, ξ_i⟩| over neurons, against ``random_change``, the largest final
+|Δ⟨w_r, r⟩| over neurons and random directions ``r`` with the noise probes' norms (the site's ``random_inner``,
+:func:`dyn.record.probes.random_baseline`): ``above_random`` says which samples moved more than any random
+direction did.
 """
 
 from __future__ import annotations
@@ -43,16 +46,14 @@ def threshold(run: str | os.PathLike | xr.DataTree | Run, site: str) -> tuple[fl
     >>> from dyn.testing import make_run
     >>> rho = np.zeros((3, 2, 4)); rho[2, 0] = [4.0, 1.0, 0.0, 2.0]
     >>> threshold(make_run(np.zeros((3, 2)), rho), "h")
-    (2.0, 'half the largest final max-over-neurons rho (no random baseline recorded)')
+    (2.0, 'half the largest final max-over-neurons rho')
     """
     run = Run.coerce(run)
-    ds = run.site(site)
-    if "random_inner" in ds and ds["random_inner"].sizes.get("sample") == ds.sizes["sample"]:
-        rand = np.asarray(ds["random_inner"].values, dtype=np.float64)
-        moved = float(np.abs(rand[-1] - rand[0]).max())
-        return moved, "largest final change along a random direction (random baseline)"
-    final = float(_rho_max(run, site).isel(step=-1).max())
-    return 0.5 * final, "half the largest final max-over-neurons rho (no random baseline recorded)"
+    floor = float(run.coefficients(site).attrs.get("rho_rounding_bound", 0.0))
+    level = 0.5 * float(_rho_max(run, site).isel(step=-1).max())
+    if level <= floor:
+        return floor, "the float32 rounding bound of rho (nothing moved beyond it)"
+    return level, "half the largest final max-over-neurons rho"
 
 
 def _onset(curve: np.ndarray, steps: np.ndarray, level: float) -> np.ndarray:
@@ -103,7 +104,9 @@ def sample_table(run: str | os.PathLike | xr.DataTree | Run, site: str, *, flipp
     pandas.DataFrame
         Columns ``sample``, ``rank`` (1 = most memorized), ``rho_max`` (max over neurons of ρ at the last step),
         ``onset`` (first step from which it stays ≥ the threshold; NaN if it does not end above it),
-        ``memorized`` (ends above the threshold), ``label`` (when stored), ``flipped`` (when given),
+        ``memorized`` (ends above the threshold), ``label`` (when stored), ``noise_change`` (largest final
+        |Δ⟨w_r, ξ_i⟩| over neurons) and ``above_random`` (it exceeds every random direction's; with a random
+        baseline, whose largest change is ``attrs["random_change"]``), ``flipped`` (when given),
         ``patch_image``/``patch_row``/``patch_col`` (when stored), and the last logged value of every per-sample
         quantity (``Recorder.log_per_sample``) joined by example. ``attrs``: ``threshold``, ``threshold_source``.
 
@@ -135,6 +138,13 @@ def sample_table(run: str | os.PathLike | xr.DataTree | Run, site: str, *, flipp
     table["memorized"] = np.isfinite(table["onset"].to_numpy())
     if "label" in ds:
         table["label"] = np.asarray(ds["label"].values)
+    noise = np.asarray(ds["noise_inner"].isel(step=[0, -1]).values, dtype=np.float64)
+    table["noise_change"] = np.abs(noise[1] - noise[0]).max(0)
+    if "random_inner" in ds and ds["random_inner"].sizes.get("sample") == n:
+        rand = np.asarray(ds["random_inner"].isel(step=[0, -1]).values, dtype=np.float64)
+        random_change = float(np.abs(rand[1] - rand[0]).max())
+        table["above_random"] = table["noise_change"].to_numpy() > random_change
+        table.attrs["random_change"] = random_change
     examples = _example_index(ds)
     for name in ("patch_image", "patch_row", "patch_col", "patch_pos"):
         if name in ds:
@@ -157,6 +167,7 @@ def sample_table(run: str | os.PathLike | xr.DataTree | Run, site: str, *, flipp
     table = table.sort_values("rho_max", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(1, "rank", np.arange(1, n + 1))
     table.attrs.update(threshold=float(level), threshold_source=source, site=site)
+    table.attrs.setdefault("random_change", float("nan"))
     return table
 
 
