@@ -448,15 +448,17 @@ def describe(c: xr.Dataset, *, short: bool = False) -> str:
 def separation_note(c: xr.Dataset) -> str:
     """One line naming the signals whose γ the recording does not determine, with the numbers ("" if none)."""
     gmax = np.asarray(abs(c["gamma"]).max(["step", "neuron"]).values, dtype=np.float64)
-    notes = []
+    notes, inside = [], []
     for name, ok, sep, bound, top in zip(c["signal"].values, c.attrs.get("signal_resolved", []),
                                          c.attrs.get("signal_separation", []), c.attrs.get("gamma_error_bound", []), gmax):
         if ok:
             continue
         if sep <= 0:
-            notes.append(f"{name}: inside the span of the noise probes")
+            inside.append(str(name))
         else:
             notes.append(f"{name}: separation {sep:.2g}, γ error bound {bound:.2g} ≥ max |γ| {top:.2g}")
+    if inside:
+        notes.insert(0, f"{', '.join(inside)}: inside the span of the other probes")
     if not notes:
         return ""
     return "the basis cannot separate signal from noise (" + "; ".join(notes) + "): γ and ρ are one split among many"

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.run import Run
+from ..analysis.coefficients import describe
+from .theory_free import html_section, last_logged, scalar_figures
 from ..theory.base import Theory
 from ..theory.compare import compare, theory_or_none
 
@@ -173,7 +175,7 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
         put("sites", i, ", ".join(run.sites))
         put("recorded steps", i, len(run.steps))
         put("last step", i, int(run.steps[-1]) if len(run.steps) else None)
-        put("final loss", i, float(loss[-1]) if loss is not None and len(loss) else None)
+        put("final loss", i, last_logged(loss))  # the last logged value: with log_at="previous" the last step is NaN
         for key, value in (table.attrs.get("regime") or {}).items():
             put(f"regime: {key}", i, value)
         counts = table["verdict"].value_counts()
@@ -306,12 +308,16 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
                      f"{len(run.steps)} recorded steps, sites {html.escape(', '.join(run.sites))}</p>"]
         for j, site in enumerate(run.sites):
             for quantity, word in (("gamma", "signal learning γ"), ("rho", "noise memorization ρ")):
-                fig, note = _coefficient_figure(run, site, quantity, th, f"{name}, site {site}: {word}")
+                coeffs = run.coefficients(site)  # "exact" only when it is; else "projection (coverage …)" in the title
+                kind = "" if coeffs.attrs.get("exact") else f" ({describe(coeffs, short=True)})"
+                fig, note = _coefficient_figure(run, site, quantity, th, f"{name}, site {site}: {word}{kind}")
                 sections.append(_figure_div(fig, f"fig-{k}-{j}-{quantity}", log=True, note=note))
         if th is not None:
             sections += [f"<h3>Claims of {html.escape(th.name)} on {html.escape(name)}</h3>", _claim_table(name, table)]
         else:
-            sections.append("<p>No registered theory judges this run (see the theory-free summary in report.md).</p>")
+            sections.append("<p>No registered theory judges this run: the theory-free summary follows.</p>")
+            sections += html_section(run)
+            sections += [_figure_div(fig, f"fig-{k}-scalar-{key}", log=True) for key, fig in scalar_figures(run, name)]
     page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
             f"<script>{get_plotlyjs()}</script><script>{_TOGGLE_JS}</script></head><body>"
