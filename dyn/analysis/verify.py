@@ -77,6 +77,10 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
         ok = gapless and (len(steps) == 0 or steps[0] == 0)
         checks.append(Check("steps", ok, f"{len(steps)} steps {steps[0] if len(steps) else '-'}..{steps[-1] if len(steps) else '-'}"
                             + ("" if ok else ": gaps or repeats")))
+    elif schedule.startswith(("log_spaced(", "warmup(")):  # irregular by design: increasing from 0 is the rule
+        ok = increasing and (len(steps) == 0 or steps[0] == 0)
+        checks.append(Check("steps", ok, f"{len(steps)} steps, schedule {schedule}"
+                            + ("" if ok else ": not strictly increasing from 0")))
     else:
         checks.append(Check("steps", regular, f"{len(steps)} steps, schedule {schedule}"
                             + ("" if regular else ": not strictly increasing at a regular stride from 0")))

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..analysis.run import Run
 from ..analysis.coefficients import describe
+from ..analysis.thin import thin_indices
 from .theory_free import html_section, last_logged, scalar_figures
 from ..theory.base import Theory
 from ..theory.compare import compare, theory_or_none
@@ -55,9 +56,10 @@ function dynToggle(id){
 """
 
 
-def _thin(n: int) -> np.ndarray:
-    idx = np.arange(0, n, max(1, math.ceil(n / MAX_POINTS)))
-    return idx if idx.size == 0 or idx[-1] == n - 1 else np.append(idx, n - 1)
+def _thin(n: int, values: np.ndarray | None = None) -> np.ndarray:
+    """At most ~MAX_POINTS of ``n`` steps: with ``values`` (``(n,)`` or ``(n, k)``) min-max decimation that keeps
+    the first and last steps and every spike (:func:`dyn.analysis.thin.thin_indices`), else an even stride."""
+    return thin_indices(n if values is None else values, MAX_POINTS)
 
 
 def _figure_div(fig: Any, div_id: str, *, log: bool, note: str = "") -> str:
@@ -81,7 +83,7 @@ def _coefficient_figure(run: Run, site: str, quantity: str, theory: Theory | Non
     else:
         per_neuron, what = values.max(axis=2), "max over samples i of ρ_ri"
     steps = np.asarray(run.steps)
-    idx = _thin(len(steps))
+    idx = _thin(len(steps), per_neuron)
     neurons = np.asarray(c["neuron"].values)
     order = np.argsort(-per_neuron[-1])[:MAX_NEURONS] if len(steps) else []
     symbol = "|γ|" if quantity == "gamma" else "ρ"
@@ -121,7 +123,7 @@ def _loss_figure(runs: Sequence[Run], names: Sequence[str]) -> Any:
         loss = run.scalar("loss")
         if loss is None:
             continue
-        idx = _thin(len(loss))
+        idx = _thin(len(loss), loss)
         fig.add_trace(go.Scatter(x=np.asarray(run.steps)[idx], y=loss[idx], mode="lines", name=name,
                                  hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>loss %{{y:.4g}}<extra></extra>"))
     fig.update_layout(title="training loss", xaxis_title="step", yaxis_title="loss")
@@ -135,10 +137,10 @@ def _versus_figure(runs: Sequence[Run], names: Sequence[str]) -> Any:
     for k, (name, run) in enumerate(zip(names, runs)):
         for site in run.sites:
             c = run.coefficients(site)
-            idx = _thin(len(run.steps))
-            steps = np.asarray(run.steps)[idx]
-            g = np.abs(np.asarray(c["gamma"].values)).max(axis=(1, 2))[idx]
-            r = np.asarray(c["rho"].values).max(axis=(1, 2))[idx]
+            g = np.abs(np.asarray(c["gamma"].values)).max(axis=(1, 2))
+            r = np.asarray(c["rho"].values).max(axis=(1, 2))
+            idx = _thin(len(run.steps), np.stack([g, r], 1))
+            steps, g, r = np.asarray(run.steps)[idx], g[idx], r[idx]
             colour = f"hsl({(k * 67) % 360},65%,42%)"
             fig.add_trace(go.Scatter(x=steps, y=g, mode="lines", name=f"{name} / {site}: max |γ|",
                                      line=dict(color=colour, width=2)))
