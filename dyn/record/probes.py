@@ -265,7 +265,9 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
     noise : {"residual", "raw"}
         Noise probes: each input minus its class mean (default), or the inputs themselves.
     baseline : bool
-        Also record ``random_inner``: random directions with the noise probes' count and norms.
+        Also record ``random_inner``: random directions with the noise probes' count and norms, and
+        ``random_signal_inner``: random directions with the signals' count and norms (the random-signal control of
+        :func:`dyn.analysis.controls.controls`).
     per_image : int, "auto" or None
         Conv layers: patch positions kept per image, a seeded random subset. ``"auto"`` (default) keeps all of
         them when that is at most :data:`DEFAULT_MAX_PATCHES` patches, else :func:`auto_per_image` per image (the
@@ -315,12 +317,18 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
         vectors, labels = x.reshape(x.shape[0], -1).detach(), y
     vectors = vectors.to(layer.weight.dtype)
     probes = residual_noise(vectors, labels) if noise == "residual" else vectors
-    extra = {"random": random_baseline(probes, seed=seed)} if baseline else {}
+    signals = class_means(vectors, labels)
+    extra: dict[str, Any] = {}
+    if baseline:
+        extra["random"] = random_baseline(probes, seed=seed)
+        # the random-signal control: random directions with the signals' norms (dyn.analysis.controls)
+        extra["random_signal"] = ("random_signal", random_baseline(torch.stack(list(signals.values())), seed=seed + 1))
     attrs = {"probes": f"signals: class means; noise: {'inputs minus their class mean' if noise == 'residual' else 'inputs'}"
-                       + ("; random_inner: random directions with the noise probes' norms" if baseline else "")
+                       + ("; random_inner: random directions with the noise probes' norms; random_signal_inner: "
+                          "random directions with the signals' norms" if baseline else "")
                        + ("; frozen: a deeper layer's inputs taken once before training" if frozen else "")}
     site_kwargs.setdefault("track_change", True)
-    return Site(layer.weight, signals=class_means(vectors, labels), noise=probes, labels=labels, extra=extra,
+    return Site(layer.weight, signals=signals, noise=probes, labels=labels, extra=extra,
                 coords={**coords, **site_kwargs.pop("coords", {})}, attrs={**attrs, **site_kwargs.pop("attrs", {})},
                 **site_kwargs)
 

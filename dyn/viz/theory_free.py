@@ -93,8 +93,10 @@ def _scalars_figure(run: Run, name: str) -> Figure | None:
     return fig
 
 
-def markdown_section(name: str, run: Run, table: pd.DataFrame, tmp: Path, *, top: int = 10) -> list[str]:
-    """Report lines after the summary table: column definitions, each site's decomposition, logged scalars and the
+def markdown_section(name: str, run: Run, table: pd.DataFrame, tmp: Path, *, top: int = 10,
+                     shuffled: Any = None) -> list[str]:
+    """Report lines after the summary table: column definitions, each site's decomposition, the controls (random
+    directions and random signals recorded in the run; a shuffled-label run when given), logged scalars and the
     per-sample views (figures written to ``tmp``)."""
     from . import plot
     from .samples import plot_memorized_curves, plot_top_samples
@@ -108,10 +110,15 @@ def markdown_section(name: str, run: Run, table: pd.DataFrame, tmp: Path, *, top
         fig = _scalars_figure(run, name)
         save_figure(fig, tmp, f"{name}-scalars")
         lines += [f"![{name} logged scalars]({name}-scalars.png)", ""]
+    from ..analysis.controls import controls, statement
+
+    checks = controls(run, shuffled=shuffled)
     for site in run.sites:
         c = run.coefficients(site)
         kind = describe(c)
-        lines += [f"### {name}, site {site}", "", f"γ and ρ: {kind}.", ""]
+        lines += [f"### {name}, site {site}", "", f"γ and ρ: {kind}.", "",
+                  f"**More than chance?** {statement(checks, site)} (final changes of the raw inner products over "
+                  "those of the controls; `dyn.analysis.controls`).", ""]
         save_figure(plot.plot_coefficients(run, site=site, theory=False,
                                            title=f"{name}: {site} (γ, ρ: {describe(c, short=True)})"),
                     tmp, f"{name}-{site}-coefficients")
@@ -149,6 +156,9 @@ def html_section(run: Run, *, top: int = 10) -> list[str]:
     if values:
         out.append("<p>Last logged values: " + html.escape(", ".join(
             f"final {k} {v:.4g}" if v is not None else f"final {k} –" for k, v in values.items())) + "</p>")
+    from ..analysis.controls import controls, statement
+
+    checks = controls(run)
     for site in run.sites:
         c = run.coefficients(site)
         samples = sample_table(run, site).head(top)
@@ -156,6 +166,7 @@ def html_section(run: Run, *, top: int = 10) -> list[str]:
                                 "above_random") if col in samples]
         out += [f"<h3>Site {html.escape(site)}: which samples are memorized</h3>",
                 f"<p>γ and ρ: {html.escape(describe(c))}.</p>",
+                f"<p>More than chance? {html.escape(statement(checks, site))}.</p>",
                 samples[cols].map(lambda v: f"{v:.4g}" if isinstance(v, float) else v).to_html(
                     index=False, classes="samples-table", border=0)]
     return out

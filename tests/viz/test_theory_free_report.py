@@ -37,6 +37,7 @@ def test_theory_free_report_is_complete(tmp_path):
     assert f"final loss {losses[-1]:.4g}" in md and "final accuracy" in md
     assert "Columns: **site**" in md and "noise_vs_random" in md
     assert "γ and ρ: projection (coverage" in md and "cannot separate signal from noise" in md
+    assert "**More than chance?** site l1: signal learning" in md and "x" in md
     assert "**Which samples are memorized**" in md and "| rank | sample | label | patch_image" in md
     for stem in ("mine-scalars", "mine-l1-top-samples", "mine-l1-memorized", "mine-l4-top-samples",
                  "mine-l1-coefficients"):
@@ -45,4 +46,4 @@ def test_theory_free_report_is_complete(tmp_path):
     cell = re.search(r"final loss</th><td[^>]*>([^<]*)<", page).group(1)
     assert cell != "–" and abs(float(cell) - losses[-1]) < 1e-3 * abs(losses[-1])
     assert "Theory-free summary" in page and "samples-table" in page and "fig-0-scalar-accuracy" in page
-    assert "projection (coverage" in page
+    assert "projection (coverage" in page and "More than chance? site l4" in page
