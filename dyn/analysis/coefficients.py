@@ -41,6 +41,9 @@ DEFAULT_RCOND = 1e-6
 METHODS = ("auto", "exact", "projection")
 #: A decomposition is called exact only when its error bound is at most this share of the values it bounds.
 EXACT_RTOL = 1e-3
+#: Cut eigenvalues (relative to the largest) below this are exact dependence up to float32 rounding of the probes
+#: (class means of the noise rows, more probes than features); above it the basis is merely near-dependent.
+EXACT_DEPENDENCE = 1e-10
 #: A probe whose leverage in the kept spectrum is below ``1 - LEVERAGE_TOL`` lies (numerically) in the span of the
 #: other probes: its coefficient is not determined by the recording (any split with the others fits it).
 LEVERAGE_TOL = 1e-3
@@ -66,6 +69,9 @@ class DecompositionOperator:
     rank : numerical rank of the basis (eigenvalues kept).
     rcond : the spectral cutoff used.
     n_features : the fan-in d (-1 when unknown).
+    cut_max : the largest eigenvalue that was cut, relative to the largest (0 when none): between
+        :data:`EXACT_DEPENDENCE` and ``rcond`` the basis is independent in exact arithmetic but not at float32
+        precision (near-dependent); below, dependent by construction (e.g. class means of the noise rows).
     """
 
     u: np.ndarray
@@ -76,6 +82,7 @@ class DecompositionOperator:
     rank: int = 0
     rcond: float = DEFAULT_RCOND
     n_features: int = -1
+    cut_max: float = 0.0
 
     @property
     def n_basis(self) -> int:
@@ -221,9 +228,11 @@ def decomposition_operator(site: xr.Dataset, *, method: str = "auto", rcond: flo
             "not unique (more probes than feature dimensions?); use method='projection'"
         )
     kind = "exact" if full and method != "projection" else "projection"
+    cut = lam[~keep]
     return DecompositionOperator(u=np.ascontiguousarray(vec[:, keep]), lam=lam[keep].copy(), norms=norms,
                                  condition=condition, method=kind, rank=rank, rcond=rcond,
-                                 n_features=int(site.sizes.get("feature", -1)))
+                                 n_features=int(site.sizes.get("feature", -1)),
+                                 cut_max=float(max(cut.max(), 0.0) / top) if cut.size and top > 0 else 0.0)
 
 
 def _l1_rows(op: DecompositionOperator, block: int = 512) -> np.ndarray:
@@ -273,7 +282,7 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     dict
         ``bound`` (basis,) float64; ``rounding`` (basis,), the same bound ignoring identifiability (how far
         float32 rounding alone moves the minimum-norm coefficients); ``separation`` (basis,) (see :meth:`DecompositionOperator.separation`);
-        ``epsilon``; ``weight_norm`` and ``weight_norm_source``.
+        ``per_probe_error`` (ε); ``weight_norm`` and ``weight_norm_source``.
     """
     d = op.n_features if op.n_features > 0 else 1
     c_d = min(float(d), float(np.sqrt(d)))
@@ -287,7 +296,7 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     sep = op.separation()
     rounding = growth * eps
     bound = np.where(sep > 0, rounding, np.inf)
-    return {"bound": bound, "rounding": rounding, "separation": sep, "epsilon": eps, "weight_norm": w_norm, "weight_norm_source": source}
+    return {"bound": bound, "rounding": rounding, "separation": sep, "per_probe_error": eps, "weight_norm": w_norm, "weight_norm_source": source}
 
 
 def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAULT_RCOND) -> xr.Dataset:
@@ -397,6 +406,10 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
         out["residual"] = np.sqrt(np.maximum(1.0 - coverage, 0.0)).assign_attrs(
             long_name="reconstruction residual", description="‖Δw − proj Δw‖ / ‖Δw‖ per step and neuron")
     finite = bound[np.isfinite(bound)]
+    # near-dependent: a basis that is independent in exact arithmetic but whose split float32 cannot resolve
+    # (with more probes than features the dependence is by construction, whatever the spectrum)
+    near = (op.method == "exact" and not bool(resolved.all())) or (
+        EXACT_DEPENDENCE <= op.cut_max and not op.n_basis > op.n_features > 0)
     out.attrs.update(method=op.method, exact=bool(exact), rank=op.rank, n_basis=op.n_basis,
                      n_features=site.sizes.get("feature", -1), rcond=op.rcond, gram_condition=op.condition,
                      solve_error_bound=float(bound.max()) if bound.size else 0.0,
@@ -404,6 +417,7 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
                      rho_rounding_bound=float(err["rounding"][k:].max()) if bound.size > k else 0.0,
                      gamma_error_bound=[float(b) for b in g_bound], rho_error_bound=r_bound,
                      relative_error_bound=rel, signal_separation=[float(s) for s in sep[:k]],
+                     near_dependent=bool(near), cut_eigenvalue_max=op.cut_max,
                      signal_resolved=[bool(v) for v in resolved], separable=bool(resolved.all()),
                      weight_norm=float(err["weight_norm"]), weight_norm_source=str(err["weight_norm_source"]))
     return out
