@@ -320,9 +320,15 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
         ``change_sq(step, neuron)`` = ``‖w_r(t) − w_r(0)‖²``, ``span_coverage = span_sq / change_sq`` (NaN where
         the neuron has not moved) and ``residual`` = ``‖Δw − proj Δw‖ / ‖Δw‖``. Attributes: ``method``
         (``"exact"`` or ``"projection"``), ``rank``, ``n_basis``, ``n_features`` (when ``rank == n_features`` the probes
-        span the whole space and the coverage is 1 by construction), ``rcond``, ``gram_condition`` and
-        ``solve_error_bound`` (the largest change in a coefficient that float32 rounding of the recorded inner
-        products can cause).
+        span the whole space and the coverage is 1 by construction), ``rcond``, ``gram_condition`` (of the
+        normalised Gram matrix), the float32 error bounds of :func:`error_bounds` — ``gamma_error_bound`` (per
+        signal), ``rho_error_bound`` (max over samples), ``solve_error_bound`` (max over all; infinite when a
+        coefficient is not determined by the recording), ``solve_error_bound_finite``, ``rho_rounding_bound``,
+        ``relative_error_bound`` (largest bound over the largest coefficient) — ``exact`` (the solve is exact
+        *and* ``relative_error_bound ≤ EXACT_RTOL``), ``signal_separation`` (distance of each normalised signal
+        from the span of the other probes; 0 inside it), ``signal_resolved`` / ``separable`` (γ's bound below its
+        values for every signal), ``near_dependent`` (independent in exact arithmetic but not at float32
+        precision), ``cut_eigenvalue_max``, ``weight_norm`` and its source. :func:`describe` words all this.
 
     Examples
     --------
