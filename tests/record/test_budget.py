@@ -43,8 +43,8 @@ def test_refusal_is_one_line_with_numbers_and_fixes_and_writes_nothing(tmp_path,
 
 
 def test_the_same_recording_under_the_limit_is_accepted(tmp_path):
-    """The check can pass: 500 steps of 76,801 probes fit a 2 GB store limit and a 20 GB memory limit... (not
-    refused), while every=10 brings the store under 200 MB."""
+    """The check can pass: recording every 10th of 500 steps brings the same site's store under 200 MB, accepted
+    under a 200 MB store limit and a 20 GB memory limit."""
     site = _conv_site(76_800)
     est = budget.estimate("conv", site, budget.recorded_steps(500, dyn.every(10)))
     assert est.store < 2e8
