@@ -77,7 +77,7 @@ ANALYSE = textwrap.dedent("""
     site = dyn.open(path, chunks={})["h"].to_dataset()
     base = rss_mib()
     t0 = time.perf_counter()
-    op = decomposition_operator(site)  # O(n^2): factorised once, independent of the number of steps
+    op = decomposition_operator(site)  # factorised once (O((n+K)·min(n+K, d))), independent of the number of steps
     after_op = rss_mib()
     c = coefficients(site)
     summary = {"gamma_max": abs(c["gamma"]).max(("neuron", "signal")), "rho_max": c["rho"].max("neuron")}
@@ -85,7 +85,7 @@ ANALYSE = textwrap.dedent("""
         out = dict(zip(summary, dask.compute(*summary.values())))
     print(json.dumps({"baseline_mib": base, "after_operator_mib": after_op, "peak_mib": status("VmHWM"),
                       "seconds": time.perf_counter() - t0, "rho_max_shape": list(out["rho_max"].shape),
-                      "operator_mib": op.matrix.nbytes / 2**20}))
+                      "operator_mib": op.nbytes / 2**20}))
 """)
 
 

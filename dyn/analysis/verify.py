@@ -51,7 +51,12 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     disagree with ``W @ probes`` of the stored initial and final weights (relative ``recording_tol``): the
     recording is corrupt. When they agree but the coefficients do not rebuild the final weights (relative
     ``residual_tol``) — a projection, or updates outside the probes' span (Adam, a hidden layer) — the check
-    passes and says "recording sound, decomposition approximate" with the span coverage.
+    passes and says "recording sound, decomposition approximate" with the span coverage. A signal that the
+    recording cannot separate from the noise probes (inside their span, or a γ error bound above its values:
+    :func:`~dyn.analysis.coefficients.separation_note`) fails the check when the basis is near-dependent
+    (independent in exact arithmetic but not at float32 precision: γ and ρ look exact and mean nothing) and is
+    stated in the passing check's detail when it is dependent by construction (more probes than features, class
+    means of the noise rows: a projection, said so).
 
     Raises
     ------
@@ -91,6 +96,10 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
         ok = gapless and (len(steps) == 0 or steps[0] == 0)
         checks.append(Check("steps", ok, f"{len(steps)} steps {steps[0] if len(steps) else '-'}..{steps[-1] if len(steps) else '-'}"
                             + ("" if ok else ": gaps or repeats")))
+    elif schedule.startswith(("log_spaced(", "warmup(")):  # irregular by design: increasing from 0 is the rule
+        ok = increasing and (len(steps) == 0 or steps[0] == 0)
+        checks.append(Check("steps", ok, f"{len(steps)} steps, schedule {schedule}"
+                            + ("" if ok else ": not strictly increasing from 0")))
     else:
         checks.append(Check("steps", regular, f"{len(steps)} steps, schedule {schedule}"
                             + ("" if regular else ": not strictly increasing at a regular stride from 0")))
@@ -127,7 +136,7 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     else:
         checks.append(Check("values", not bad, "; ".join(bad) if bad else "all recorded values finite and decodable"))
 
-    from .coefficients import coefficients, reconstruction_residual, recording_error
+    from .coefficients import coefficients, reconstruction_residual, recording_error, separation_note
 
     for site in attrs["sites"]:
         ds = tree[site].to_dataset()
@@ -161,5 +170,17 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
             detail = (f"recording sound (inner products match the stored weights to {rec['rel']:.1e}); decomposition "
                       f"approximate: {res['method']} on rank {c.attrs['rank']} of {c.attrs['n_basis']} probes explains "
                       f"{res['coverage']:.4f} of the change of W(step {res['step']}) (relative error {res['rel']:.2e})")
-        checks.append(Check(f"decomposition {site}", True, detail))
+        ok = True
+        note = separation_note(c)
+        if note:
+            # A basis dependent by construction (more probes than features, signals that are class means of the
+            # noise rows) is a projection and says so; a near-dependent one (independent in exact arithmetic, not
+            # at float32 precision: condition 7e5, 8e6) gives numbers that look exact and mean nothing: it fails.
+            ok = not c.attrs.get("near_dependent", False)
+            detail = f"{detail}; {note}" + (" (dependent by construction)" if ok else
+                                            f" (near-dependent basis: largest cut eigenvalue "
+                                            f"{c.attrs.get('cut_eigenvalue_max', 0.0):.2g} of the largest)")
+        elif res["method"] == "exact" and not c.attrs.get("exact", True):
+            detail += f"; error bound {c.attrs['relative_error_bound']:.2g} of the values (not called exact)"
+        checks.append(Check(f"decomposition {site}", ok, detail))
     return checks

@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import probes
 from .devices import resolve_device
 from .recorder import DEFAULT_CHUNK_BYTES, Recorder
-from .schedules import Schedule, every
+from .schedules import Schedule, every, log_spaced, warmup
 from .site import Site
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "probes", "resolve_device"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "log_spaced", "probes", "resolve_device", "warmup"]

@@ -30,7 +30,7 @@ from ..errors import ConfigError, StoreError
 from ..store import read_attrs, read_static
 from .site import Site, class_indices
 
-__all__ = ["Patches", "class_means", "residual_noise", "random_baseline", "conv_patches", "layer_inputs",
+__all__ = ["DEFAULT_MAX_PATCHES", "auto_per_image", "Patches", "class_means", "residual_noise", "random_baseline", "conv_patches", "layer_inputs",
            "site_for", "sites_for", "sites_from_store"]
 
 _CONV = (torch.nn.Conv1d, torch.nn.Conv2d)
@@ -230,9 +230,26 @@ def _layer_inputs(model: torch.nn.Module, names: Sequence[str], x: Any) -> tuple
     return seen, moving
 
 
+#: Conv sites built by :func:`site_for` keep about this many patches by default (``per_image="auto"``): enough for
+#: per-sample views (over 10,000), small enough that 500 recorded steps of 16 filters and their analysis fit a
+#: laptop (about 0.7 GB of store and 3 GB of analysis peak; :mod:`dyn.record.budget`).
+DEFAULT_MAX_PATCHES = 10_000
+
+
+def auto_per_image(images: int, positions: int, max_patches: int = DEFAULT_MAX_PATCHES) -> int:
+    """Patch positions per image so that ``images × per_image`` just reaches ``max_patches`` (all if fewer).
+
+    Examples
+    --------
+    >>> auto_per_image(1797, 64), auto_per_image(100, 64)
+    (6, 64)
+    """
+    return int(min(positions, max(1, -(-max_patches // max(images, 1)))))
+
+
 def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "residual", baseline: bool = True,
-             per_image: int | None = None, max_samples: int | None = None, seed: int = 0, frozen: bool = False,
-             **site_kwargs: Any) -> Site:
+             per_image: int | str | None = "auto", max_samples: int | None = None, seed: int = 0,
+             frozen: bool = False, **site_kwargs: Any) -> Site:
     """A :class:`Site` on ``layer.weight`` with class-mean signals, noise probes and a random baseline.
 
     Parameters
@@ -245,9 +262,13 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
     noise : {"residual", "raw"}
         Noise probes: each input minus its class mean (default), or the inputs themselves.
     baseline : bool
-        Also record ``random_inner``: random directions with the noise probes' count and norms.
-    per_image : int, optional
-        Conv layers: patch positions kept per image (all by default).
+        Also record ``random_inner``: random directions with the noise probes' count and norms, and
+        ``random_signal_inner``: random directions with the signals' count and norms (the random-signal control of
+        :func:`dyn.analysis.controls.controls`).
+    per_image : int, "auto" or None
+        Conv layers: patch positions kept per image, a seeded random subset. ``"auto"`` (default) keeps all of
+        them when that is at most :data:`DEFAULT_MAX_PATCHES` patches, else :func:`auto_per_image` per image (the
+        site's attribute ``probes`` says so); ``None`` keeps every position.
     max_samples : int, optional
         Keep this many samples (a seeded random subset) before building probes.
     seed : int
@@ -274,7 +295,15 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
         idx = torch.randperm(x.shape[0], generator=g)[:max_samples].sort().values.to(x.device)
         x, y = x[idx], y[idx]
     coords: dict[str, Any] = {}
+    if per_image is not None and not isinstance(per_image, int) and per_image != "auto":
+        raise ConfigError(f"per_image must be a positive integer, 'auto' or None, got {per_image!r}")
     if isinstance(layer, _CONV):
+        if per_image == "auto":
+            positions = conv_patches(layer, x[:1]).vectors.shape[0]
+            per_image = auto_per_image(x.shape[0], positions) if x.shape[0] * positions > DEFAULT_MAX_PATCHES else None
+            if per_image is not None:
+                site_kwargs["attrs"] = {"patches": f"{per_image} of {positions} positions per image (per_image='auto')",
+                                        **site_kwargs.get("attrs", {})}
         patches = conv_patches(layer, x, per_image=per_image, seed=seed)
         vectors, labels = patches.vectors, y[patches.image]
         coords = patches.coords()
@@ -285,12 +314,18 @@ def site_for(layer: torch.nn.Module, x: torch.Tensor, y: Any, *, noise: str = "r
         vectors, labels = x.reshape(x.shape[0], -1).detach(), y
     vectors = vectors.to(layer.weight.dtype)
     probes = residual_noise(vectors, labels) if noise == "residual" else vectors
-    extra = {"random": random_baseline(probes, seed=seed)} if baseline else {}
+    signals = class_means(vectors, labels)
+    extra: dict[str, Any] = {}
+    if baseline:
+        extra["random"] = random_baseline(probes, seed=seed)
+        # the random-signal control: random directions with the signals' norms (dyn.analysis.controls)
+        extra["random_signal"] = ("random_signal", random_baseline(torch.stack(list(signals.values())), seed=seed + 1))
     attrs = {"probes": f"signals: class means; noise: {'inputs minus their class mean' if noise == 'residual' else 'inputs'}"
-                       + ("; random_inner: random directions with the noise probes' norms" if baseline else "")
+                       + ("; random_inner: random directions with the noise probes' norms; random_signal_inner: "
+                          "random directions with the signals' norms" if baseline else "")
                        + ("; frozen: a deeper layer's inputs taken once before training" if frozen else "")}
     site_kwargs.setdefault("track_change", True)
-    return Site(layer.weight, signals=class_means(vectors, labels), noise=probes, labels=labels, extra=extra,
+    return Site(layer.weight, signals=signals, noise=probes, labels=labels, extra=extra,
                 coords={**coords, **site_kwargs.pop("coords", {})}, attrs={**attrs, **site_kwargs.pop("attrs", {})},
                 **site_kwargs)
 

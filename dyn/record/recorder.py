@@ -30,7 +30,7 @@ import torch
 from ..errors import ConfigError, DivergenceError, DynError, StoreError, WriteError
 from ..store import StoreWriter, read_static, site_arrays
 from ..store.schema import CHANGE_DIM
-from . import schedules
+from . import budget, schedules
 from .schedules import Schedule
 from .site import Site
 
@@ -179,6 +179,13 @@ class Recorder:
     resume_from : int, optional
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
+    steps : int, optional
+        Optimizer steps the run will take: with it the pre-flight estimate also covers the store's disk size.
+    max_store_bytes, max_memory_bytes : int, optional
+        Stated limits on the store's size and on each site's analysis peak memory. Before anything is written,
+        the recorder estimates both per site (:mod:`dyn.record.budget`) and refuses with a one-line
+        :class:`~dyn.ConfigError` naming the numbers and the fixes (``per_image``, ``max_samples``, ``every=``, fewer
+        layers) when they exceed these limits, the free disk or the available memory. ``budget`` holds the estimates.
 
     Notes
     -----
@@ -231,6 +238,9 @@ class Recorder:
         flush_every: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         resume_from: int | None = None,
+        steps: int | None = None,
+        max_store_bytes: int | None = None,
+        max_memory_bytes: int | None = None,
     ):
         if not isinstance(sites, Mapping) or not sites:
             raise ConfigError("sites must be a non-empty mapping of name -> Site")
@@ -263,6 +273,11 @@ class Recorder:
         self.attrs = dict(attrs or {})
         self.flush_every = flush_every
         self._resume_from = resume_from
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 0):
+            raise ConfigError(f"steps must be a non-negative integer, got {steps!r}")
+        self.budget = budget.check(path.path if isinstance(path, StoreWriter) else path, self.sites, steps=steps,
+                                   schedule=self.schedule, max_store_bytes=max_store_bytes,
+                                   max_memory_bytes=max_memory_bytes)
         self._writer = path if isinstance(path, StoreWriter) else StoreWriter(
             path, overwrite=overwrite and resume_from is None, append=resume_from is not None)
         self.path = self._writer.path
@@ -289,6 +304,7 @@ class Recorder:
         self._specs: list[_SiteSpec] = []
         self._open = False
         self._closed = False
+        self._per_sample: dict[str, dict[int, np.ndarray]] = {}  # name -> step -> (examples,) host values
         self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0, "captured": 0, "fallback": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -894,6 +910,79 @@ class Recorder:
         self.stats["steps"] += k
         self.stats["write_seconds"] += time.perf_counter() - t0
 
+    def log_per_sample(self, step: int | None = None, **values: Any) -> None:
+        """Log values per training example (e.g. ``loss=per_sample_loss``, ``margin=...``), each ``(examples,)``.
+
+        Unlike :meth:`log` the values are copied to the host at once (one device synchronisation: log them at a few
+        steps, not at every step of a GPU loop) and written at :meth:`close` as the store's ``per_sample`` group,
+        ``<name>(logged_step, example)`` float64. Examples are the rows of the data given to the probe helpers:
+        the per-sample views (:func:`dyn.analysis.samples.sample_table`) join them to a site's noise probes by
+        sample index, or by ``patch_image`` for conv patches.
+
+        Parameters
+        ----------
+        step : int, optional
+            As in :meth:`log` (default: the step the values were computed at under ``log_at``).
+        **values : (examples,) tensors or arrays
+
+        Raises
+        ------
+        ConfigError
+            A value that is not one number per example, a length different from earlier ones, or a step not after
+            the previous per-sample step.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> w = torch.nn.Parameter(torch.zeros(2, 3))
+        >>> site = dyn.Site(w, signals={"mu": torch.ones(3)}, noise=torch.eye(3))
+        >>> path = os.path.join(tempfile.mkdtemp(), "s.zarr")
+        >>> with dyn.Recorder(path, {"h": site}) as rec:
+        ...     rec.step(); rec.log_per_sample(loss=torch.tensor([0.5, 0.25, 0.125]))
+        >>> dyn.open(path)["per_sample"]["loss"].values.tolist()
+        [[0.5, 0.25, 0.125]]
+        """
+        if self._closed:
+            raise StoreError(f"recorder for {self.path} is closed")
+        if step is None:
+            step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
+        store = self._per_sample
+        for name, value in values.items():
+            if not str(name).isidentifier():
+                raise ConfigError(f"log_per_sample: name {name!r} must be an identifier")
+            arr = (value.detach().to("cpu", torch.float64).numpy() if isinstance(value, torch.Tensor)
+                   else np.asarray(value, dtype=np.float64))
+            if arr.ndim != 1 or arr.size == 0:
+                raise ConfigError(f"log_per_sample: {name} has shape {arr.shape}, expected one value per example")
+            rows = store.setdefault(str(name), {})
+            earlier = next(iter(rows.values()), None)
+            if earlier is not None and earlier.shape != arr.shape:
+                raise ConfigError(f"log_per_sample: {name} has {arr.size} values, {earlier.size} before")
+            if rows and step < max(rows):
+                raise ConfigError(f"log_per_sample: step {step} is before the last logged step {max(rows)} of {name}")
+            rows[int(step)] = arr.copy()
+
+    def _write_per_sample(self) -> None:
+        store = self._per_sample
+        if not store:
+            return
+        steps = sorted({s for rows in store.values() for s in rows})
+        sizes = {rows[next(iter(rows))].size for rows in store.values()}
+        if len(sizes) != 1:
+            warnings.warn(f"log_per_sample: values of different lengths {sorted(sizes)}; not stored", stacklevel=3)
+            return
+        (n,) = sizes
+        arrays = {"logged_step": (("logged_step",), np.asarray(steps, dtype=np.int64)),
+                  "example": (("example",), np.arange(n, dtype=np.int64))}
+        for name, rows in store.items():
+            data = np.full((len(steps), n), np.nan)
+            for i, s in enumerate(steps):
+                if s in rows:
+                    data[i] = rows[s]
+            arrays[name] = (("logged_step", "example"), data)
+        self._writer.write_group("per_sample", arrays, attrs={"description": "values logged per training example "
+                                                              "(Recorder.log_per_sample)"})
+
     def close(self, status: str = "complete", error: str | None = None) -> None:
         """Flush all buffered steps, store the final weights, set ``status`` and consolidate the store."""
         if self._closed or not self._open:
@@ -935,6 +1024,8 @@ class Recorder:
             attrs["error"] = f"write failed: {self._error}"
             status = "interrupted"
         try:
+            if self._error is None:
+                self._write_per_sample()
             for name, site in self.sites.items():
                 # Only a complete run's weights are known to be those of its last recorded step: an interrupted
                 # one may have been stopped after an update (its checkpoint holds the state to resume from).

@@ -82,7 +82,9 @@ class Site:
         More probe sets, recorded as ``<name>_inner(step, neuron, dim)``; ``dim`` defaults to ``"sample"``
         (rows must then match ``noise``). Extra probes are not part of the γ/ρ basis.
     store_probes : bool
-        Store the probe vectors (needed to reconstruct weights; the Gram matrix is always stored).
+        Store the probe vectors (needed to reconstruct weights). The γ/ρ solve needs the Gram matrix of the
+        signals and noise probes when they number at most the features, else the signal and noise vectors
+        themselves (smaller than the Gram matrix): those are then stored whatever this says.
     store_weights : bool
         Store the initial and final weights (``weight_init``; ``weight_final`` when the run completes).
     track_change : bool

@@ -150,6 +150,7 @@ def drive(
             rec = Recorder(writer if writer is not None else out, steps.sites, every=every, config=config.to_dict(),
                            seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
                            resume_from=start if found is not None else None,
+                           steps=config.steps if found is None else None,
                            attrs={"setup": setup, **run_attrs, **policy, **(attrs or {})})
         with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
             if rec is not None and found is None:

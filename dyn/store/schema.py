@@ -13,8 +13,11 @@ Layout (every dimension has a coordinate of the same name)::
       <extra>_inner(step, neuron, <dim>)   float32   user probe sets
       weight_change_sq(step, neuron, stat) float32   ‖w_r(t) − w_r(0)‖² (sites with track_change=True)
       label(sample)                        labels of the noise patches (when given)
-      gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the exact γ/ρ solve
-      signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored)
+      gram(basis, basis_dual)              float64   Gram matrix of (μ_1..μ_K, ξ_1..ξ_n), for the γ/ρ solve; only
+                                                     when K + n ≤ d (site attr basis_store = "gram")
+      signal_vectors(signal, feature), noise_vectors(sample, feature)   the probes (when stored, and always when
+                                                     K + n > d: the solve's input instead of the Gram matrix,
+                                                     basis_store = "vectors"; stores of before keep their gram)
       weight_init(neuron, feature), weight_final(neuron, feature)       (when stored)
     /_checkpoint/slot_<k>   state to resume training (see :mod:`dyn.store.checkpoint`); not in the consolidated
                             metadata, so readers of the recording do not see it
@@ -35,7 +38,7 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "CHANGE_VAR", "CHANGE_DIM", "site_arrays",
+__all__ = ["basis_uses_gram", "SCHEMA_VERSION", "STATUSES", "STEP_VARS", "RESERVED_DIMS", "CHANGE_VAR", "CHANGE_DIM", "site_arrays",
            "validate_tree"]
 
 SCHEMA_VERSION = 2
@@ -96,16 +99,22 @@ def site_arrays(
     for name, (dim, values) in more.items():
         if name == dim:
             coords[dim] = np.asarray(values)
-    basis_names = [f"signal:{k}" for k in signal_names] + [f"sample:{i}" for i in range(noise.shape[0])]
-    coords["basis"] = np.array(basis_names)
-    coords["basis_dual"] = np.array(basis_names)
-    basis = np.concatenate([signals, noise]).astype(np.float64)
-    static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"gram": (("basis", "basis_dual"), _gram(basis))}
+    static: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    # The γ/ρ solve needs the Gram matrix (p², small bases) or the probe vectors (p·d): whichever is smaller.
+    # With more probes than features (a user's conv layer: 10⁵ patches of 9 pixels) the vectors are stored
+    # instead of the Gram matrix, even with store_probes=False, and the solve works on the feature side (QR).
+    use_gram = basis_uses_gram(len(signal_names) + noise.shape[0], d)
+    if use_gram:
+        basis_names = [f"signal:{k}" for k in signal_names] + [f"sample:{i}" for i in range(noise.shape[0])]
+        coords["basis"] = np.array(basis_names)
+        coords["basis_dual"] = np.array(basis_names)
+        static["gram"] = (("basis", "basis_dual"), _gram(np.concatenate([signals, noise]).astype(np.float64)))
     if labels is not None:
         static["label"] = (("sample",), labels)
-    if store_probes:
+    if store_probes or not use_gram:
         static["signal_vectors"] = (("signal", "feature"), signals)
         static["noise_vectors"] = (("sample", "feature"), noise)
+    if store_probes:
         for ename, (dim, vecs) in extra.items():
             static[f"{ename}_vectors"] = ((dim, "feature"), vecs)
     if weight is not None:
@@ -117,8 +126,15 @@ def site_arrays(
         "coords": coords,
         "static": static,
         "step_vars": {var: ("neuron", dim) for var, dim in step_dims.items()},
-        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names), **dict(attrs or {})},
+        "attrs": {"neurons": neurons, "features": d, "signals": list(signal_names),
+                  "basis_store": "gram" if use_gram else "vectors", **dict(attrs or {})},
     }
+
+
+def basis_uses_gram(n_basis: int, n_features: int) -> bool:
+    """Whether a site of ``n_basis`` probes in ``n_features`` dimensions stores its Gram matrix (``n_basis ≤
+    n_features``: it is no larger than the probe vectors) rather than only the probe vectors."""
+    return n_basis <= n_features
 
 
 _BLAS: list[Any] = []  # threadpoolctl's controller, made once (it inspects the loaded libraries: ~10 ms)

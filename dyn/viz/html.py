@@ -23,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.run import Run
+from ..analysis.coefficients import describe
+from ..analysis.thin import thin_indices
+from .theory_free import html_section, last_logged, scalar_figures
 from ..theory.base import Theory
 from ..theory.compare import compare, theory_or_none
 
@@ -56,9 +59,10 @@ function dynToggle(id){
 """
 
 
-def _thin(n: int) -> np.ndarray:
-    idx = np.arange(0, n, max(1, math.ceil(n / MAX_POINTS)))
-    return idx if idx.size == 0 or idx[-1] == n - 1 else np.append(idx, n - 1)
+def _thin(n: int, values: np.ndarray | None = None) -> np.ndarray:
+    """At most ~MAX_POINTS of ``n`` steps: with ``values`` (``(n,)`` or ``(n, k)``) min-max decimation that keeps
+    the first and last steps and every spike (:func:`dyn.analysis.thin.thin_indices`), else an even stride."""
+    return thin_indices(n if values is None else values, MAX_POINTS)
 
 
 def _figure_div(fig: Any, div_id: str, *, log: bool, note: str = "") -> str:
@@ -85,7 +89,7 @@ def _coefficient_figure(run: Run, site: str, quantity: str, theory: Theory | Non
     else:
         per_neuron, what = values.max(axis=2), "max over samples i of ρ_ri"
     steps = np.asarray(run.steps)
-    idx = _thin(len(steps))
+    idx = _thin(len(steps), per_neuron)
     neurons = np.asarray(c["neuron"].values)
     order = np.argsort(-per_neuron[-1])[:MAX_NEURONS] if len(steps) else []
     symbol = "|γ|" if quantity == "gamma" else "ρ"
@@ -125,7 +129,7 @@ def _loss_figure(runs: Sequence[Run], names: Sequence[str]) -> Any:
         loss = run.scalar("loss")
         if loss is None:
             continue
-        idx = _thin(len(loss))
+        idx = _thin(len(loss), loss)
         fig.add_trace(go.Scatter(x=np.asarray(run.steps)[idx], y=loss[idx], mode="lines", name=name,
                                  hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>loss %{{y:.4g}}<extra></extra>"))
     fig.update_layout(title="training loss", xaxis_title="step", yaxis_title="loss")
@@ -141,10 +145,10 @@ def _versus_figure(runs: Sequence[Run], names: Sequence[str]) -> Any:
         for site in run.sites:
             k += 1  # one colour per (run, site): multi/h and multi/g must not look alike
             c = run.coefficients(site)
-            idx = _thin(len(run.steps))
-            steps = np.asarray(run.steps)[idx]
-            g = np.abs(np.asarray(c["gamma"].values)).max(axis=(1, 2))[idx]
-            r = np.asarray(c["rho"].values).max(axis=(1, 2))[idx]
+            g = np.abs(np.asarray(c["gamma"].values)).max(axis=(1, 2))
+            r = np.asarray(c["rho"].values).max(axis=(1, 2))
+            idx = _thin(len(run.steps), np.stack([g, r], 1))
+            steps, g, r = np.asarray(run.steps)[idx], g[idx], r[idx]
             colour = _COLOURS[k % len(_COLOURS)]
             fig.add_trace(go.Scatter(x=steps, y=g, mode="lines", name=f"{name} / {site}: max |γ|",
                                      line=dict(color=colour, width=2)))
@@ -205,7 +209,7 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
         put("sites", i, ", ".join(run.sites))
         put("recorded steps", i, len(run.steps))
         put("last step", i, int(run.steps[-1]) if len(run.steps) else None)
-        put("final loss", i, float(loss[-1]) if loss is not None and len(loss) else None)
+        put("final loss", i, last_logged(loss))  # the last logged value: with log_at="previous" the last step is NaN
         for key, value in _regime_rows(table.attrs.get("regime") or {}):
             put(f"regime: {key}", i, value)
         counts = table["verdict"].value_counts()
@@ -362,12 +366,16 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
                      f"{len(run.steps)} recorded steps, sites {html.escape(', '.join(run.sites))}</p>"]
         for j, site in enumerate(run.sites):
             for quantity, word in (("gamma", "signal learning γ"), ("rho", "noise memorization ρ")):
-                fig, note = _coefficient_figure(run, site, quantity, th, f"{name}, site {site}: {word}")
+                coeffs = run.coefficients(site)  # "exact" only when it is; else "projection (coverage …)" in the title
+                kind = "" if coeffs.attrs.get("exact") else f" ({describe(coeffs, short=True)})"
+                fig, note = _coefficient_figure(run, site, quantity, th, f"{name}, site {site}: {word}{kind}")
                 sections.append(_figure_div(fig, f"fig-{k}-{j}-{quantity}", log=True, note=note))
         if th is not None:
             sections += [f"<h3>Claims of {html.escape(th.name)} on {html.escape(name)}</h3>", _claim_table(name, table)]
         else:
-            sections.append("<p>No registered theory judges this run (see the theory-free summary in report.md).</p>")
+            sections.append("<p>No registered theory judges this run: the theory-free summary follows.</p>")
+            sections += html_section(run)
+            sections += [_figure_div(fig, f"fig-{k}-scalar-{key}", log=True) for key, fig in scalar_figures(run, name)]
     page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
             f"<script>{get_plotlyjs()}</script><script>{_TOGGLE_JS}</script></head><body>"

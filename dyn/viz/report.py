@@ -281,8 +281,6 @@ def _summary_section(name: str, run: Run, tmp: Path, echo) -> list[str]:
     lines = [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, {len(run.steps)} recorded "
              "steps. No registered theory judges this run (pass `--theory NAME` to use one); the theory-free "
              "summary follows (`dyn.summary`).", "", markdown_table(shown, columns=list(table.columns)), ""]
-    for site in run.sites:
-        save_figure(plot.plot_coefficients(run, site=site, theory=False, title=f"{name}: {site}"), tmp,
-                    f"{name}-{site}-coefficients")
-        lines += [f"![{name} {site} coefficients]({name}-{site}-coefficients.png)", ""]
-    return lines
+    from .theory_free import markdown_section  # definitions, logged scalars, decomposition wording, per-sample views
+
+    return lines + markdown_section(name, run, table, tmp)
