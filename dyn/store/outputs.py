@@ -37,7 +37,7 @@ from .reader import read_attrs
 
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
            "save_figure", "atomic_write", "io_errors", "foreign_in_store", "zarr_files",
-           "SWEEP_LIST"]
+           "SWEEP_LIST", "NODES_ATTR", "own_nodes", "remove_own"]
 
 #: Kinds of output, as named in messages.
 KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
@@ -125,10 +125,105 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+#: Root attribute listing the nodes (groups and arrays, '/'-separated paths) dyn wrote into a store or gridded
+#: export. zarr-python and xarray rewrite the consolidated metadata when a user adds a group (``to_zarr(mode="a")``),
+#: so the commit record alone cannot tell dyn's nodes from a user's: this list can. A node is listed before its
+#: first file is written, so what a killed writer left is dyn's too.
+NODES_ATTR = "dyn_nodes"
+#: Checkpoint group of a run store (:mod:`dyn.store.checkpoint`): its slots list their arrays in their own
+#: ``zarr.json`` (attribute ``arrays``), as they are not in the commit record.
+_CHECKPOINT = "_checkpoint"
+_SLOTS = ("slot_0", "slot_1")
+
+
+def own_nodes(root: str | os.PathLike) -> set[str] | None:
+    """The nodes dyn wrote in the zarr store ``root`` (:data:`NODES_ATTR`; for a store of an earlier dyn, the nodes
+    its commit record shows), or None if its root ``zarr.json`` cannot be read (then nothing is known)."""
+    meta = _read_json(Path(root) / "zarr.json")
+    if meta is None:
+        return None
+    attrs = meta.get("attributes")
+    listed = attrs.get(NODES_ATTR) if isinstance(attrs, dict) else None
+    if isinstance(listed, list):
+        return {p for p in listed if isinstance(p, str)}
+    consolidated = meta.get("consolidated_metadata")
+    metas = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    return set(metas) if isinstance(metas, dict) else set()
+
+
+def _slot_arrays(root: Path, slot: str, cache: dict[str, set[str] | None]) -> set[str] | None:
+    """The arrays a checkpoint slot lists (None: the slot does not list them, as before dyn did; all are dyn's)."""
+    if slot not in cache:
+        meta = _read_json(root / _CHECKPOINT / slot / "zarr.json") or {}
+        listed = (meta.get("attributes") or {}).get("arrays") if isinstance(meta.get("attributes"), dict) else None
+        cache[slot] = {a for a in listed if isinstance(a, str)} if isinstance(listed, list) else None
+    return cache[slot]
+
+
+def _node_of(parts: tuple[str, ...], beside_meta: bool) -> str | None:
+    """The node (path) a file of zarr's kind belongs to: the folder of a ``zarr.json``, the array of a chunk file
+    (``<array>/c/...`` or a 0-d array's ``<array>/c``); temporary files belong where their final name does."""
+    name = parts[-1]
+    if _TEMP.fullmatch(name):
+        name = name.rsplit(".", 2)[0]
+        parts = (*parts[:-1], name)
+    if name == "zarr.json" or (name == "c" and beside_meta and "c" not in parts[:-1]):
+        return "/".join(parts[:-1])
+    parents = parts[:-1]
+    if "c" not in parents:
+        return None
+    return "/".join(parents[: len(parents) - 1 - parents[::-1].index("c")])
+
+
+class _Owner:
+    """Decides which of zarr's files inside a store are dyn's: those of the nodes it lists (:func:`own_nodes`), of
+    the checkpoint slots' listed arrays, of an overwritten store still to be swept (:data:`SWEEP_LIST`)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.nodes = own_nodes(root)
+        sweep = (_read_json(root / SWEEP_LIST) or {}).get("dyn_sweep")
+        self.swept = {p for p in sweep if isinstance(p, str)} if isinstance(sweep, list) else set()
+        self._slots: dict[str, set[str] | None] = {}
+
+    def owns(self, parts: tuple[str, ...], beside_meta: bool) -> bool:
+        if not _zarr_file(parts, beside_meta):
+            return False
+        if self.nodes is None or "/".join(parts) in self.swept:
+            return True
+        if parts == (SWEEP_LIST,) or (len(parts) == 1 and _TEMP.fullmatch(parts[0])
+                                      and parts[0].rsplit(".", 2)[0] in ("zarr.json", SWEEP_LIST)):
+            return True
+        node = _node_of(parts, beside_meta)
+        if node is None:
+            return False
+        if node == "" or node in self.nodes:
+            return True
+        steps = node.split("/")
+        if steps[0] != _CHECKPOINT:
+            return False
+        if len(steps) == 1:
+            return True
+        if steps[1] not in _SLOTS:
+            return False
+        if len(steps) == 2:
+            return True
+        if len(steps) != 3:
+            return False
+        listed = _slot_arrays(self.root, steps[1], self._slots)
+        if listed is not None:
+            return steps[2] in listed
+        # a slot that does not list its arrays (an earlier dyn's): its arrays are dyn's, a group is not
+        meta = _read_json(self.root.joinpath(*steps, "zarr.json")) or {}
+        return meta.get("node_type") == "array"
+
+
 def _walk_store(root: Path):
-    """``(relative parts, is a link, is one of zarr's files)`` for every file or link below the store ``root``."""
+    """``(relative parts, is a link, is dyn's)`` for every file or link below the store ``root``: dyn's are zarr's
+    own files (metadata, chunks, temporary files) of the nodes dyn wrote (:class:`_Owner`)."""
     # os.scandir and tuples of names, not pathlib: a run store holds hundreds of files, and this walk runs on
     # every overwrite (pathlib cost ~25 ms per walk at paper scale)
+    owner = _Owner(Path(root))
     stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
     while stack:
         folder, parts = stack.pop()
@@ -144,19 +239,46 @@ def _walk_store(root: Path):
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel))
             else:
-                yield rel, False, _zarr_file(rel, meta)
+                yield rel, False, owner.owns(rel, meta)
 
 
 def foreign_in_store(root: Path) -> list[str]:
-    """Paths inside the zarr store ``root`` that zarr did not write: anything but ``zarr.json`` metadata, chunk
-    files (``.../c/<i>/<j>...``), zarr's temporary files, and folders holding them; links are always foreign."""
+    """Paths inside the zarr store ``root`` that dyn did not write: anything but zarr's files (``zarr.json``
+    metadata, chunk files ``.../c/<i>/<j>...``, zarr's temporary files) of the nodes dyn lists (:func:`own_nodes`:
+    a user's group or array added with zarr or xarray is foreign too, even inside one of dyn's groups or in
+    ``_checkpoint/``); links are always foreign."""
     return sorted(os.path.join(*rel) for rel, link, own in _walk_store(root) if link or not own)
 
 
 def zarr_files(root: Path) -> list[str]:
-    """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that look like zarr's own (see
+    """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that dyn wrote (see
     :func:`foreign_in_store`); links and anything else are left out."""
     return ["/".join(rel) for rel, link, own in _walk_store(root) if own and not link]
+
+
+def remove_own(root: Path, under: str = "") -> None:
+    """Remove dyn's files (see :func:`foreign_in_store`) below ``root/under`` and the folders they leave empty;
+    anything else (a user's files and groups) stays, with the folders that hold it."""
+    base = Path(root, under) if under else Path(root)
+    if not base.is_dir():
+        return
+    prefix = tuple(p for p in under.split("/") if p)
+    owner = _Owner(Path(root))
+    for dirpath, _, filenames in os.walk(base, topdown=False):
+        rel = os.path.relpath(dirpath, base)
+        parts = prefix + (() if rel == "." else tuple(rel.split(os.sep)))
+        meta = "zarr.json" in filenames
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and owner.owns((*parts, name), meta):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        try:
+            os.rmdir(dirpath)
+        except OSError:  # not empty: holds something that is not dyn's
+            pass
 
 
 def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:

@@ -77,7 +77,6 @@ import fcntl
 import json
 import os
 import platform
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -88,7 +87,8 @@ import zarr
 
 from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
-from .outputs import SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents, zarr_files
+from .outputs import (NODES_ATTR, SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents,
+                      own_nodes, remove_own, zarr_files)
 from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
@@ -202,6 +202,8 @@ class StoreWriter:
         self.n_recorded = 0
         self.last_step = -1
         self._meta: dict[str, dict[str, Any]] = {}  # zarr.json contents of committed nodes by path ("" excluded)
+        self._nodes: set[str] = set()  # every node this store's dyn wrote or is about to write (NODES_ATTR)
+        self._user_meta: dict[str, dict[str, Any]] = {}  # committed nodes a user added (kept, never touched)
         self._arrays: dict[str, ArraySpec] = {}  # committed arrays by path
         self._step_arrays: dict[tuple[str, str], str] = {}  # (group, name) -> path of a per-step array
         self._stale_meta: set[str] = set()  # per-step arrays whose own zarr.json lags behind the commit
@@ -312,19 +314,31 @@ class StoreWriter:
             **attrs,
         }
         self._meta, self._arrays, self._step_arrays, self._slot_arrays = {}, {}, {}, {}
+        self._nodes, self._user_meta = {"step"}, {}
         with io_errors(str(self.path)):
             self._write_root()  # from here on the folder is a dyn store (with nothing committed yet)
             self._step_array("", "step", (), np.int64)
         self._live = True
         self._commit()
 
+    def _claim(self, paths: Any) -> None:
+        """List ``paths`` as dyn's nodes (:data:`~dyn.store.outputs.NODES_ATTR`) in the root zarr.json before
+        their first file is written, so that whatever a killed writer leaves of them is known to be dyn's (and a
+        user's group beside them is not). One root replace per call, none if all are listed already."""
+        new = set(paths) - self._nodes
+        if new:
+            self._nodes |= new
+            self._write_root()
+
     def _put_array(self, path: str, spec: ArraySpec) -> None:
         """Write an array's own zarr.json and remember it for the next commit."""
+        self._claim([path])
         meta = spec.meta()
         _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
         self._arrays[path], self._meta[path] = spec, meta
 
     def _put_group(self, path: str, attrs: Mapping[str, Any] | None) -> None:
+        self._claim([path])
         meta = group_meta(attrs)
         _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
         # zarr consolidates a child group with an (empty) consolidated metadata entry of its own
@@ -364,6 +378,7 @@ class StoreWriter:
 
     def _static(self, group: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None) -> None:
         path = f"{group}/{name}".lstrip("/")
+        self._claim([path])
         old = self._arrays.get(path)  # committed: readers may be reading it
         spec = self._static_array(self.path / path, dims, values, attrs, old, visible=old is not None)
         self._arrays[path], self._meta[path] = spec, spec.meta()
@@ -380,6 +395,7 @@ class StoreWriter:
         """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays; then
         commit."""
         with io_errors(str(self.path)):
+            self._claim([site, *(f"{site}/{n}" for n in (*coords, *static, "step", *step_vars))])
             self._put_group(site, attrs)
             for dim, values in coords.items():
                 self._static(site, dim, (dim,), values, None)
@@ -400,6 +416,7 @@ class StoreWriter:
         """Write a static group of the run beside the sites (e.g. a trainer's random draws, with their own
         dimensions and coordinates), committed at once: plain xarray sees it as a child of the run's tree."""
         with io_errors(str(self.path)):
+            self._claim([name, *(f"{name}/{key}" for key in arrays)])
             self._put_group(name, attrs)
             for key, (dims, values) in arrays.items():
                 self._static(name, key, dims, values, None)
@@ -408,12 +425,13 @@ class StoreWriter:
     # -- committing ---------------------------------------------------------------------------------------------
     def _write_root(self) -> None:
         """Replace the root zarr.json (attributes and the consolidated metadata of every committed node)."""
+        shown = {**self._user_meta, **self._meta}  # a user's nodes stay visible as they were
         meta = {
-            "attributes": self.attrs,
+            "attributes": {**self.attrs, NODES_ATTR: sorted(self._nodes)},
             "zarr_format": 3,
             # sorted: zarr groups the flat keys by parent assuming siblings are adjacent
             "consolidated_metadata": {"kind": "inline", "must_understand": False,
-                                      "metadata": {path: self._meta[path] for path in sorted(self._meta) if path}},
+                                      "metadata": {path: shown[path] for path in sorted(shown) if path}},
             "node_type": "group",
         }
         atomic_write(self.path / "zarr.json", json.dumps(meta, default=json_default).encode())
@@ -485,6 +503,7 @@ class StoreWriter:
         new_scalars = [name for name in scalars if ("", name) not in self._step_arrays]
         try:
             with io_errors(str(self.path)):
+                self._claim(new_scalars)
                 for name in new_scalars:
                     spec = self._step_array("", name, (), np.float64)
                     spec.append(self.path / name, 0, np.full(start, np.nan))
@@ -552,8 +571,13 @@ class StoreWriter:
             raise StoreError(f"{self.path} has no committed layout to continue (it stopped while being created)")
         self.chunk_steps = int(self.attrs["chunk_steps"])
         self.n_recorded = int(self.attrs.get("n_recorded", 0))
-        self._meta, self._arrays, self._step_arrays = {}, {}, {}
+        self._meta, self._arrays, self._step_arrays, self._user_meta = {}, {}, {}, {}
+        listed = own_nodes(self.path)
+        self._nodes = set(committed) if listed is None or not isinstance(self.attrs.get(NODES_ATTR), list) else listed
         for path, meta in committed.items():
+            if path not in self._nodes:  # a user's group or array (added with xarray): kept as it is, never written
+                self._user_meta[path] = meta
+                continue
             self._meta[path] = meta
             if not isinstance(meta, dict) or meta.get("node_type") != "array":
                 continue
@@ -608,16 +632,20 @@ class StoreWriter:
                 write_file(holder / "zarr.json", _dumps(group_meta(None)))
             old = self._slot_arrays.get(slot)
             if old is None:
-                # the slot the pointer does not name: an older checkpoint (of this store or one it overwrote)
-                shutil.rmtree(folder, ignore_errors=True)
+                # the slot the pointer does not name: an older checkpoint (of this store or one it overwrote);
+                # only its own files go (a user's file or group in the slot stays)
+                remove_own(self.path, f"{CHECKPOINT_GROUP}/{slot}")
                 old = self._slot_arrays[slot] = {}
+            # the slot lists its arrays before they are written: they are dyn's, anything else in it is not
+            _write_meta(folder / "zarr.json", _dumps(group_meta({"arrays": sorted({*old, *arrays})})), visible=False)
             for key, (dims, values) in arrays.items():
                 # never the slot the pointer names: nobody reads it until the commit below
                 old[key] = self._static_array(folder / key, dims, values, None, old.get(key), visible=False)
             for key in set(old) - set(arrays):
-                shutil.rmtree(folder / key, ignore_errors=True)
+                remove_own(self.path, f"{CHECKPOINT_GROUP}/{slot}/{key}")
                 del old[key]
-            _write_meta(folder / "zarr.json", _dumps(group_meta({"step": int(next_step)})), visible=False)
+            _write_meta(folder / "zarr.json", _dumps(group_meta({"step": int(next_step), "arrays": sorted(arrays)})),
+                        visible=False)
             self._sync_step_meta()
         self._commit(checkpoint_step=int(next_step), checkpoint_slot=slot)
 
@@ -638,7 +666,7 @@ class StoreWriter:
                     self._sync_step_meta()
                 self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
                 if status == "complete":
-                    shutil.rmtree(self.path / CHECKPOINT_GROUP, ignore_errors=True)
+                    remove_own(self.path, CHECKPOINT_GROUP)  # a user's file or group in it stays
                 if self._reused:
                     self._remove_unused()
         finally:
@@ -721,7 +749,7 @@ class StoreWriter:
         self.release()
         if self._created and self.path.exists():
             if not self._reused:
-                shutil.rmtree(self.path, ignore_errors=True)
+                remove_own(self.path)  # the folder goes unless someone put something of theirs in it meanwhile
                 return
             # a store that was overwritten: remove zarr's files (the earlier store's and this one's), keep anything
             # added since it was checked, with the folders that hold it

@@ -403,6 +403,11 @@ def export_grid(
             tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         return out
     tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
+    # the nodes dyn writes: a group or array a user adds later is theirs, and an --overwrite refuses to delete it
+    tree.attrs[NODES_ATTR] = sorted(
+        p for node in tree.subtree
+        for p in (node.path.strip("/"), *(f"{node.path.strip('/')}/{v}".lstrip("/")
+                                          for v in node.to_dataset(inherit=False).variables)) if p)
     make_parents(out)
     import uuid
 
