@@ -256,7 +256,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                     **({} if args.batch is None else {"batch": args.batch}))
     figure = phase_diagram(results, setup=grid["setup"])
     if figure is not None:
-        save_figure(figure, args.out, "phase-diagram")
+        save_figure(figure, args.out, "phase-diagram", recorded=True)
     seconds = results.attrs.get("seconds", float("nan"))
     complete = int((results["status"] == "complete").sum())
     print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "

@@ -49,7 +49,7 @@ import pandas as pd
 from ..errors import ConfigError, DynError
 from ..progress import progress_bar
 from ..setups.base import Setup, find_grid, get_setup, load_preset
-from ..store.outputs import claim_output, io_errors, make_parents, output_kind
+from ..store.outputs import check_recorded, claim_output, io_errors, make_parents, output_kind, write_recorded
 
 __all__ = ["load_grid", "expand", "run_one", "run_batch", "batches", "sweep", "phase_diagram", "DEFAULT_BATCH"]
 
@@ -315,9 +315,7 @@ def _dashboard_link(client: Any) -> str | None:
 def _write_results(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).sort_values("id").reset_index(drop=True)
     for name, writer in (("results.parquet", frame.to_parquet), ("results.csv", frame.to_csv)):
-        tmp = out / f".{name}.partial"
-        writer(tmp, index=False)
-        os.replace(tmp, out / name)
+        write_recorded(out, name, lambda tmp, writer=writer: writer(tmp, index=False))  # hashed, as report files
     return frame
 
 
@@ -369,6 +367,7 @@ def sweep(
             raise ConfigError(f"{out}: unreadable sweep.json (use another --out, or --overwrite to start afresh)")
         if previous.get("axes") != grid["axes"] or previous.get("fixed") != grid["fixed"] or previous.get("preset") != grid["preset"]:
             raise ConfigError(f"{out} holds a sweep of a different grid (use --overwrite to replace it)")
+        check_recorded(out)  # a results table or figure the user changed is never replaced
     else:
         source = Path(grid["source"])
         claim_output(out, kind="sweep", inputs=[source] if source.exists() else [], overwrite=overwrite)
@@ -384,7 +383,8 @@ def sweep(
     if not sequential:
         client, cluster, link = _client(scheduler, workers)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps({k: grid[k] for k in ("preset", "setup", "fixed", "axes", "description", "source")}, indent=2))
+    write_recorded(out, "sweep.json", lambda tmp: tmp.write_text(json.dumps(
+        {k: grid[k] for k in ("preset", "setup", "fixed", "axes", "description", "source")}, indent=2)))
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     bar = progress_bar(len(specs), desc="sweep", unit="run", progress=progress)

@@ -30,14 +30,15 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import ConfigError, DynError, StoreError, WriteError
 from .reader import read_attrs
 
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
            "save_figure", "atomic_write", "io_errors", "foreign_in_store", "zarr_files",
-           "SWEEP_LIST", "NODES_ATTR", "own_nodes", "remove_own"]
+           "SWEEP_LIST", "NODES_ATTR", "own_nodes", "remove_own", "write_recorded",
+           "check_recorded"]
 
 #: Kinds of output, as named in messages.
 KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
@@ -330,11 +331,26 @@ def _foreign(path: Path, kind: str) -> list[str]:
     return sorted(out)
 
 
+def _recorded(files: dict, name: str) -> list[str]:
+    """The SHA-256 digests a marker accepts for the file ``name`` (the current one, and while it is being replaced
+    the one it replaces: see :func:`write_recorded`)."""
+    value = files.get(name)
+    return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _foreign_in_sweep(path: Path) -> list[str]:
+    mark = _read_json(path / MARKER)
+    files = mark.get("files") if mark is not None and mark.get("dyn_output") == "sweep" else None
+    files = files if isinstance(files, dict) else None  # None: a sweep of an earlier dyn, which hashed nothing
     out = []
     for entry in sorted(path.iterdir()):
         if entry.is_symlink():
             out.append(entry.name)
+        elif files is not None and entry.name == MARKER and entry.is_file():
+            continue
+        elif files is not None and entry.name in SWEEP_FILES and entry.is_file():
+            if _sha256(entry) not in _recorded(files, entry.name):
+                out.append(f"{entry.name} (changed since dyn wrote it)")
         elif entry.name == "runs" and entry.is_dir():
             for run in sorted(entry.iterdir()):
                 rel = f"runs/{run.name}"
@@ -348,7 +364,69 @@ def _foreign_in_sweep(path: Path) -> list[str]:
 
 
 def _is_partial_table(name: str) -> bool:
-    return name.startswith(".results.") and name.endswith(".partial")
+    """A temporary file of a sweep's own file (:func:`write_recorded`, or an earlier dyn's ``.results.*.partial``)."""
+    if name.startswith(".results.") and name.endswith(".partial"):
+        return True
+    return bool(_TEMP.fullmatch(name)) and name[1:].rsplit(".", 2)[0] in (*SWEEP_FILES, MARKER)
+
+
+def check_recorded(folder: str | os.PathLike, names: Iterable[str] = SWEEP_FILES) -> None:
+    """Refuse (one line) when one of the files ``names`` of a sweep folder exists but is not as dyn wrote it (its
+    SHA-256 is not in the folder's marker): dyn never replaces a file a user changed. A folder of an earlier dyn,
+    without a marker, is not checked."""
+    folder = Path(folder)
+    mark = _read_json(folder / MARKER)
+    files = mark.get("files") if mark is not None else None
+    if not isinstance(files, dict):
+        return
+    for name in sorted(names):
+        path = folder / name
+        if path.is_file() and _sha256(path) not in _recorded(files, name):
+            raise StoreError(f"{folder} holds {name}, changed since dyn wrote it; refusing to replace it (move it "
+                             "away, or use another --out)")
+
+
+def write_recorded(folder: str | os.PathLike, name: str, write: Callable[[Path], None]) -> None:
+    """Write the file ``folder/name`` of a sweep folder whole and record its SHA-256 in ``folder``'s marker
+    (:data:`MARKER`), so that a later ``--overwrite`` can tell whether a user changed it since.
+
+    ``write(tmp)`` writes the file to a temporary path beside it (``.<name>.<32 hex>.partial``), which then replaces
+    it atomically. The marker accepts both digests while the file is being replaced (the old file's, if dyn wrote
+    it, and the new one's), so a kill at any moment leaves a file the marker accepts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_recorded(folder, "results.csv", lambda tmp: tmp.write_text("a,b\\n1,2\\n"))
+    >>> _foreign_in_sweep(folder)
+    []
+    >>> _ = (folder / "results.csv").write_text("edited\\n")
+    >>> _foreign_in_sweep(folder)
+    ['results.csv (changed since dyn wrote it)']
+    """
+    folder = Path(folder)
+    out = folder / name
+    check_recorded(folder, [name])
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.partial"
+    mark = _read_json(folder / MARKER)
+    if mark is None or not isinstance(mark.get("files"), dict):  # the first file (or a sweep of an earlier dyn,
+        mark = {"dyn_output": "sweep", "files": {n: [_sha256(folder / n)] for n in sorted(SWEEP_FILES)  # which
+                                                 if (folder / n).is_file()}}  # hashed nothing: its files are dyn's)
+    try:
+        with io_errors(str(out)):
+            write(tmp)
+            new = _sha256(tmp)
+            keep = _recorded(mark["files"], name)
+            old = _sha256(out) if out.is_file() and keep else None
+            mark["files"][name] = [new] + ([old] if old in keep and old != new else [])
+            atomic_write(folder / MARKER, json.dumps(mark, indent=1).encode())
+            os.replace(tmp, out)
+            if len(mark["files"][name]) > 1:
+                mark["files"][name] = [new]
+                atomic_write(folder / MARKER, json.dumps(mark, indent=1).encode())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _real(path: Path) -> Path:
@@ -521,7 +599,11 @@ def staged_file(
         tmp.unlink(missing_ok=True)
 
 
-def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120) -> None:
-    """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``folder``."""
+def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120, recorded: bool = False) -> None:
+    """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``folder``; ``recorded``: each whole (temporary file, then
+    rename) with its SHA-256 in the folder's marker (a sweep folder's figures, see :func:`write_recorded`)."""
     for ext in ("png", "svg"):
-        fig.savefig(Path(folder) / f"{stem}.{ext}", dpi=dpi)
+        if recorded:
+            write_recorded(folder, f"{stem}.{ext}", lambda tmp, ext=ext: fig.savefig(tmp, dpi=dpi, format=ext))
+        else:
+            fig.savefig(Path(folder) / f"{stem}.{ext}", dpi=dpi)
