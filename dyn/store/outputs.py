@@ -22,12 +22,12 @@ temporary name and move it into place only when complete, so a failure leaves wh
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -52,6 +52,103 @@ SWEEP_LIST = ".dyn-sweep.json"
 SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
 # zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
 _TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
+# what dyn stages beside an output ``out``: ``.<out name>.<32 hex>.partial`` (being built; a folder dyn holds an
+# flock on while it writes) and ``.<out name>.<32 hex>.old`` (the replaced output, moved aside before removal)
+_STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.(?P<kind>partial|old)")
+
+
+def staging_path(out: Path, kind: str = "partial") -> Path:
+    """A fresh name beside ``out`` for building it (``kind="partial"``) or moving the old one aside (``"old"``)."""
+    return out.with_name(f".{out.name}.{uuid.uuid4().hex}.{kind}")
+
+
+def hold(folder: Path) -> int:
+    """Take an exclusive flock on ``folder`` (a staging folder being written, or a run store): released when the
+    returned descriptor is closed or the process dies. :func:`recover_output` leaves a held folder alone."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds ``path``'s flock (:func:`hold`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _complete_stage(path: Path) -> bool:
+    """Whether a staged output is complete (it would have been renamed into place next): a report or reproduction
+    folder holding its marker, or a gridded zarr export whose consolidated metadata (written last) is there."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if (path / MARKER).is_file():
+        return True
+    meta = _read_json(path / "zarr.json") or {}
+    attrs = meta.get("attributes")
+    return isinstance(attrs, dict) and attrs.get("dyn_output") == "export" and \
+        isinstance(meta.get("consolidated_metadata"), dict)
+
+
+def recover_output(out: str | os.PathLike) -> list[str]:
+    """Finish what a killed dyn command left beside ``out``, and remove its debris; returns what was done.
+
+    A replacement interrupted between moving the old output aside (``.<name>.<hex>.old``) and renaming the new one
+    in is finished: the complete new one takes ``out``'s name (or, if none is complete, the old one is put back).
+    Then the staging folders and files of killed writers of ``out`` (``.<name>.<hex>.partial``, old outputs moved
+    aside, a half-written export sidecar) are removed. Nothing is touched while a live dyn process holds a staging
+    folder of ``out`` (it is writing it now), and nothing but these names is ever removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "report"
+    >>> old = staging_path(out, "old"); old.mkdir(); _ = (old / MARKER).write_text("{}")
+    >>> recover_output(out)  # killed after the old report was moved aside: it is put back
+    ['restored report']
+    >>> out.is_dir(), [p.name for p in out.parent.iterdir()]
+    (True, ['report'])
+    """
+    out = Path(out)
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return []
+    names = (out.name, f"{out.name}{MARKER}")
+    staged = [(Path(e.path), m["kind"]) for e in entries if (m := _STAGE.fullmatch(e.name)) and m["name"] in names]
+    if not staged:
+        return []
+    if any(_held(p) for p, kind in staged if kind == "partial" and p.is_dir() and not p.is_symlink()):
+        return []  # a dyn process is writing ``out`` now: its staging is not debris
+    done = []
+    with io_errors(str(out)):
+        olds = [p for p, kind in staged if kind == "old" and p.name[1:].startswith(f"{out.name}.")]
+        if olds and not out.exists() and not out.is_symlink():
+            new = [p for p, kind in staged if kind == "partial" and p.name[1:].startswith(f"{out.name}.")
+                   and _complete_stage(p)]
+            pick = max(new or olds, key=lambda p: p.stat().st_mtime_ns)
+            os.rename(pick, out)
+            done.append(f"{'finished replacing' if new else 'restored'} {out.name}")
+        for path, _ in staged:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}")
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                done.append(f"removed {path.name}")
+    return done
 
 
 @contextlib.contextmanager
@@ -305,7 +402,8 @@ def _foreign(path: Path, kind: str) -> list[str]:
         return foreign_in_store(path)
     if kind == "export":
         mark = _read_json(_sidecar(path)) or {}
-        return [] if mark.get("sha256") == _sha256(path) else [f"{path.name} (changed since dyn wrote it)"]
+        ok = {mark.get("sha256"), mark.get("replaces")} - {None}  # "replaces": killed while being replaced
+        return [] if _sha256(path) in ok else [f"{path.name} (changed since dyn wrote it)"]
     if kind == "sweep":
         return _foreign_in_sweep(path)
     mark = _read_json(path / MARKER) or {}
@@ -443,8 +541,9 @@ def claim_output(
 ) -> Path:
     """Decide whether a command may create ``out`` (or replace it, with ``overwrite``); return it as a Path.
 
-    The one rule for every command's ``--out`` (see the module docstring). Nothing is written here; the parent
-    folders are created by :func:`make_parents` when the output is written.
+    The one rule for every command's ``--out`` (see the module docstring). Nothing is written here but what
+    :func:`recover_output` does first (finish a replacement of ``out`` a kill interrupted, remove what killed dyn
+    writers left beside it); the parent folders are created by :func:`make_parents` when the output is written.
 
     Parameters
     ----------
@@ -464,6 +563,7 @@ def claim_output(
     if kind not in KINDS:
         raise ConfigError(f"unknown output kind {kind!r} (known: {', '.join(KINDS)})")
     out = Path(out)
+    recover_output(out)  # an interrupted replacement of ``out`` is finished, killed writers' debris removed
     if out.is_symlink():
         raise StoreError(f"{out} is a symbolic link; dyn writes only to real paths (give the link's target)")
     real = _real(out)
@@ -547,19 +647,22 @@ def staged_folder(
     """
     out = claim_output(out, kind=kind, inputs=inputs, overwrite=overwrite)
     make_parents(out)
+    tmp = staging_path(out)
     with io_errors(str(out)):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp.mkdir()
+        lock = hold(tmp)  # while held, no rerun takes it for debris
     old = None
     try:
         with io_errors(str(out)):
             yield tmp
-            atomic_write(tmp / MARKER, json.dumps(_manifest(tmp, kind), indent=1).encode())
+            atomic_write(tmp / MARKER, json.dumps(_manifest(tmp, kind), indent=1).encode())  # complete from here
             if out.exists():
                 claim_output(out, kind=kind, overwrite=True)
-                old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
-                os.rename(out, old)
+                old = staging_path(out, "old")  # moved aside whole, then the new one renamed in: a kill between
+                os.rename(out, old)  # the two is finished by the next claim_output (recover_output)
             os.replace(tmp, out)
     finally:
+        os.close(lock)
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -583,20 +686,30 @@ def staged_file(
     """
     out = claim_output(out, kind="export", inputs=inputs, overwrite=overwrite)
     make_parents(out)
+    folder = staging_path(out)  # a held staging folder holding the file: see recover_output
     with io_errors(str(out)):
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-        os.close(fd)
-    tmp = Path(name)
+        folder.mkdir()
+        lock = hold(folder)
+    tmp = folder / out.name
     try:
         with io_errors(str(out)):
             yield tmp
+            replaced = None
             if out.exists():
                 claim_output(out, kind="export", overwrite=True)
-            mark = {"dyn_output": "export", "file": out.name, "sha256": _sha256(tmp)}
-            atomic_write(_sidecar(out), json.dumps(mark, indent=1).encode())
+                replaced = _sha256(out)
+            new = _sha256(tmp)
+            mark = {"dyn_output": "export", "file": out.name, "sha256": new}
+            # until the file is replaced the sidecar accepts the old one too: a kill in between leaves an export
+            # that a later --overwrite still recognises as dyn's
+            atomic_write(_sidecar(out), json.dumps({**mark, "replaces": replaced} if replaced else mark,
+                                                   indent=1).encode())
             os.replace(tmp, out)
+            if replaced:
+                atomic_write(_sidecar(out), json.dumps(mark, indent=1).encode())
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(lock)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120, recorded: bool = False) -> None:

@@ -40,7 +40,7 @@ from ..analysis.run import Run
 from ..errors import ConfigError, DynError, StoreError
 from ..store import reading
 from ..progress import progress_bar
-from ..store.outputs import claim_output, io_errors, make_parents, staged_file
+from ..store.outputs import NODES_ATTR, claim_output, hold, io_errors, make_parents, staged_file, staging_path
 
 __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
@@ -409,20 +409,27 @@ def export_grid(
         for p in (node.path.strip("/"), *(f"{node.path.strip('/')}/{v}".lstrip("/")
                                           for v in node.to_dataset(inherit=False).variables)) if p)
     make_parents(out)
-    import uuid
-
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")  # unique: never a folder that was already there
+    tmp = staging_path(out)  # unique: never a folder that was already there
+    with io_errors(str(out)):
+        tmp.mkdir()
+        lock = hold(tmp)  # held while written: a rerun does not take it for debris (recover_output)
+    old = None
     try:
         with io_errors(str(out)), warnings.catch_warnings(), _DaskBar(format, progress):  # zarr: consolidated
             warnings.simplefilter("ignore")  # metadata is not in the v3 spec yet
-            tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
+            # consolidated metadata, written last, marks it complete: what plain xr.open_datatree looks for first
+            tree.to_zarr(tmp, consolidated=True, mode="a")
             if out.exists():
                 claim_output(out, kind="export", inputs=inputs, overwrite=True)
-                shutil.rmtree(out)
+                old = staging_path(out, "old")  # the old one moved aside whole, the new one renamed in, then
+                os.rename(out, old)  # the old removed: a kill between leaves what recover_output finishes
             os.replace(tmp, out)
     finally:
+        os.close(lock)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 
