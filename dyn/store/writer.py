@@ -77,6 +77,7 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -88,7 +89,7 @@ import zarr
 from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
 from .outputs import (NODES_ATTR, SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents,
-                      own_nodes, remove_own, zarr_files)
+                      own_nodes, remove_own, staging_path, zarr_files)
 from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
@@ -193,6 +194,7 @@ class StoreWriter:
         self.codec = codec
         self.attrs: dict[str, Any] = {}
         self._lock_fd: int | None = None
+        self._final: Path | None = None  # the store's path while it is created under a staging name (prepare)
         self._created = False  # this writer made (or emptied) the folder: abort() may remove it
         self._prepared = False
         self._live = False  # created or reopened: close() commits
@@ -267,12 +269,17 @@ class StoreWriter:
                 raise
             self._reused = True
         else:
+            # built under a staging name and renamed into place with its first commit (create): the path never
+            # exists without a commit record, so a kill at any moment leaves either nothing there or a store
+            # plain xarray opens and --resume restarts (a killed staging folder is removed by the next claim)
             make_parents(self.path)
+            staging = staging_path(self.path)
             try:
-                self.path.mkdir()
+                staging.mkdir()
             except OSError as exc:
                 raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
-            self._lock_fd = self._lock(self.path)
+            self._lock_fd = self._lock(staging)
+            self._final, self.path = self.path, staging
         self._created = self._prepared = True
 
     def _note_old_files(self) -> None:
@@ -320,6 +327,21 @@ class StoreWriter:
             self._step_array("", "step", (), np.int64)
         self._live = True
         self._commit()
+        if self._final is not None:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Rename the store, created under a staging name (:meth:`prepare`), into place: its first commit is done."""
+        final, staging = self._final, self.path
+        try:
+            os.rename(staging, final)  # atomic; replaces at most an empty folder
+        except OSError as exc:
+            self.abort()
+            if final.exists():
+                raise StoreError(f"{final} was created by someone else while this store was being created; "
+                                 "refusing to replace it") from None
+            raise StoreError(f"cannot create {final}: {exc.strerror or exc}") from None
+        self.path, self._final = final, None
 
     def _claim(self, paths: Any) -> None:
         """List ``paths`` as dyn's nodes (:data:`~dyn.store.outputs.NODES_ATTR`) in the root zarr.json before
@@ -747,6 +769,10 @@ class StoreWriter:
     def abort(self) -> None:
         """Remove a store whose creation failed, if this writer created (or emptied) it; anything else is left."""
         self.release()
+        if self._final is not None:  # never renamed into place: the staging folder is all dyn's
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path, self._final = self._final, None
+            return
         if self._created and self.path.exists():
             if not self._reused:
                 remove_own(self.path)  # the folder goes unless someone put something of theirs in it meanwhile

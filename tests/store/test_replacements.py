@@ -132,3 +132,29 @@ def test_a_report_replacement_killed_between_its_renames_is_finished(tmp_path):
     with pytest.raises(StoreError, match="already exists"):  # finished first, then refused as existing
         outputs.claim_output(out, kind="report")
     assert (out / "a.txt").read_text() == "newer" and _beside(out) == []
+
+
+def test_a_new_store_exists_only_with_its_first_commit(tmp_path):
+    """Item 8: a kill between creating the folder and the first commit left an empty folder that plain xarray
+    could not open and --resume refused; the store is now built under a staging name and renamed in."""
+    path = tmp_path / "A.zarr"
+    w = StoreWriter(path)
+    w.prepare()
+    assert not path.exists() and len(_beside(path)) == 1  # killed here: nothing at the path
+    w.release()
+    again = StoreWriter(path)  # the rerun: no "already exists", and the killed one's staging folder is gone
+    again.create({"sites": []}, chunk_steps=4)
+    assert path.is_dir() and _beside(path) == []
+    assert xr.open_datatree(path, engine="zarr").attrs["status"] == "running"
+    again.close("complete")
+
+
+def test_a_store_created_meanwhile_by_someone_else_is_not_replaced(tmp_path):
+    path = tmp_path / "A.zarr"
+    w = StoreWriter(path)
+    w.prepare()
+    path.mkdir()
+    (path / "theirs.txt").write_text("x")
+    with pytest.raises(StoreError, match="created by someone else"):
+        w.create({"sites": []}, chunk_steps=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A.zarr"] and (path / "theirs.txt").read_text() == "x"
