@@ -460,7 +460,9 @@ def open_for_resume(out: str | os.PathLike | None, *, setup: str, config: Any) -
     try:
         attrs = writer.attrs
         if attrs.get("status") == "complete":
-            raise StoreError(f"{out} is already complete; nothing to resume")
+            removed = writer.remove_leftovers()  # a kill during its close: its checkpoint files
+            raise StoreError(f"{out} is already complete; nothing to resume"
+                             + (f" (removed {removed} leftover checkpoint files)" if removed else ""))
         stored = attrs.get("config")
         if not isinstance(stored, dict) or attrs.get("setup") != setup:
             raise StoreError(f"{out} is not a run of dyn's {setup} trainer (setup={attrs.get('setup')!r}); "

@@ -94,7 +94,7 @@ from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
 
-__all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions"]
+__all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions", "leftovers"]
 
 #: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
 #: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
@@ -677,7 +677,9 @@ class StoreWriter:
 
         A ``complete`` run drops what described it as unfinished (``error``, ``diverged_at``, the checkpoint
         pointer) and then its checkpoints; any other status keeps the last checkpoint, so the run can be resumed.
-        Files of an overwritten store that this one did not use are removed last.
+        Files of an overwritten store that this one did not use are removed first, before the final commit (no
+        commit shows them): a kill after that commit can leave only the checkpoint of a complete run, which
+        :meth:`remove_leftovers` (``dyn run --resume``) removes and ``dyn verify`` reports.
         """
         if status not in STATUSES:
             raise StoreError(f"status must be one of {STATUSES}, got {status!r}")
@@ -686,13 +688,24 @@ class StoreWriter:
                 unfinished = dict.fromkeys(_UNFINISHED) if status == "complete" else {}
                 with io_errors(str(self.path)):
                     self._sync_step_meta()
+                if self._reused:
+                    self._remove_unused()
                 self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
                 if status == "complete":
                     remove_own(self.path, CHECKPOINT_GROUP)  # a user's file or group in it stays
-                if self._reused:
-                    self._remove_unused()
         finally:
             self.release()
+
+    def remove_leftovers(self) -> int:
+        """Remove what a kill during the close of a complete store left (its checkpoint, dyn's files only) from a
+        store opened with ``append``; returns how many files went (0 for a store that is not complete)."""
+        if self.attrs.get("status") != "complete" or self._lock_fd is None:
+            return 0
+        n = len(leftovers(self.path))
+        if n:
+            with io_errors(str(self.path)):
+                remove_own(self.path, CHECKPOINT_GROUP)
+        return n
 
     def _remove_unused(self) -> None:
         """Remove the files of an earlier store (overwritten or restarted) that this one does not use: nodes it
@@ -789,6 +802,19 @@ class StoreWriter:
                     os.rmdir(dirpath)
                 except OSError:
                     pass
+
+
+def leftovers(path: str | os.PathLike) -> list[str]:
+    """dyn's files that a complete store no longer uses and a kill during its close left behind: its checkpoint,
+    and files of a store it overwrote still listed for removal (relative paths)."""
+    p = Path(path)
+    try:
+        if read_attrs(p).get("status") != "complete":
+            return []
+    except StoreError:
+        return []
+    own = zarr_files(p)
+    return [f for f in own if f.startswith(f"{CHECKPOINT_GROUP}/") or f == SWEEP_LIST]
 
 
 def _write_meta(path: Path, data: bytes, visible: bool) -> None:

@@ -126,3 +126,39 @@ def test_an_uncommitted_node_of_a_killed_writer_is_dyns(tmp_path):
     w.create({"sites": ["h"]}, chunk_steps=4)
     w.close("complete")
     assert not (path / "h").exists()
+
+
+def test_a_kill_right_after_an_overwrites_final_commit_leaves_nothing_of_the_old_store(tmp_path, monkeypatch):
+    """Item 6: the old store's files are swept before the final commit; only the checkpoint can remain, which
+    verify reports and `--resume` (remove_leftovers) removes."""
+    import dyn.store.writer as writer
+    from dyn.analysis.verify import verify
+
+    path = tmp_path / "A.zarr"
+    old = StoreWriter(path)
+    old.create({"sites": ["h"]}, chunk_steps=4)
+    old.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    old.append(np.arange(20), _inner(0, 20), {"loss": np.zeros(20), "old_metric": np.zeros(20)})
+    old.close("complete")
+    w = StoreWriter(path, overwrite=True)
+    w.create({"sites": ["h"]}, chunk_steps=4)
+    w.add_site("h", coords=COORDS, step_vars=VARS, static={})
+    w.append(np.arange(8), _inner(0, 8), {"loss": np.zeros(8)})
+    w.write_checkpoint(8, {"w": (("a",), np.arange(3.0))})
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "remove_own", killed)  # killed right after the commit that says "complete"
+    with pytest.raises(KeyboardInterrupt):
+        w.close("complete")
+    monkeypatch.undo()
+    assert not (path / "old_metric").exists() and not (path / ".dyn-sweep.json").exists()
+    assert not (path / "h" / "noise_inner" / "c" / "4").exists()  # chunks beyond the new store's 8 steps
+    assert writer.leftovers(path) and {c.name: c.ok for c in verify(path)}["leftovers"] is False
+    n = len(writer.leftovers(path))
+    again = StoreWriter(path, append=True)
+    assert again.remove_leftovers() == n > 0
+    again.release()
+    assert writer.leftovers(path) == [] and not (path / "_checkpoint").exists()
+    assert all(c.ok for c in verify(path))
