@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DynError
 from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading
+from ..store.reader import damaged_chunk
 from ..store.writer import leftovers
 
 __all__ = ["Check", "verify"]
@@ -58,6 +59,12 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     except DynError as exc:
         return checks + [Check("layout", False, str(exc))]
     checks.append(Check("layout", True, f"sites {', '.join(attrs['sites'])}; every dimension has a coordinate"))
+    try:
+        bad_chunk = damaged_chunk(p)
+    except (DynError, OSError, ValueError) as exc:
+        bad_chunk = f"cannot check the chunks' checksums: {exc}"
+    if bad_chunk is not None:
+        return checks + [Check("checksums", False, bad_chunk)]
 
     try:
         with reading(p, "step"):

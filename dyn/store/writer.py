@@ -99,6 +99,9 @@ __all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions", "leftov
 #: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
 #: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
 DEFAULT_CODEC = "none"
+#: New numeric arrays end their chunks with zarr v3's standard ``crc32c`` codec (see the module docstring): flipped
+#: bits are caught by every read and by ``dyn verify``. ``StoreWriter(checksum=False)`` leaves it out.
+CHECKSUM = True
 #: Largest chunk of a per-step array (bytes), whatever the recorder's ``chunk_bytes``: bounds the rewrite of a
 #: partly filled last chunk (see the module docstring's codec section).
 STEP_CHUNK_BYTES = 8 << 20
@@ -160,6 +163,9 @@ class StoreWriter:
     codec : {"none", "zstd", "blosc-lz4", "blosc-zstd"}
         Compression of the numeric arrays this writer creates (default ``"none"``, chosen by measurement: see
         the module docstring). Arrays continued in a resumed store keep the codecs they were created with.
+    checksum : bool, optional
+        End every chunk of the numeric arrays this writer creates with its CRC-32C (zarr v3's ``crc32c`` codec;
+        default :data:`CHECKSUM`, True).
 
     Attributes
     ----------
@@ -186,12 +192,13 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, append: bool = False,
-                 codec: str = DEFAULT_CODEC):
+                 codec: str = DEFAULT_CODEC, checksum: bool | None = None):
         if codec not in CODECS:
             raise StoreError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         self.path = Path(path)
         self.overwrite = overwrite
         self.codec = codec
+        self.checksum = CHECKSUM if checksum is None else bool(checksum)
         self.attrs: dict[str, Any] = {}
         self._lock_fd: int | None = None
         self._final: Path | None = None  # the store's path while it is created under a staging name (prepare)
@@ -374,7 +381,8 @@ class StoreWriter:
         row = np.dtype(dtype).itemsize * int(np.prod(sizes, dtype=np.int64))
         rows = _chunk_rows(self.chunk_steps, STEP_CHUNK_BYTES // max(row, 1))
         spec = ArraySpec.new((self.n_recorded, *sizes), (rows, *sizes), dtype,
-                             ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none")
+                             ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none",
+                             checksum=self.checksum)
         path = f"{group}/{name}".lstrip("/")
         self._put_array(path, spec)
         self._step_arrays[(group, name)] = path
@@ -393,7 +401,8 @@ class StoreWriter:
             if attrs is not None:
                 spec.attrs = dict(attrs)
         else:
-            spec = ArraySpec.new(values.shape, None, values.dtype, dims, codec=self.codec, attrs=attrs)
+            spec = ArraySpec.new(values.shape, None, values.dtype, dims, codec=self.codec, attrs=attrs,
+                                 checksum=self.checksum)
         spec.write(folder, values, visible=visible)
         _write_meta(folder / "zarr.json", _dumps(spec.meta()), visible)
         return spec
