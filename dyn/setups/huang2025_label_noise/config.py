@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from ...errors import ConfigError
-from ..base import SetupConfig
+from ..base import SetupConfig, check_probe_scale
 
 __all__ = ["SETUP_NAME", "ALGORITHMS", "OPTIMIZERS", "LabelNoiseConfig", "with_snr"]
 
@@ -157,6 +157,8 @@ class LabelNoiseConfig(SetupConfig):
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        for name, what in (("mu_norm", "the signal μ"), ("sigma_p", "the noise patches ξ_i")):
+            check_probe_scale(name, getattr(self, name), self.dtype, what)
         object.__setattr__(self, "notes", {str(k): str(v) for k, v in self.notes.items()})
 
     # Derived quantities the theorem is written in (shared/theory/huang2025-label-noise.md §5, §7).
