@@ -356,6 +356,8 @@ def sweep(
         One row per run, sorted by id; ``attrs["seconds"]`` is the sweep's wall time and ``attrs["dashboard"]``
         the Dask dashboard's link (None without one or without Dask).
     """
+    if not sequential and scheduler is None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")  # 0 would wait forever
     grid = load_grid(grid) if not isinstance(grid, dict) else grid
     out = Path(out)
     if not overwrite and output_kind(out) == "sweep":  # re-running into the same folder resumes
