@@ -1,6 +1,7 @@
 """Bad inputs of issue 24 (items 9, 10, 11): one line, exit 2, nothing written."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,36 @@ def test_sweep_refuses_workers_below_one(tmp_path, capsys, workers):
     with pytest.raises(dyn.ConfigError, match="workers must be a positive integer"):
         sweep("phase-diagram", tmp_path / "s", workers=int(workers))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"\xff\xfe preset", "not a UTF-8 text file"),
+    (b'preset = "huang2024-tiny"\nfixed = 3\n[axes]\nseed = [0]\n', "[fixed] must be a table"),
+])
+def test_grid_files_that_are_not_utf8_or_have_a_scalar_fixed_exit_2(tmp_path, capsys, text, message):
+    """Item 9: a UnicodeDecodeError / TypeError traceback (exit 1)."""
+    grid = tmp_path / "g.toml"
+    grid.write_bytes(text)
+    assert main(["sweep", "--grid", str(grid), "--out", str(tmp_path / "s"), "--sequential"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+def test_a_preset_file_that_is_not_utf8_exits_2(tmp_path, capsys):
+    preset = tmp_path / "p.toml"
+    preset.write_bytes(b"[config]\nd = 5 # \xe9\n")
+    assert main(["run", "--preset", str(preset), "--out", str(tmp_path / "A.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "not a UTF-8 text file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_analyze_of_a_store_with_random_bytes_in_a_chunk_names_it(tmp_path, capsys):
+    """Item 9: 'All-NaN slice' traceback; the chunk's checksum now names it."""
+    path = tmp_path / "run.zarr"
+    dyn.train(dyn.Config(d=30, n=6, m=3, steps=4), path)
+    chunk = path / "h" / "noise_inner" / "c" / "0" / "0" / "0"
+    chunk.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, chunk.stat().st_size, dtype=np.uint8)))
+    assert main(["analyze", str(path), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "h/noise_inner chunk c/0/0/0 has a checksum" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()

@@ -77,9 +77,13 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a grid file (a path, or the name of a shipped grid); errors name the file and key."""
     p = find_grid(path)
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"grid {p}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(f"grid {p}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"grid {p}: cannot read ({exc.strerror or exc})") from None
     axes = doc.get("axes")
     if not isinstance(axes, dict) or not axes:
         raise ConfigError(f"grid {p}: needs a non-empty [axes] table")
@@ -88,6 +92,9 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     setup = _setup_of_preset(doc["preset"])
     names = {f.name for f in fields(setup.config)} - {"notes"}
     fixed = doc.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"grid {p}: [fixed] must be a table of config fields (got {type(fixed).__name__} "
+                          f"{fixed!r})")
     for key in fixed:
         if key not in names:
             raise ConfigError(f"grid {p}: unknown field {key!r} in [fixed]")

@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.run import Run
-from ..errors import ConfigError, DynError, StoreError
+from ..errors import ConfigError, DynError, StoreError, WriteError
 from ..store import reading
 from ..progress import progress_bar
 from ..store.outputs import NODES_ATTR, claim_output, hold, io_errors, make_parents, staged_file, staging_path
@@ -400,7 +400,13 @@ def export_grid(
                              **({"chunksizes": chunks} if chunks and da.ndim else {})}
             encoding[node.path] = enc
         with staged_file(out, overwrite=overwrite, inputs=inputs) as tmp, _DaskBar(format, progress):
-            tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            try:
+                tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            except RuntimeError as exc:  # netCDF4/HDF5 report a refused write (disk full, quota) as this
+                if "NetCDF" not in str(exc) and "HDF" not in str(exc):
+                    raise
+                raise WriteError(f"cannot write {out}: {str(exc).splitlines()[0]} (the disk refused a write: full, "
+                                 "or over quota?)") from None
         return out
     tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
     # the nodes dyn writes: a group or array a user adds later is theirs, and an --overwrite refuses to delete it

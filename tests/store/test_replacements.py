@@ -158,3 +158,21 @@ def test_a_store_created_meanwhile_by_someone_else_is_not_replaced(tmp_path):
     with pytest.raises(StoreError, match="created by someone else"):
         w.create({"sites": []}, chunk_steps=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A.zarr"] and (path / "theirs.txt").read_text() == "x"
+
+
+def test_netcdf_export_on_a_full_disk_exits_3_and_leaves_nothing(store, tmp_path, monkeypatch, capsys):
+    """Item 9: netCDF4 reports ENOSPC as RuntimeError('NetCDF: HDF error'): a traceback, exit 1."""
+    from dyn.cli import main
+
+    def full(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89HDF" + bytes(100))  # what got written before the disk filled up
+        raise RuntimeError("NetCDF: HDF error")
+
+    from pathlib import Path
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", full)
+    out = tmp_path / "x.nc"
+    assert main(["export", str(store), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "NetCDF: HDF error" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and _beside(out) == []
