@@ -33,6 +33,12 @@ when it holds only fill values, so a chunk file missing from the committed range
 reader refuses it. This protects against a killed process (SIGKILL, out of memory, Ctrl-C); surviving a power cut
 would also need an ``fsync`` of every chunk, which dyn does not pay for.
 
+A new store is built under a staging name beside its path (``.<name>.<hex>.partial``) and renamed into place with
+its first commit, so the path never exists without a commit record. The root attributes list every node dyn
+wrote or is about to write (``dyn_nodes``, grown before a node's first file): anything else in the folder — a
+user's group added with xarray, which zarr also adds to the consolidated metadata — is not dyn's, and no resume,
+checkpoint rotation, close or overwrite sweep reads, rewrites or removes it (:mod:`dyn.store.outputs`).
+
 One writer per store: an OS lock (``flock``) on the store folder, taken before anything in it is read or
 changed and released by the OS when the process dies, so a crash never leaves a stale lock.
 
@@ -46,7 +52,9 @@ close and resumed still sweeps them.
 Codec
 -----
 New numeric arrays are stored uncompressed by default (``StoreWriter(codec=...)`` picks another, see
-:data:`dyn.store.v3.CODECS`); strings use zarr's default ``vlen-utf8`` + ``zstd``. Chosen by measurement
+:data:`dyn.store.v3.CODECS`), every chunk ending with its CRC-32C (zarr v3's ``crc32c`` codec, :data:`CHECKSUM`;
+an uncompressed chunk padded with a hole is checksummed without reading the hole, :func:`dyn.store.v3.crc32c_zeros`);
+strings use zarr's default ``vlen-utf8`` + ``zstd``. Chosen by measurement
 (``benchmarks/store_costs.py``) on the inner products of a real recording (figure-1 run, d=2000, n=100, m=50,
 multi-modal, 600 steps: 23.2 MiB float32), all codecs lossless (checked bit for bit), ranges over 3 invocations
 on a shared 2-core machine::
