@@ -452,6 +452,8 @@ def _foreign_in_sweep(path: Path) -> list[str]:
         elif entry.name == "runs" and entry.is_dir():
             for run in sorted(entry.iterdir()):
                 rel = f"runs/{run.name}"
+                if _STAGE.fullmatch(run.name) and run.is_dir() and not run.is_symlink():
+                    continue  # a run store a killed sweep was creating (dyn's staging name): removed with the folder
                 if run.is_symlink() or not run.is_dir() or (any(run.iterdir()) and not _is_run_store(run)):
                     out.append(rel)
                 else:

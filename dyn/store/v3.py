@@ -87,24 +87,39 @@ def _gf2_times(mat: Sequence[int], vec: int) -> int:
     return out
 
 
-def _zero_operators() -> list[list[int]]:
-    """``ops[k]``: the linear map a CRC-32C register undergoes over ``2**k`` zero bytes (as zlib's crc32_combine)."""
-    op = [_CRC_POLY] + [1 << i for i in range(31)]  # one zero bit
-    for _ in range(3):  # 2, 4, 8 bits
-        op = [_gf2_times(op, op[i]) for i in range(32)]
-    ops = [op]
-    for _ in range(47):
-        op = [_gf2_times(op, op[i]) for i in range(32)]
-        ops.append(op)
-    return ops
+_ZERO_OPS: list[list[int]] = []  # [k]: the map a CRC-32C register undergoes over 2**k zero bytes (32 columns)
+_ZERO_TABLES: dict[int, list[list[int]]] = {}  # [k]: that map as 4 byte-indexed tables (one lookup per byte)
 
 
-_ZERO_OPS: list[list[int]] = []
+def _zero_table(k: int) -> list[list[int]]:
+    """The map over ``2**k`` zero bytes as 4 tables of 256 entries, built once per ``k`` (1024 XORs)."""
+    table = _ZERO_TABLES.get(k)
+    if table is not None:
+        return table
+    if not _ZERO_OPS:
+        op = [_CRC_POLY] + [1 << i for i in range(31)]  # one zero bit
+        for _ in range(3):  # 2, 4, 8 bits (as zlib's crc32_combine)
+            op = [_gf2_times(op, op[i]) for i in range(32)]
+        _ZERO_OPS.append(op)
+    while len(_ZERO_OPS) <= k:
+        op = _ZERO_OPS[-1]
+        _ZERO_OPS.append([_gf2_times(op, op[i]) for i in range(32)])
+    cols = _ZERO_OPS[k]
+    table = []
+    for j in range(4):
+        t = [0] * 256
+        for b in range(1, 256):
+            low = b & -b
+            t[b] = t[b ^ low] ^ cols[8 * j + low.bit_length() - 1]
+        table.append(t)
+    _ZERO_TABLES[k] = table
+    return table
 
 
 def crc32c_zeros(crc: int, n: int) -> int:
-    """The CRC-32C of a message whose CRC-32C is ``crc``, extended by ``n`` zero bytes, in O(log n) without
-    reading them: a chunk padded with a hole (zeros that take no disk space) is checksummed as written.
+    """The CRC-32C of a message whose CRC-32C is ``crc``, extended by ``n`` zero bytes, in O(log n) table
+    lookups without reading them: a chunk padded with a hole (zeros that take no disk space) is checksummed as
+    written.
 
     Examples
     --------
@@ -112,12 +127,11 @@ def crc32c_zeros(crc: int, n: int) -> int:
     >>> crc32c_zeros(google_crc32c.value(b"dyn"), 1000) == google_crc32c.value(b"dyn" + bytes(1000))
     True
     """
-    if not _ZERO_OPS:
-        _ZERO_OPS.extend(_zero_operators())
     reg, k = crc ^ 0xFFFFFFFF, 0
     while n:
         if n & 1:
-            reg = _gf2_times(_ZERO_OPS[k], reg)
+            t = _zero_table(k)
+            reg = t[0][reg & 255] ^ t[1][(reg >> 8) & 255] ^ t[2][(reg >> 16) & 255] ^ t[3][reg >> 24]
         n >>= 1
         k += 1
     return reg ^ 0xFFFFFFFF

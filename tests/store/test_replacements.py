@@ -176,3 +176,15 @@ def test_netcdf_export_on_a_full_disk_exits_3_and_leaves_nothing(store, tmp_path
     err = capsys.readouterr().err
     assert "cannot write" in err and "NetCDF: HDF error" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and _beside(out) == []
+
+
+def test_a_killed_sweeps_staged_run_store_does_not_block_its_overwrite(tmp_path):
+    sweep = tmp_path / "s"
+    (sweep / "runs").mkdir(parents=True)
+    (sweep / "sweep.json").write_text("{}")
+    staged = outputs.staging_path(sweep / "runs" / "a.zarr")
+    w = StoreWriter(staged)
+    w.create({"sites": []}, chunk_steps=4)
+    w.release()  # killed while creating one of its run stores
+    assert outputs._foreign_in_sweep(sweep) == []
+    assert outputs.claim_output(sweep, kind="sweep", overwrite=True) == sweep
