@@ -60,6 +60,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[int, dict[str, np.ndarray]
     if not names:
         raise StoreError(f"{p}: the checkpoint of step {step} is empty ({where}); the store is damaged")
     for name in names:
+        if not (group_path / name / "zarr.json").is_file():
+            raise StoreError(f"{p}: the checkpoint of step {step} is damaged: its array {where}/{name} is missing")
         with reading(p, f"checkpoint of step {step}"):
             meta = json.loads((group_path / name / "zarr.json").read_text())
         gap = missing_chunks(group_path, name, meta)
