@@ -12,6 +12,16 @@ of the kills anywhere from process start, the others while it trains), then the 
 - **resumed**: ``dyn run --resume`` finishes it, and the result is bitwise equal to the uninterrupted run;
 - **live reads**: every read during the run saw such a prefix.
 
+Then (issue 24) the **replacements**: ``dyn export`` (CSV, NetCDF, grid-zarr), ``dyn analyze`` and ``dyn sweep``
+replacing their earlier output with ``--overwrite``, and ``dyn run`` creating a store, each SIGKILLed at a random
+moment of its uninterrupted duration; the output must be whole afterwards (the old or the new one; for a new store,
+nothing or an openable store), the same command run again must succeed and leave no debris (no hidden
+``.<name>.<hex>.partial`` / ``.old`` beside or inside), and a user's file beside the output must be untouched. Last,
+**a user's data** in every place the issue lists (zarr groups at a store's root, in a site group, in
+``_checkpoint/``, in a grid-zarr export and in a sweep's run store; notes in ``_checkpoint/`` and its slots; an array
+with a ``step`` dimension; an edited ``results.csv`` / ``phase-diagram.svg``) against ``run --overwrite``,
+``run --resume``, ``export --overwrite`` and ``sweep`` (``--overwrite`` and re-run): 0 user files may be lost.
+
 Prints a table and exits 1 unless every figure is 100%. Kills before the store folder exists are counted apart
 (there is nothing to open or resume). One torch thread everywhere, so the runs compare bitwise.
 
