@@ -12,6 +12,16 @@ of the kills anywhere from process start, the others while it trains), then the 
 - **resumed**: ``dyn run --resume`` finishes it, and the result is bitwise equal to the uninterrupted run;
 - **live reads**: every read during the run saw such a prefix.
 
+Then (issue 24) the **replacements**: ``dyn export`` (CSV, NetCDF, grid-zarr), ``dyn analyze`` and ``dyn sweep``
+replacing their earlier output with ``--overwrite``, and ``dyn run`` creating a store, each SIGKILLed at a random
+moment of its uninterrupted duration; the output must be whole afterwards (the old or the new one; for a new store,
+nothing or an openable store), the same command run again must succeed and leave no debris (no hidden
+``.<name>.<hex>.partial`` / ``.old`` beside or inside), and a user's file beside the output must be untouched. Last,
+**a user's data** in every place the issue lists (zarr groups at a store's root, in a site group, in
+``_checkpoint/``, in a grid-zarr export and in a sweep's run store; notes in ``_checkpoint/`` and its slots; an array
+with a ``step`` dimension; an edited ``results.csv`` / ``phase-diagram.svg``) against ``run --overwrite``,
+``run --resume``, ``export --overwrite`` and ``sweep`` (``--overwrite`` and re-run): 0 user files may be lost.
+
 Prints a table and exits 1 unless every figure is 100%. Kills before the store folder exists are counted apart
 (there is nothing to open or resume). One torch thread everywhere, so the runs compare bitwise.
 
@@ -186,6 +196,8 @@ def _trial(trial: Trial, path: Path, ref: xr.DataTree, rng: random.Random, run_s
     trial.killed_at = time.monotonic() - t0
     trial.created = (path / "zarr.json").is_file()
     if not trial.created:
+        if path.exists():  # created under a staging name and renamed in with its first commit: never a bare folder
+            trial.problem = "the kill left a store folder with no commit record (plain xarray cannot open it)"
         return
     try:
         tree = _plain(path)
@@ -255,6 +267,233 @@ def campaign(kills: int = 32, *, seed: int = 0, root: str | os.PathLike = "runs/
     return result
 
 
+# -- replacements killed at random moments, and a user's data inside and beside dyn's outputs (issue 24) ------------
+
+#: name -> (``dyn`` arguments with {src}, {out}, {grid} placeholders, the output's name). Each replaces an existing
+#: output of the same command (``--overwrite``), except ``run-create``, which creates a new store.
+REPLACEMENTS = {
+    "export csv": (["export", "{src}", "--out", "{out}", "--overwrite"], "x.csv"),
+    "export nc": (["export", "{src}", "--out", "{out}", "--overwrite"], "x.nc"),
+    "export grid-zarr": (["export", "{src}", "--out", "{out}", "--overwrite"], "x.zarr"),
+    "analyze": (["analyze", "{src}", "--out", "{out}", "--overwrite"], "report"),
+    "sweep": (["sweep", "--grid", "{grid}", "--out", "{out}", "--overwrite", "--sequential", "--quiet"], "sweep"),
+    "run-create": (["run", "--preset", "huang2024-tiny", "--steps", "40", "--out", "{out}", "--quiet"], "new.zarr"),
+}
+GRID = 'preset = "huang2024-tiny"\n[fixed]\nsteps = 10\n[axes]\nn_snr2 = [1.0]\nmodality = ["single"]\n'
+USER_NOTE = "a user's note: dyn must never delete or change this file\n"
+
+
+@dataclass
+class Replacement:
+    command: str
+    killed_at: float = 0.0
+    readable: bool = False  # the output after the kill: the old or the new one, whole (or none, for run-create)
+    rerun: int = -1  # exit status of the same command run again
+    debris: list[str] = field(default_factory=list)  # what a kill left beside or inside the output after the rerun
+    problem: str = ""
+
+
+def _argv(command: str, folder: Path, src: Path) -> tuple[list[str], Path]:
+    args, name = REPLACEMENTS[command]
+    out = folder / name
+    return [a.format(src=src, out=out, grid=folder.parent / "grid.toml") for a in args], out
+
+
+def _readable(command: str, out: Path) -> str:
+    """'' if ``out`` is a whole output of ``command`` (or, for run-create, absent or an openable store)."""
+    from dyn.store.outputs import output_kind
+
+    try:
+        if command == "run-create":
+            if out.exists():
+                _plain(out)
+        elif command == "export csv":
+            import pandas as pd
+
+            pd.read_csv(out)
+        elif command == "export nc":
+            xr.open_datatree(out, engine="netcdf4").load().close()
+        elif command == "export grid-zarr":
+            _plain(out).load()
+        elif output_kind(out) != {"analyze": "report", "sweep": "sweep"}[command]:
+            return f"{out.name} is not a whole dyn output (kind {output_kind(out)})"
+    except Exception as exc:  # noqa: BLE001
+        return f"{out.name} unreadable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return ""
+
+
+def _debris(out: Path) -> list[str]:
+    """Hidden staging names a killed command may leave: beside the output, and inside a sweep folder."""
+    found = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")
+             and p.name != f".{out.name}.dyn-output.json"]
+    if out.is_dir() and (out / "sweep.json").exists():
+        found += [f"{out.name}/{p.name}" for p in out.iterdir() if p.name.endswith((".partial", ".old"))]
+    return found
+
+
+def _timed(argv: list[str]) -> float:
+    tick = time.monotonic()
+    code = subprocess.run([*DYN, *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    assert code == 0, f"dyn {' '.join(argv)} exited {code}"
+    return time.monotonic() - tick
+
+
+def _replacement(trial: Replacement, folder: Path, src: Path, seconds: float, rng: random.Random) -> None:
+    folder.mkdir()
+    note = folder / "notes.txt"  # the user's file beside the output
+    note.write_text(USER_NOTE)
+    argv, out = _argv(trial.command, folder, src)
+    if trial.command != "run-create":
+        _timed(argv)  # the output to replace
+    proc = subprocess.Popen([*DYN, *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    deadline = t0 + rng.uniform(0, seconds)
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait()
+    trial.killed_at = time.monotonic() - t0
+    trial.problem = _readable(trial.command, out)
+    trial.readable = not trial.problem
+    if trial.command == "run-create" and out.exists():
+        argv = [*argv, "--overwrite"]  # a killed store is replaced (or --resume'd)
+    trial.rerun = subprocess.run([*DYN, *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True).returncode
+    trial.debris = _debris(out)
+    if trial.rerun != 0:
+        trial.problem = trial.problem or f"the rerun exited {trial.rerun}"
+    elif not trial.problem:
+        trial.problem = _readable(trial.command, out)
+    if note.read_text() != USER_NOTE:
+        trial.problem = trial.problem or "the user's notes.txt beside the output changed"
+
+
+def _user_group(store: Path, group: str, **data) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(data or {"n": ("k", np.arange(5.0))}).to_zarr(store, mode="a", group=group)
+
+
+def _snapshot(paths: list[Path]) -> dict[Path, bytes]:
+    return {f: f.read_bytes() for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()}
+
+
+def user_data(root: Path, src: Path) -> dict:
+    """Put a user's zarr groups and files in every place issue 24 lists, run every command that replaces, resumes or
+    re-runs into them, and count the user's files lost or changed (must be 0) and commands that did not refuse."""
+    cases, lost, total = [], 0, 0
+
+    def check(name: str, argv: list[str], user: list[Path], want: int, after=None) -> None:
+        nonlocal lost, total
+        before = _snapshot(user)
+        code = subprocess.run([*DYN, *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        now = _snapshot(user)
+        gone = [str(f) for f, data in before.items() if now.get(f) != data]
+        problem = f"exit {code}, expected {want}" if code != want else ""
+        if after is not None and not problem:
+            problem = after()
+        total += len(before)
+        lost += len(gone)
+        cases.append((name, len(before), gone, problem))
+
+    base = root / "user"
+    base.mkdir()
+    # 1. groups inside a run store, nested, and inside _checkpoint/, against run --overwrite
+    for group in ("mine", "h/mine", "_checkpoint/mine"):
+        store = base / f"run-{group.replace('/', '-')}.zarr"
+        argv = ["run", "--preset", "huang2024-tiny", "--steps", "300", "--checkpoint-every", "10", "--out", str(store)]
+        proc = subprocess.Popen([*DYN, *argv, "--quiet"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and "checkpoint_step" not in json.loads(
+                (store / "zarr.json").read_text() if (store / "zarr.json").is_file() else "{}").get("attributes", {}):
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        _user_group(store, group)
+        check(f"run --overwrite, user group {group}", [*argv, "--overwrite", "--quiet"], [store / group], 2)
+        if group == "_checkpoint/mine":
+            # 3. notes in _checkpoint/ and its slots, 4. an array with a step dimension: --resume keeps them
+            for where in ("_checkpoint", "_checkpoint/slot_0", "_checkpoint/slot_1"):
+                (store / where).mkdir(parents=True, exist_ok=True)
+                (store / where / "note.txt").write_text(USER_NOTE)
+            _user_group(store, "metrics", my_metric=("step", np.arange(7.0)))
+            user = [store / "_checkpoint" / "mine", store / "metrics",
+                    *(store / w / "note.txt" for w in ("_checkpoint", "_checkpoint/slot_0", "_checkpoint/slot_1"))]
+
+            def shape_kept(store=store) -> str:
+                shape = json.loads((store / "metrics" / "my_metric" / "zarr.json").read_text())["shape"]
+                return "" if shape == [7] else f"the user's metrics/my_metric has shape {shape}"
+
+            check("run --resume, user notes in _checkpoint/ and slots, a user array with a step dim",
+                  ["run", "--resume", str(store), "--quiet"], user, 0, shape_kept)
+    # 1. a group inside a grid-zarr export, and inside a reproduction-style report folder's store
+    export = base / "x.zarr"
+    _timed(["export", str(src), "--out", str(export)])
+    _user_group(export, "h/mine")
+    check("export grid-zarr --overwrite, user group h/mine", ["export", str(src), "--out", str(export), "--overwrite"],
+          [export / "h" / "mine"], 2)
+    # 1, 2. a sweep: a group in one of its run stores; an edited results.csv / phase-diagram.svg
+    grid = root / "grid.toml"
+    sweep = base / "sweep"
+    sweep_argv = ["sweep", "--grid", str(grid), "--out", str(sweep), "--sequential", "--quiet"]
+    _timed(sweep_argv)
+    run = next((sweep / "runs").iterdir())
+    _user_group(run, "mine")
+    check("sweep --overwrite, user group in a run store", [*sweep_argv, "--overwrite"], [run / "mine"], 2)
+    shutil.rmtree(run / "mine")
+    for name in ("results.csv", "phase-diagram.svg"):
+        with open(sweep / name, "a") as f:
+            f.write("\n")
+        check(f"sweep --overwrite, user-edited {name}", [*sweep_argv, "--overwrite"], [sweep / name], 2)
+        check(f"sweep re-run, user-edited {name}", sweep_argv, [sweep / name], 2)
+        (sweep / name).unlink()
+    return {"cases": cases, "user_files": total, "lost": lost,
+            "ok": lost == 0 and not any(problem for *_, problem in cases)}
+
+
+def replacements(kills: int = 12, *, seed: int = 0, root: str | os.PathLike = "runs/crash-replacements",
+                 commands: list[str] | None = None, with_user_data: bool = True, echo=print) -> dict:
+    """SIGKILL each command of :data:`REPLACEMENTS` at random moments while it replaces its output (or creates a
+    store), then check that the output is whole (old or new), that the same command run again succeeds and leaves
+    no debris, and that a user's file beside it is untouched; then :func:`user_data`."""
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    rng = random.Random(seed)
+    names = commands or list(REPLACEMENTS)
+    t0 = time.monotonic()
+    try:
+        src = root / "src.zarr"
+        _timed(["run", "--preset", "huang2024-tiny", "--steps", "60", "--out", str(src), "--quiet"])
+        (root / "grid.toml").write_text(GRID)
+        seconds = {}
+        for name in names:  # how long each command takes uninterrupted: kills are spread over that
+            (probe := root / f"time-{len(seconds)}").mkdir()
+            argv, out = _argv(name, probe, src)
+            if name != "run-create":
+                _timed(argv)
+            seconds[name] = _timed(argv)
+        trials = []
+        for i in range(kills):
+            trial = Replacement(names[i % len(names)])
+            _replacement(trial, root / f"kill-{i}", src, seconds[trial.command], rng)
+            trials.append(trial)
+            echo(f"  kill {i + 1:>2}/{kills} {trial.command:<17} at {trial.killed_at:5.2f} s of "
+                 f"{seconds[trial.command]:5.2f} s: " + ("whole" if trial.readable else "NOT WHOLE")
+                 + f", rerun exit {trial.rerun}" + (f", DEBRIS {trial.debris}" if trial.debris else "")
+                 + (f"  PROBLEM: {trial.problem}" if trial.problem else ""))
+        users = user_data(root, src) if with_user_data else {"cases": [], "user_files": 0, "lost": 0, "ok": True}
+        for name, n, gone, problem in users["cases"]:
+            echo(f"  user data: {name:<78} {n:>3} user files, {len(gone)} lost"
+                 + (f"  PROBLEM: {problem}" if problem else "") + (f" {gone[:2]}" if gone else ""))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result = {"kills": kills, "seconds": time.monotonic() - t0, "trials": trials,
+              "unreadable": sum(not t.readable for t in trials), "debris": sum(len(t.debris) for t in trials),
+              "failed_reruns": sum(t.rerun != 0 for t in trials), "user": users}
+    result["ok"] = (not any(t.problem or t.debris for t in trials)) and users["ok"]
+    return result
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.0f}%)" if n else "-"
 
@@ -264,6 +503,8 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=32, help="number of kills (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments (default 0)")
     parser.add_argument("--root", default="runs/crash-campaign", help="scratch folder (removed at the end)")
+    parser.add_argument("--replacement-kills", type=int, default=18,
+                        help="SIGKILLs of export/analyze/sweep replacements and store creation (default 18)")
     args = parser.parse_args()
     print(f"crash campaign: {args.kills} SIGKILLs of `dyn run` over {len(CONFIGS)} configurations "
           f"x {len(POLICIES)} checkpoint policies, half with a live reader")
@@ -277,7 +518,17 @@ def main() -> int:
     print(f"resumed bitwise equal to an uninterrupted run:        {_pct(r['resumed'], n)}")
     print(f"live reads (plain xarray + dyn.open) that saw a clean prefix: "
           f"{_pct(r['reads'] - r['bad_reads'], r['reads'])} over {r['live_runs']} runs")
-    return 0 if r["ok"] else 1
+    print(f"\nreplacements: {args.replacement_kills} SIGKILLs of {', '.join(REPLACEMENTS)}; then a user's data in "
+          "every place issue 24 lists")
+    q = replacements(args.replacement_kills, seed=args.seed, root=Path(args.root).with_name("crash-replacements"))
+    print()
+    print(f"kills: {q['kills']} in {q['seconds']:.0f} s; outputs whole after the kill: "
+          f"{_pct(q['kills'] - q['unreadable'], q['kills'])}; reruns that succeeded: "
+          f"{_pct(q['kills'] - q['failed_reruns'], q['kills'])}; debris after the rerun: {q['debris']} files")
+    u = q["user"]
+    print(f"user files lost or changed: {u['lost']} of {u['user_files']} over {len(u['cases'])} commands; "
+          f"commands that did not do as expected: {sum(bool(c[3]) for c in u['cases'])}")
+    return 0 if r["ok"] and q["ok"] else 1
 
 
 if __name__ == "__main__":

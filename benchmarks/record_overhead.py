@@ -120,6 +120,71 @@ def overhead(label, sizes, steps, repeats, workdir):
     return results
 
 
+def checksum_cost(sizes, steps, repeats, workdir):
+    """Whole-run ratio (dyn.train recorded / bare) with every numeric chunk checksummed (crc32c, the default) and
+    without, interleaved in one process; returns ``{modality: {"crc": [ratios], "plain": [ratios]}}``."""
+    import dyn.store.writer as writer
+
+    print(f"\n## crc32c checksums: d={sizes['d']} n={sizes['n']} m={sizes['m']}, {steps} steps, whole-run ratio "
+          f"recorded / bare with and without checksums, {repeats} interleaved repeats")
+    print(f"{'modality':<8} {'with crc32c':>28} {'without':>28} {'change of medians':>18}")
+    results = {}
+    default = writer.CHECKSUM
+    try:
+        for modality in ("single", "multi"):
+            cfg = dyn.Config(**sizes, steps=steps, modality=modality)
+            _bare(cfg)
+            _recorded(cfg, workdir / f"crc-{modality}.zarr")  # warm-up
+            ratios = {"crc": [], "plain": []}
+            for _ in range(repeats):
+                for variant in ("crc", "plain"):
+                    writer.CHECKSUM = variant == "crc"
+                    rec = _recorded(cfg, workdir / f"crc-{modality}.zarr")
+                    ratios[variant].append(rec / _bare(cfg))
+            writer.CHECKSUM = default
+            change = statistics.median(ratios["crc"]) - statistics.median(ratios["plain"])
+            # the same cost measured directly, robust to a busy machine: the time a recorded run spends computing
+            # checksums (every CRC-32C and every zero-extension over a padded chunk's hole, timed inside the run;
+            # fastest of repeats) over the bare run (fastest of repeats)
+            stored = store_size(workdir / f"crc-{modality}.zarr")
+            crc_s = min(_checksum_seconds(cfg, workdir / f"crc-{modality}.zarr") for _ in range(repeats))
+            bare_s = min(_bare(cfg) for _ in range(repeats))
+            results[modality] = {**ratios, "change": change, "direct": crc_s / bare_s, "bytes": stored,
+                                 "crc_ms": crc_s * 1e3, "bare_s": bare_s}
+            print(f"{modality:<8} {_range(ratios['crc']):>28} {_range(ratios['plain']):>28} {change:>+18.3f}")
+            print(f"{'':<8} direct: a recorded run ({stored / 2**20:.1f} MiB stored) spends {crc_s * 1e3:.1f} ms in "
+                  f"checksums, the bare run takes {bare_s:.2f} s -> ratio change {crc_s / bare_s:+.4f}")
+    finally:
+        writer.CHECKSUM = default
+    return results
+
+
+def _checksum_seconds(cfg, out) -> float:
+    """Seconds one recorded run spends in dyn's checksum code (timed around each call)."""
+    import dyn.store.v3 as v3
+
+    spent = [0.0]
+    originals = {name: getattr(v3, name) for name in ("_crc32c", "crc32c_zeros")}
+
+    def timed(fn):
+        def call(*args):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return call
+
+    for name, fn in originals.items():
+        setattr(v3, name, timed(fn))
+    try:
+        _recorded(cfg, out)
+    finally:
+        for name, fn in originals.items():
+            setattr(v3, name, fn)
+    return spent[0]
+
+
 def _range(values) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
@@ -157,8 +222,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where to write (default: a temporary folder under runs/)")
     parser.add_argument("--device", default="cpu", help="torch device for training and recording (e.g. cuda)")
-    parser.add_argument("--sections", default="paper,hook,store,throughput,alternative,batched",
-                        help="comma-separated subset of paper,hook,store,throughput,alternative,batched,tenx "
+    parser.add_argument("--sections", default="paper,checksum,hook,store,throughput,alternative,batched",
+                        help="comma-separated subset of paper,checksum,hook,store,throughput,alternative,batched,tenx "
                              "(tenx: the 10x-scale dyn.train and hook rows, slow)")
     args = parser.parse_args(argv)
     import batched
@@ -180,6 +245,14 @@ def main(argv=None):
             for modality, r in res.items():
                 rows.append((f"whole run, paper scale, {50 if args.quick else 200} steps, dyn.train ({modality}-modal) / bare",
                              _range(r["run"]) + f" (per step {r['step']:.3f}, fixed {r['fixed_ms']:.0f} ms)", "<= 1.10"))
+        if "checksum" in sections:
+            steps = 50 if args.quick else 200
+            res = checksum_cost(PAPER, steps, max(repeats, 3), workdir)
+            for modality, r in res.items():
+                rows.append((f"whole-run ratio change from crc32c checksums, paper scale, {steps} steps ({modality})",
+                             f"{r['change']:+.3f} interleaved (with {_range(r['crc'])}, without {_range(r['plain'])}); "
+                             f"{r['direct']:+.4f} direct ({r['crc_ms']:.1f} ms of CRC / {r['bare_s']:.2f} s bare)",
+                             "<= +0.02"))
         if "tenx" in sections:
             overhead("10x scale", TENX, 25, max(2, repeats // 2), workdir)
         if "hook" in sections:

@@ -313,11 +313,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                     **({} if args.batch is None else {"batch": args.batch}))
     figure = phase_diagram(results, setup=grid["setup"])
     if figure is not None:
-        save_figure(figure, args.out, "phase-diagram")
+        save_figure(figure, args.out, "phase-diagram", recorded=True)
     seconds = results.attrs.get("seconds", float("nan"))
     complete = int((results["status"] == "complete").sum())
+    drawn = (" and phase-diagram.png" if figure is not None
+             else " (no phase diagram: no run finished, or no axis to draw)")
     print(f"dyn sweep: {complete} complete, {len(results) - complete} failed, {seconds:.1f} s "
-          f"({len(results) / seconds:.2f} runs/s); results.parquet and phase-diagram.png in {args.out}/")
+          f"({len(results) / seconds:.2f} runs/s); results.parquet{drawn} in {args.out}/")
     return 0 if complete == len(results) else 1
 
 
@@ -494,7 +496,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True, help="shipped grid name (see `dyn presets`) or grid TOML file")
     p.add_argument("--out", required=True, help="sweep folder (runs/, results.parquet, phase-diagram.png)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786")
-    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    p.add_argument("--workers", type=_positive_int("--workers"), default=2,
+                   help="LocalCluster worker processes (default 2)")
     p.add_argument("--sequential", action="store_true", help="no Dask: run in this process (throughput baseline)")
     p.add_argument("--batch", type=_positive_int("--batch"), default=None,
                    help="runs of one shape trained together as a batch dimension in one task, where the setup has a "

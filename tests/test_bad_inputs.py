@@ -215,7 +215,8 @@ CLI_CASES = [
     ("resume a non-store", None, ["run", "--resume", "{tmp}"], "is not a dyn store (no zarr.json", 2),
     ("resume, dangling checkpoint pointer", lambda t, s: _set_attrs(s, status="interrupted", checkpoint_step=7),
      ["run", "--resume", "{store}"], "the checkpoint of step 7 is missing", 2),
-    ("resume, checkpoint array deleted", lambda t, s: None, ["run", "--resume", "{store}"], "lacks 'weight_h'", 2),
+    ("resume, checkpoint array deleted", lambda t, s: None, ["run", "--resume", "{store}"],
+     "the checkpoint of step 9 is damaged: its array _checkpoint/slot_0/weight_h is missing", 2),  # the slot lists it
     ("resume, checkpoint chunk deleted", lambda t, s: None, ["run", "--resume", "{store}"],
      "the checkpoint of step 9 is damaged: weight_h is missing its chunk c/0/0", 2),
     ("resume, checkpoint RNG state garbled", lambda t, s: None, ["run", "--resume", "{store}"],
@@ -230,7 +231,7 @@ CLI_CASES = [
     ("missing site group", lambda t, s: shutil.rmtree(s / "h") or _unconsolidate(s), ["export", "{store}", "--out", "{tmp}/c.csv"],
      "missing site group 'h'", 2),
     ("truncated chunk file", lambda t, s: _truncate_chunk(s), ["export", "{store}", "--out", "{tmp}/c.csv"],
-     "(its metadata does not match its data)", 2),  # uncompressed chunks: a truncated one has the wrong size
+     "h/noise_inner chunk c/0/0/0 has a checksum (CRC-32C) that does not match its bytes", 2),  # crc32c names it
     ("truncated chunk, verify", lambda t, s: _truncate_chunk(s), ["verify", "{store}"], "is NOT sound", 1),
     ("data chunk deleted, export", lambda t, s: _chunks(s, "h/noise_inner")[0].unlink(),
      ["export", "{store}", "--out", "{tmp}/c.csv"], "h/noise_inner is missing its chunk c/0/0/0 (steps 0..12 by index)", 2),

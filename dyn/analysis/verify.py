@@ -18,6 +18,8 @@ import numpy as np
 
 from ..errors import DynError
 from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading, run_status
+from ..store.reader import damaged_chunk
+from ..store.writer import leftovers
 
 __all__ = ["Check", "verify"]
 
@@ -80,6 +82,12 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     except DynError as exc:
         return checks + [Check("layout", False, str(exc))]
     checks.append(Check("layout", True, f"sites {', '.join(attrs['sites'])}; every dimension has a coordinate"))
+    try:
+        bad_chunk = damaged_chunk(p)
+    except (DynError, OSError, ValueError) as exc:
+        bad_chunk = f"cannot check the chunks' checksums: {exc}"
+    if bad_chunk is not None:
+        return checks + [Check("checksums", False, bad_chunk)]
 
     try:
         with reading(p, "step"):
@@ -108,6 +116,11 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
         n_ok = attrs.get("n_recorded") == len(steps) and (len(steps) == 0 or attrs.get("last_step") == int(steps[-1]))
         checks.append(Check("status", n_ok, f"complete; n_recorded {attrs.get('n_recorded')}, last_step "
                             f"{attrs.get('last_step')} vs {len(steps)} steps ending at {steps[-1] if len(steps) else '-'}"))
+        left = leftovers(p)
+        if left:  # a kill during the close: files nothing uses (the recording itself is whole)
+            size = sum(os.path.getsize(p / f) for f in left if (p / f).is_file())
+            checks.append(Check("leftovers", False, f"{len(left)} files ({size / 2**20:.1f} MiB) of the finished run's "
+                                f"checkpoint remain, e.g. {left[0]}; `dyn run --resume {p}` removes them"))
     elif status == "diverged":
         checks.append(Check("status", True, f"diverged at step {attrs.get('diverged_at')} (steps before it kept)"))
     elif status in ("interrupted", "stale", "running"):

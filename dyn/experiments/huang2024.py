@@ -496,11 +496,13 @@ def phase_diagram(results: pd.DataFrame):
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    ok = results[results["status"] == "complete"].copy()
+    ok = results[results["status"] == "complete"].copy() if "status" in results else results.iloc[:0]
+    if ok.empty or "n_snr2" not in ok:  # no run finished, or the grid has no n·SNR² axis to draw along
+        return None
     ok["signal_wins"] = (ok["winner"] == "signal learning").astype(float)
     fig = Figure(figsize=(14, 4.4), layout="constrained")
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
-    multi = ok[ok["modality"] == "multi"]
+    multi = ok[ok["modality"] == "multi"] if "c_mu" in ok else ok.iloc[:0]  # drawn over n·SNR² × C_μ
     for ax, value, label, vmin in ((axes[0], "signal_wins", "multi-modal: fraction of seeds where signal wins at T₁", 0.0),
                                    (axes[1], "probe_acc", "multi-modal: final OOD accuracy", 0.5)):
         if multi.empty:

@@ -49,7 +49,7 @@ import pandas as pd
 from ..errors import ConfigError, DynError, option
 from ..progress import progress_bar
 from ..setups.base import Setup, find_grid, get_setup, load_preset
-from ..store.outputs import claim_output, io_errors, make_parents, output_kind
+from ..store.outputs import check_recorded, claim_output, io_errors, make_parents, output_kind, write_recorded
 
 __all__ = ["load_grid", "expand", "run_one", "run_batch", "batches", "sweep", "phase_diagram", "DEFAULT_BATCH"]
 
@@ -77,9 +77,13 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a grid file (a path, or the name of a shipped grid); errors name the file and key."""
     p = find_grid(path)
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"grid {p}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(f"grid {p}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"grid {p}: cannot read ({exc.strerror or exc})") from None
     axes = doc.get("axes")
     if not isinstance(axes, dict) or not axes:
         raise ConfigError(f"grid {p}: needs a non-empty [axes] table")
@@ -88,6 +92,9 @@ def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     setup = _setup_of_preset(doc["preset"])
     names = {f.name for f in fields(setup.config)} - {"notes"}
     fixed = doc.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise ConfigError(f"grid {p}: [fixed] must be a table of config fields (got {type(fixed).__name__} "
+                          f"{fixed!r})")
     for key in fixed:
         if key not in names:
             raise ConfigError(f"grid {p}: unknown field {key!r} in [fixed]")
@@ -311,9 +318,7 @@ def _dashboard_link(client: Any) -> str | None:
 def _write_results(out: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).sort_values("id").reset_index(drop=True)
     for name, writer in (("results.parquet", frame.to_parquet), ("results.csv", frame.to_csv)):
-        tmp = out / f".{name}.partial"
-        writer(tmp, index=False)
-        os.replace(tmp, out / name)
+        write_recorded(out, name, lambda tmp, writer=writer: writer(tmp, index=False))  # hashed, as report files
     return frame
 
 
@@ -354,6 +359,8 @@ def sweep(
         One row per run, sorted by id; ``attrs["seconds"]`` is the sweep's wall time and ``attrs["dashboard"]``
         the Dask dashboard's link (None without one or without Dask).
     """
+    if not sequential and scheduler is None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")  # 0 would wait forever
     grid = load_grid(grid) if not isinstance(grid, dict) else grid
     out = Path(out)
     if not overwrite and output_kind(out) == "sweep":  # re-running into the same folder resumes
@@ -367,6 +374,7 @@ def sweep(
         if previous.get("axes") != grid["axes"] or previous.get("fixed") != grid["fixed"] or previous.get("preset") != grid["preset"]:
             raise ConfigError(f"{out} holds a sweep of a different grid (use {option('overwrite=True', '--overwrite')} "
                               "to replace it)")
+        check_recorded(out)  # a results table or figure the user changed is never replaced
     else:
         source = Path(grid["source"])
         claim_output(out, kind="sweep", inputs=[source] if source.exists() else [], overwrite=overwrite)
@@ -382,7 +390,8 @@ def sweep(
     if not sequential:
         client, cluster, link = _client(scheduler, workers)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps({k: grid[k] for k in ("preset", "setup", "fixed", "axes", "description", "source")}, indent=2))
+    write_recorded(out, "sweep.json", lambda tmp: tmp.write_text(json.dumps(
+        {k: grid[k] for k in ("preset", "setup", "fixed", "axes", "description", "source")}, indent=2)))
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     bar = progress_bar(len(specs), desc="sweep", unit="run", progress=progress)

@@ -39,10 +39,34 @@ import numpy as np
 from ..errors import ConfigError, StoreError
 from ..plugins import load_plugins
 
-__all__ = ["Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
+__all__ = ["check_probe_scale", "Setup", "Preset", "RunSummary", "register_setup", "get_setup", "available_setups", "presets",
            "list_presets", "load_preset", "find_grid", "parse_overrides", "config_from_dict", "store_size",
            "comparison_lines", "describe_config", "field_docs", "unseen_curves", "unknown_key_message", "SetupConfig",
            "DEFAULT_CHECKPOINT_SECONDS", "checkpoint_policy", "DeferredInterrupt", "Resumption", "open_for_resume"]
+
+
+#: The smallest probe scale (a norm or a standard deviation) per data type whose square is a normal number: below it
+#: ‖μ‖² underflows (or μ itself is stored as zeros) and the Gram matrix of the probes is singular.
+_SMALLEST_SCALE = {"float32": math.sqrt(2.0 ** -126), "float64": math.sqrt(2.0 ** -1022)}
+
+
+def check_probe_scale(name: str, value: float, dtype: str, what: str) -> None:
+    """Refuse (one line) a positive probe scale too small for ``dtype``: the probe would be stored as zeros (or its
+    squared norm underflow), a zero probe vector the exact decomposition cannot use.
+
+    Examples
+    --------
+    >>> check_probe_scale("mu_norm", 1e-10, "float32", "the signal μ")
+    >>> check_probe_scale("mu_norm", 1e-50, "float32", "the signal μ")
+    Traceback (most recent call last):
+    ...
+    dyn.errors.ConfigError: mu_norm=1e-50 is too small for float32: the signal μ would be stored as zeros (its squared norm underflows); use mu_norm >= 1.1e-19, or dtype float64
+    """
+    bound = _SMALLEST_SCALE.get(dtype)
+    if bound is not None and 0 < value < bound:
+        raise ConfigError(f"{name}={value:g} is too small for {dtype}: {what} would be stored as zeros (its squared "
+                          f"norm underflows); use {name} >= {bound:.1e}"
+                          + (", or dtype float64" if dtype == "float32" else ""))
 
 
 @dataclass(frozen=True)
@@ -155,9 +179,11 @@ class Preset:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
@@ -577,7 +603,9 @@ def open_for_resume(out: str | os.PathLike | None, *, setup: str, config: Any) -
     try:
         attrs = writer.attrs
         if attrs.get("status") == "complete":
-            raise StoreError(f"{out} is already complete; nothing to resume")
+            removed = writer.remove_leftovers()  # a kill during its close: its checkpoint files
+            raise StoreError(f"{out} is already complete; nothing to resume"
+                             + (f" (removed {removed} leftover checkpoint files)" if removed else ""))
         stored = attrs.get("config")
         if not isinstance(stored, dict) or attrs.get("setup") != setup:
             raise StoreError(f"{out} is not a run of dyn's {setup} trainer (setup={attrs.get('setup')!r}); "

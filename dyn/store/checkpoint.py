@@ -1,7 +1,8 @@
 """Checkpoints inside a run store: the state that resumes training, as plain zarr arrays (no pickle).
 
-A checkpoint is a group ``/_checkpoint/slot_<k>`` (attribute ``step``) holding whatever arrays the trainer
-handed to :meth:`dyn.Recorder.flush` (weights, RNG states, ...) to continue at that step. Two slots take turns;
+A checkpoint is a group ``/_checkpoint/slot_<k>`` (attributes ``step`` and ``arrays``, the names of the arrays
+it holds) holding whatever arrays the trainer handed to :meth:`dyn.Recorder.flush` (weights, RNG states, ...) to
+continue at that step; anything else in the slot is not dyn's and is neither read nor removed. Two slots take turns;
 the root attributes ``checkpoint_step`` and ``checkpoint_slot`` point at the valid one and are committed only
 once it is completely written (:meth:`dyn.store.StoreWriter.write_checkpoint`).
 """
@@ -51,16 +52,21 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[int, dict[str, np.ndarray]
     if held != step:
         raise StoreError(f"{p}: the checkpoint pointer says step {step} but {where} holds step {held}; the store is damaged")
     check_codecs(group_path)
-    names = sorted(d.name for d in group_path.iterdir() if (d / "zarr.json").is_file())
+    listed = (meta.get("attributes") or {}).get("arrays")
+    if isinstance(listed, list):  # the arrays dyn wrote there (a user's group beside them is not the state)
+        names = sorted(str(n) for n in listed)
+    else:  # a store of an earlier dyn: every array in the slot
+        names = sorted(d.name for d in group_path.iterdir() if (d / "zarr.json").is_file())
     if not names:
         raise StoreError(f"{p}: the checkpoint of step {step} is empty ({where}); the store is damaged")
     for name in names:
+        if not (group_path / name / "zarr.json").is_file():
+            raise StoreError(f"{p}: the checkpoint of step {step} is damaged: its array {where}/{name} is missing")
         with reading(p, f"checkpoint of step {step}"):
             meta = json.loads((group_path / name / "zarr.json").read_text())
         gap = missing_chunks(group_path, name, meta)
         if gap is not None:
             raise StoreError(f"{p}: the checkpoint of step {step} is damaged: {gap}")
     with reading(p, f"checkpoint of step {step}"):
-        group = zarr.open_group(str(group_path), mode="r")
-        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        arrays = {name: np.asarray(zarr.open_array(str(group_path / name), mode="r")[...]) for name in names}
     return step, arrays

@@ -22,22 +22,23 @@ temporary name and move it into place only when complete, so a failure leaves wh
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import ConfigError, DynError, StoreError, WriteError, option
 from .reader import read_attrs
 
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
            "save_figure", "atomic_write", "io_errors", "foreign_in_store", "zarr_files",
-           "SWEEP_LIST"]
+           "SWEEP_LIST", "NODES_ATTR", "own_nodes", "remove_own", "write_recorded",
+           "check_recorded"]
 
 #: Kinds of output, as named in messages.
 KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
@@ -51,6 +52,103 @@ SWEEP_LIST = ".dyn-sweep.json"
 SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
 # zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
 _TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
+# what dyn stages beside an output ``out``: ``.<out name>.<32 hex>.partial`` (being built; a folder dyn holds an
+# flock on while it writes) and ``.<out name>.<32 hex>.old`` (the replaced output, moved aside before removal)
+_STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.(?P<kind>partial|old)")
+
+
+def staging_path(out: Path, kind: str = "partial") -> Path:
+    """A fresh name beside ``out`` for building it (``kind="partial"``) or moving the old one aside (``"old"``)."""
+    return out.with_name(f".{out.name}.{uuid.uuid4().hex}.{kind}")
+
+
+def hold(folder: Path) -> int:
+    """Take an exclusive flock on ``folder`` (a staging folder being written, or a run store): released when the
+    returned descriptor is closed or the process dies. :func:`recover_output` leaves a held folder alone."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds ``path``'s flock (:func:`hold`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _complete_stage(path: Path) -> bool:
+    """Whether a staged output is complete (it would have been renamed into place next): a report or reproduction
+    folder holding its marker, or a gridded zarr export whose consolidated metadata (written last) is there."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if (path / MARKER).is_file():
+        return True
+    meta = _read_json(path / "zarr.json") or {}
+    attrs = meta.get("attributes")
+    return isinstance(attrs, dict) and attrs.get("dyn_output") == "export" and \
+        isinstance(meta.get("consolidated_metadata"), dict)
+
+
+def recover_output(out: str | os.PathLike) -> list[str]:
+    """Finish what a killed dyn command left beside ``out``, and remove its debris; returns what was done.
+
+    A replacement interrupted between moving the old output aside (``.<name>.<hex>.old``) and renaming the new one
+    in is finished: the complete new one takes ``out``'s name (or, if none is complete, the old one is put back).
+    Then the staging folders and files of killed writers of ``out`` (``.<name>.<hex>.partial``, old outputs moved
+    aside, a half-written export sidecar) are removed. Nothing is touched while a live dyn process holds a staging
+    folder of ``out`` (it is writing it now), and nothing but these names is ever removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "report"
+    >>> old = staging_path(out, "old"); old.mkdir(); _ = (old / MARKER).write_text("{}")
+    >>> recover_output(out)  # killed after the old report was moved aside: it is put back
+    ['restored report']
+    >>> out.is_dir(), [p.name for p in out.parent.iterdir()]
+    (True, ['report'])
+    """
+    out = Path(out)
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return []
+    names = (out.name, f"{out.name}{MARKER}")
+    staged = [(Path(e.path), m["kind"]) for e in entries if (m := _STAGE.fullmatch(e.name)) and m["name"] in names]
+    if not staged:
+        return []
+    if any(_held(p) for p, kind in staged if kind == "partial" and p.is_dir() and not p.is_symlink()):
+        return []  # a dyn process is writing ``out`` now: its staging is not debris
+    done = []
+    with io_errors(str(out)):
+        olds = [p for p, kind in staged if kind == "old" and p.name[1:].startswith(f"{out.name}.")]
+        if olds and not out.exists() and not out.is_symlink():
+            new = [p for p, kind in staged if kind == "partial" and p.name[1:].startswith(f"{out.name}.")
+                   and _complete_stage(p)]
+            pick = max(new or olds, key=lambda p: p.stat().st_mtime_ns)
+            os.rename(pick, out)
+            done.append(f"{'finished replacing' if new else 'restored'} {out.name}")
+        for path, _ in staged:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}")
+            elif path.exists() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                done.append(f"removed {path.name}")
+    return done
 
 
 @contextlib.contextmanager
@@ -125,10 +223,105 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+#: Root attribute listing the nodes (groups and arrays, '/'-separated paths) dyn wrote into a store or gridded
+#: export. zarr-python and xarray rewrite the consolidated metadata when a user adds a group (``to_zarr(mode="a")``),
+#: so the commit record alone cannot tell dyn's nodes from a user's: this list can. A node is listed before its
+#: first file is written, so what a killed writer left is dyn's too.
+NODES_ATTR = "dyn_nodes"
+#: Checkpoint group of a run store (:mod:`dyn.store.checkpoint`): its slots list their arrays in their own
+#: ``zarr.json`` (attribute ``arrays``), as they are not in the commit record.
+_CHECKPOINT = "_checkpoint"
+_SLOTS = ("slot_0", "slot_1")
+
+
+def own_nodes(root: str | os.PathLike) -> set[str] | None:
+    """The nodes dyn wrote in the zarr store ``root`` (:data:`NODES_ATTR`; for a store of an earlier dyn, the nodes
+    its commit record shows), or None if its root ``zarr.json`` cannot be read (then nothing is known)."""
+    meta = _read_json(Path(root) / "zarr.json")
+    if meta is None:
+        return None
+    attrs = meta.get("attributes")
+    listed = attrs.get(NODES_ATTR) if isinstance(attrs, dict) else None
+    if isinstance(listed, list):
+        return {p for p in listed if isinstance(p, str)}
+    consolidated = meta.get("consolidated_metadata")
+    metas = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    return set(metas) if isinstance(metas, dict) else set()
+
+
+def _slot_arrays(root: Path, slot: str, cache: dict[str, set[str] | None]) -> set[str] | None:
+    """The arrays a checkpoint slot lists (None: the slot does not list them, as before dyn did; all are dyn's)."""
+    if slot not in cache:
+        meta = _read_json(root / _CHECKPOINT / slot / "zarr.json") or {}
+        listed = (meta.get("attributes") or {}).get("arrays") if isinstance(meta.get("attributes"), dict) else None
+        cache[slot] = {a for a in listed if isinstance(a, str)} if isinstance(listed, list) else None
+    return cache[slot]
+
+
+def _node_of(parts: tuple[str, ...], beside_meta: bool) -> str | None:
+    """The node (path) a file of zarr's kind belongs to: the folder of a ``zarr.json``, the array of a chunk file
+    (``<array>/c/...`` or a 0-d array's ``<array>/c``); temporary files belong where their final name does."""
+    name = parts[-1]
+    if _TEMP.fullmatch(name):
+        name = name.rsplit(".", 2)[0]
+        parts = (*parts[:-1], name)
+    if name == "zarr.json" or (name == "c" and beside_meta and "c" not in parts[:-1]):
+        return "/".join(parts[:-1])
+    parents = parts[:-1]
+    if "c" not in parents:
+        return None
+    return "/".join(parents[: len(parents) - 1 - parents[::-1].index("c")])
+
+
+class _Owner:
+    """Decides which of zarr's files inside a store are dyn's: those of the nodes it lists (:func:`own_nodes`), of
+    the checkpoint slots' listed arrays, of an overwritten store still to be swept (:data:`SWEEP_LIST`)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.nodes = own_nodes(root)
+        sweep = (_read_json(root / SWEEP_LIST) or {}).get("dyn_sweep")
+        self.swept = {p for p in sweep if isinstance(p, str)} if isinstance(sweep, list) else set()
+        self._slots: dict[str, set[str] | None] = {}
+
+    def owns(self, parts: tuple[str, ...], beside_meta: bool) -> bool:
+        if not _zarr_file(parts, beside_meta):
+            return False
+        if self.nodes is None or "/".join(parts) in self.swept:
+            return True
+        if parts == (SWEEP_LIST,) or (len(parts) == 1 and _TEMP.fullmatch(parts[0])
+                                      and parts[0].rsplit(".", 2)[0] in ("zarr.json", SWEEP_LIST)):
+            return True
+        node = _node_of(parts, beside_meta)
+        if node is None:
+            return False
+        if node == "" or node in self.nodes:
+            return True
+        steps = node.split("/")
+        if steps[0] != _CHECKPOINT:
+            return False
+        if len(steps) == 1:
+            return True
+        if steps[1] not in _SLOTS:
+            return False
+        if len(steps) == 2:
+            return True
+        if len(steps) != 3:
+            return False
+        listed = _slot_arrays(self.root, steps[1], self._slots)
+        if listed is not None:
+            return steps[2] in listed
+        # a slot that does not list its arrays (an earlier dyn's): its arrays are dyn's, a group is not
+        meta = _read_json(self.root.joinpath(*steps, "zarr.json")) or {}
+        return meta.get("node_type") == "array"
+
+
 def _walk_store(root: Path):
-    """``(relative parts, is a link, is one of zarr's files)`` for every file or link below the store ``root``."""
+    """``(relative parts, is a link, is dyn's)`` for every file or link below the store ``root``: dyn's are zarr's
+    own files (metadata, chunks, temporary files) of the nodes dyn wrote (:class:`_Owner`)."""
     # os.scandir and tuples of names, not pathlib: a run store holds hundreds of files, and this walk runs on
     # every overwrite (pathlib cost ~25 ms per walk at paper scale)
+    owner = _Owner(Path(root))
     stack: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
     while stack:
         folder, parts = stack.pop()
@@ -144,19 +337,46 @@ def _walk_store(root: Path):
             elif entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel))
             else:
-                yield rel, False, _zarr_file(rel, meta)
+                yield rel, False, owner.owns(rel, meta)
 
 
 def foreign_in_store(root: Path) -> list[str]:
-    """Paths inside the zarr store ``root`` that zarr did not write: anything but ``zarr.json`` metadata, chunk
-    files (``.../c/<i>/<j>...``), zarr's temporary files, and folders holding them; links are always foreign."""
+    """Paths inside the zarr store ``root`` that dyn did not write: anything but zarr's files (``zarr.json``
+    metadata, chunk files ``.../c/<i>/<j>...``, zarr's temporary files) of the nodes dyn lists (:func:`own_nodes`:
+    a user's group or array added with zarr or xarray is foreign too, even inside one of dyn's groups or in
+    ``_checkpoint/``); links are always foreign."""
     return sorted(os.path.join(*rel) for rel, link, own in _walk_store(root) if link or not own)
 
 
 def zarr_files(root: Path) -> list[str]:
-    """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that look like zarr's own (see
+    """Relative paths ('/'-separated) of the files inside the zarr store ``root`` that dyn wrote (see
     :func:`foreign_in_store`); links and anything else are left out."""
     return ["/".join(rel) for rel, link, own in _walk_store(root) if own and not link]
+
+
+def remove_own(root: Path, under: str = "") -> None:
+    """Remove dyn's files (see :func:`foreign_in_store`) below ``root/under`` and the folders they leave empty;
+    anything else (a user's files and groups) stays, with the folders that hold it."""
+    base = Path(root, under) if under else Path(root)
+    if not base.is_dir():
+        return
+    prefix = tuple(p for p in under.split("/") if p)
+    owner = _Owner(Path(root))
+    for dirpath, _, filenames in os.walk(base, topdown=False):
+        rel = os.path.relpath(dirpath, base)
+        parts = prefix + (() if rel == "." else tuple(rel.split(os.sep)))
+        meta = "zarr.json" in filenames
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and owner.owns((*parts, name), meta):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        try:
+            os.rmdir(dirpath)
+        except OSError:  # not empty: holds something that is not dyn's
+            pass
 
 
 def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
@@ -182,7 +402,8 @@ def _foreign(path: Path, kind: str) -> list[str]:
         return foreign_in_store(path)
     if kind == "export":
         mark = _read_json(_sidecar(path)) or {}
-        return [] if mark.get("sha256") == _sha256(path) else [f"{path.name} (changed since dyn wrote it)"]
+        ok = {mark.get("sha256"), mark.get("replaces")} - {None}  # "replaces": killed while being replaced
+        return [] if _sha256(path) in ok else [f"{path.name} (changed since dyn wrote it)"]
     if kind == "sweep":
         return _foreign_in_sweep(path)
     mark = _read_json(path / MARKER) or {}
@@ -208,14 +429,31 @@ def _foreign(path: Path, kind: str) -> list[str]:
     return sorted(out)
 
 
+def _recorded(files: dict, name: str) -> list[str]:
+    """The SHA-256 digests a marker accepts for the file ``name`` (the current one, and while it is being replaced
+    the one it replaces: see :func:`write_recorded`)."""
+    value = files.get(name)
+    return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _foreign_in_sweep(path: Path) -> list[str]:
+    mark = _read_json(path / MARKER)
+    files = mark.get("files") if mark is not None and mark.get("dyn_output") == "sweep" else None
+    files = files if isinstance(files, dict) else None  # None: a sweep of an earlier dyn, which hashed nothing
     out = []
     for entry in sorted(path.iterdir()):
         if entry.is_symlink():
             out.append(entry.name)
+        elif files is not None and entry.name == MARKER and entry.is_file():
+            continue
+        elif files is not None and entry.name in SWEEP_FILES and entry.is_file():
+            if _sha256(entry) not in _recorded(files, entry.name):
+                out.append(f"{entry.name} (changed since dyn wrote it)")
         elif entry.name == "runs" and entry.is_dir():
             for run in sorted(entry.iterdir()):
                 rel = f"runs/{run.name}"
+                if _STAGE.fullmatch(run.name) and run.is_dir() and not run.is_symlink():
+                    continue  # a run store a killed sweep was creating (dyn's staging name): removed with the folder
                 if run.is_symlink() or not run.is_dir() or (any(run.iterdir()) and not _is_run_store(run)):
                     out.append(rel)
                 else:
@@ -226,7 +464,69 @@ def _foreign_in_sweep(path: Path) -> list[str]:
 
 
 def _is_partial_table(name: str) -> bool:
-    return name.startswith(".results.") and name.endswith(".partial")
+    """A temporary file of a sweep's own file (:func:`write_recorded`, or an earlier dyn's ``.results.*.partial``)."""
+    if name.startswith(".results.") and name.endswith(".partial"):
+        return True
+    return bool(_TEMP.fullmatch(name)) and name[1:].rsplit(".", 2)[0] in (*SWEEP_FILES, MARKER)
+
+
+def check_recorded(folder: str | os.PathLike, names: Iterable[str] = SWEEP_FILES) -> None:
+    """Refuse (one line) when one of the files ``names`` of a sweep folder exists but is not as dyn wrote it (its
+    SHA-256 is not in the folder's marker): dyn never replaces a file a user changed. A folder of an earlier dyn,
+    without a marker, is not checked."""
+    folder = Path(folder)
+    mark = _read_json(folder / MARKER)
+    files = mark.get("files") if mark is not None else None
+    if not isinstance(files, dict):
+        return
+    for name in sorted(names):
+        path = folder / name
+        if path.is_file() and _sha256(path) not in _recorded(files, name):
+            raise StoreError(f"{folder} holds {name}, changed since dyn wrote it; refusing to replace it (move it "
+                             "away, or use another --out)")
+
+
+def write_recorded(folder: str | os.PathLike, name: str, write: Callable[[Path], None]) -> None:
+    """Write the file ``folder/name`` of a sweep folder whole and record its SHA-256 in ``folder``'s marker
+    (:data:`MARKER`), so that a later ``--overwrite`` can tell whether a user changed it since.
+
+    ``write(tmp)`` writes the file to a temporary path beside it (``.<name>.<32 hex>.partial``), which then replaces
+    it atomically. The marker accepts both digests while the file is being replaced (the old file's, if dyn wrote
+    it, and the new one's), so a kill at any moment leaves a file the marker accepts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_recorded(folder, "results.csv", lambda tmp: tmp.write_text("a,b\\n1,2\\n"))
+    >>> _foreign_in_sweep(folder)
+    []
+    >>> _ = (folder / "results.csv").write_text("edited\\n")
+    >>> _foreign_in_sweep(folder)
+    ['results.csv (changed since dyn wrote it)']
+    """
+    folder = Path(folder)
+    out = folder / name
+    check_recorded(folder, [name])
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.partial"
+    mark = _read_json(folder / MARKER)
+    if mark is None or not isinstance(mark.get("files"), dict):  # the first file (or a sweep of an earlier dyn,
+        mark = {"dyn_output": "sweep", "files": {n: [_sha256(folder / n)] for n in sorted(SWEEP_FILES)  # which
+                                                 if (folder / n).is_file()}}  # hashed nothing: its files are dyn's)
+    try:
+        with io_errors(str(out)):
+            write(tmp)
+            new = _sha256(tmp)
+            keep = _recorded(mark["files"], name)
+            old = _sha256(out) if out.is_file() and keep else None
+            mark["files"][name] = [new] + ([old] if old in keep and old != new else [])
+            atomic_write(folder / MARKER, json.dumps(mark, indent=1).encode())
+            os.replace(tmp, out)
+            if len(mark["files"][name]) > 1:
+                mark["files"][name] = [new]
+                atomic_write(folder / MARKER, json.dumps(mark, indent=1).encode())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _real(path: Path) -> Path:
@@ -243,8 +543,9 @@ def claim_output(
 ) -> Path:
     """Decide whether a command may create ``out`` (or replace it, with ``overwrite``); return it as a Path.
 
-    The one rule for every command's ``--out`` (see the module docstring). Nothing is written here; the parent
-    folders are created by :func:`make_parents` when the output is written.
+    The one rule for every command's ``--out`` (see the module docstring). Nothing is written here but what
+    :func:`recover_output` does first (finish a replacement of ``out`` a kill interrupted, remove what killed dyn
+    writers left beside it); the parent folders are created by :func:`make_parents` when the output is written.
 
     Parameters
     ----------
@@ -264,6 +565,7 @@ def claim_output(
     if kind not in KINDS:
         raise ConfigError(f"unknown output kind {kind!r} (known: {', '.join(KINDS)})")
     out = Path(out)
+    recover_output(out)  # an interrupted replacement of ``out`` is finished, killed writers' debris removed
     if out.is_symlink():
         raise StoreError(f"{out} is a symbolic link; dyn writes only to real paths (give the link's target)")
     real = _real(out)
@@ -330,20 +632,6 @@ def _manifest(folder: Path, kind: str) -> dict:
     return {"dyn_output": kind, "files": dict(sorted(files.items())), "stores": sorted(stores)}
 
 
-def _umask() -> int:
-    """The process's umask (read from /proc where it can be, since setting it to read it races with threads)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def staged_folder(
     out: str | os.PathLike,
@@ -366,20 +654,22 @@ def staged_folder(
     """
     out = claim_output(out, kind=kind, inputs=inputs, overwrite=overwrite)
     make_parents(out)
+    tmp = staging_path(out)
     with io_errors(str(out)):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: give the folder the mode mkdir would
+        tmp.mkdir()
+        lock = hold(tmp)  # while held, no rerun takes it for debris
     old = None
     try:
         with io_errors(str(out)):
             yield tmp
-            atomic_write(tmp / MARKER, json.dumps(_manifest(tmp, kind), indent=1).encode())
+            atomic_write(tmp / MARKER, json.dumps(_manifest(tmp, kind), indent=1).encode())  # complete from here
             if out.exists():
                 claim_output(out, kind=kind, overwrite=True)
-                old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
-                os.rename(out, old)
+                old = staging_path(out, "old")  # moved aside whole, then the new one renamed in: a kill between
+                os.rename(out, old)  # the two is finished by the next claim_output (recover_output)
             os.replace(tmp, out)
     finally:
+        os.close(lock)
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -403,24 +693,37 @@ def staged_file(
     """
     out = claim_output(out, kind="export", inputs=inputs, overwrite=overwrite)
     make_parents(out)
+    folder = staging_path(out)  # a held staging folder holding the file: see recover_output
     with io_errors(str(out)):
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-        os.close(fd)
-        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it 0600: give the file the mode open() would
-    tmp = Path(name)
+        folder.mkdir()
+        lock = hold(folder)
+    tmp = folder / out.name
     try:
         with io_errors(str(out)):
             yield tmp
+            replaced = None
             if out.exists():
                 claim_output(out, kind="export", overwrite=True)
-            mark = {"dyn_output": "export", "file": out.name, "sha256": _sha256(tmp)}
-            atomic_write(_sidecar(out), json.dumps(mark, indent=1).encode())
+                replaced = _sha256(out)
+            new = _sha256(tmp)
+            mark = {"dyn_output": "export", "file": out.name, "sha256": new}
+            # until the file is replaced the sidecar accepts the old one too: a kill in between leaves an export
+            # that a later --overwrite still recognises as dyn's
+            atomic_write(_sidecar(out), json.dumps({**mark, "replaces": replaced} if replaced else mark,
+                                                   indent=1).encode())
             os.replace(tmp, out)
+            if replaced:
+                atomic_write(_sidecar(out), json.dumps(mark, indent=1).encode())
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(lock)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120) -> None:
-    """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``folder``."""
+def save_figure(fig, folder: str | os.PathLike, stem: str, *, dpi: int = 120, recorded: bool = False) -> None:
+    """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``folder``; ``recorded``: each whole (temporary file, then
+    rename) with its SHA-256 in the folder's marker (a sweep folder's figures, see :func:`write_recorded`)."""
     for ext in ("png", "svg"):
-        fig.savefig(Path(folder) / f"{stem}.{ext}", dpi=dpi)
+        if recorded:
+            write_recorded(folder, f"{stem}.{ext}", lambda tmp, ext=ext: fig.savefig(tmp, dpi=dpi, format=ext))
+        else:
+            fig.savefig(Path(folder) / f"{stem}.{ext}", dpi=dpi)

@@ -18,7 +18,7 @@ from ..errors import StoreError
 from .safety import check_codecs
 from .schema import SCHEMA_VERSION, validate_tree
 
-__all__ = ["read_attrs", "reading", "open_run", "read_static", "missing_chunks", "CHECKPOINT_GROUP"]
+__all__ = ["read_attrs", "reading", "open_run", "read_static", "missing_chunks", "damaged_chunk", "CHECKPOINT_GROUP"]
 
 #: The group holding a run's checkpoints (:mod:`dyn.store.checkpoint`); not part of the recording.
 CHECKPOINT_GROUP = "_checkpoint"
@@ -74,6 +74,13 @@ def reading(path: str | os.PathLike | None, what: str):
     except ValueError as exc:
         if not _raised_by_zarr(exc):
             raise
+        if "checksum" in str(exc).lower():  # zarr's crc32c codec: name the chunk (found by checking them all)
+            bad = None
+            if path is not None:
+                with contextlib.suppress(Exception):
+                    bad = damaged_chunk(path)
+            raise StoreError(f"{path}: cannot read {what}: " + (bad or "a chunk's checksum (CRC-32C) does not "
+                             "match its bytes") + "; the store is damaged") from None
         # e.g. an array whose data type was edited in its metadata: its chunks no longer decode to its shape
         raise StoreError(f"{path}: cannot read {what} (its metadata does not match its data): {_first_line(exc)}") from None
 
@@ -118,6 +125,53 @@ def _array_metas(p: Path, root: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if meta.get("node_type") == "array":
             out[str(rel)] = meta
     return out
+
+
+def damaged_chunk(path: str | os.PathLike) -> str | None:
+    """The first chunk file of the store ``path`` whose CRC-32C (zarr's ``crc32c`` codec, which dyn ends every
+    numeric chunk with) does not match its bytes, as a phrase naming the array and the chunk, or None.
+
+    Reads every checksummed chunk of the recording (the arrays the commit record shows) and of the checkpoints.
+
+    Examples
+    --------
+    >>> import dyn, torch, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> _ = dyn.train(dyn.Config(d=30, n=6, m=3, steps=3), path)
+    >>> damaged_chunk(path) is None
+    True
+    >>> chunk = os.path.join(path, "h", "noise_inner", "c", "0", "0", "0")
+    >>> data = bytearray(open(chunk, "rb").read()); data[9] ^= 0x10  # one flipped bit
+    >>> _ = open(chunk, "wb").write(bytes(data))
+    >>> damaged_chunk(path)
+    'h/noise_inner chunk c/0/0/0 has a checksum (CRC-32C) that does not match its bytes (steps 0..3 by index)'
+    """
+    from .v3 import _checksummed, _crc32c
+
+    p = Path(path)
+    metas = dict(_array_metas(p, _root_meta(p)))
+    for meta_path in sorted((p / CHECKPOINT_GROUP).rglob("zarr.json")):
+        meta = json.loads(meta_path.read_text())
+        if isinstance(meta, dict) and meta.get("node_type") == "array":
+            metas[meta_path.parent.relative_to(p).as_posix()] = meta
+    for name, meta in sorted(metas.items()):
+        codecs = meta.get("codecs")
+        if not isinstance(codecs, list) or not _checksummed(codecs):
+            continue
+        parsed = ArrayV3Metadata.from_dict(dict(meta))
+        for coords in parsed.chunk_grid.all_chunk_coords(parsed.shape):
+            key = parsed.encode_chunk_key(coords)
+            try:
+                data = (p / name / key).read_bytes()
+            except OSError:
+                continue  # missing: missing_chunks names it
+            if len(data) < 4 or _crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
+                where = ""
+                if parsed.dimension_names and parsed.dimension_names[0] == "step" and parsed.shape:
+                    size = parsed.chunk_grid.chunk_shape[0]
+                    where = f" (steps {coords[0] * size}..{min((coords[0] + 1) * size, parsed.shape[0]) - 1} by index)"
+                return f"{name} chunk {key} has a checksum (CRC-32C) that does not match its bytes{where}"
+    return None
 
 
 def missing_chunks(p: Path, path: str, meta: Mapping[str, Any], rows: int | None = None) -> str | None:
@@ -208,6 +262,9 @@ def open_run(path: str | os.PathLike, *, validate: bool = True, chunks: dict | N
             tree = xr.open_datatree(p, engine="zarr", consolidated=consolidated, chunks=chunks)
     except Exception as exc:  # zarr/xarray raise many types for damaged stores; name the store and the cause
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "checksum" in msg.lower():
+            with contextlib.suppress(Exception):
+                msg = damaged_chunk(p) or msg
         raise StoreError(f"{p} could not be read as a dyn store: {msg}") from None
     rows = None
     if legacy:  # schema 1, unfinished: arrays were allocated ahead, unwritten steps hold -1

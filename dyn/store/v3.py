@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import google_crc32c
 import numcodecs
 import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["CODECS", "ArraySpec", "codec_chain", "stored_dtype", "decode_chunk", "encode_chunk", "group_meta", "json_default",
+__all__ = ["CODECS", "CRC32C", "ArraySpec", "codec_chain", "crc32c_zeros", "encode_parts", "stored_dtype", "decode_chunk", "encode_chunk", "group_meta", "json_default",
            "write_file"]
 
 #: The compression choices of new numeric arrays (``StoreWriter(codec=...)``), as zarr v3 codec entries after
@@ -70,17 +71,90 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _put(fd: int, data: Any, size: int | None) -> None:
+#: zarr v3's standard checksum codec (the last codec of every numeric array dyn creates): CRC-32C of the encoded
+#: chunk, appended as 4 little-endian bytes. Every reader verifies it (zarr-python's ``Crc32cCodec`` too).
+CRC32C: dict[str, Any] = {"name": "crc32c"}
+_CRC_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
+
+
+def _gf2_times(mat: Sequence[int], vec: int) -> int:
+    out, i = 0, 0
+    while vec:
+        if vec & 1:
+            out ^= mat[i]
+        vec >>= 1
+        i += 1
+    return out
+
+
+_ZERO_OPS: list[list[int]] = []  # [k]: the map a CRC-32C register undergoes over 2**k zero bytes (32 columns)
+_ZERO_TABLES: dict[int, list[list[int]]] = {}  # [k]: that map as 4 byte-indexed tables (one lookup per byte)
+
+
+def _zero_table(k: int) -> list[list[int]]:
+    """The map over ``2**k`` zero bytes as 4 tables of 256 entries, built once per ``k`` (1024 XORs)."""
+    table = _ZERO_TABLES.get(k)
+    if table is not None:
+        return table
+    if not _ZERO_OPS:
+        op = [_CRC_POLY] + [1 << i for i in range(31)]  # one zero bit
+        for _ in range(3):  # 2, 4, 8 bits (as zlib's crc32_combine)
+            op = [_gf2_times(op, op[i]) for i in range(32)]
+        _ZERO_OPS.append(op)
+    while len(_ZERO_OPS) <= k:
+        op = _ZERO_OPS[-1]
+        _ZERO_OPS.append([_gf2_times(op, op[i]) for i in range(32)])
+    cols = _ZERO_OPS[k]
+    table = []
+    for j in range(4):
+        t = [0] * 256
+        for b in range(1, 256):
+            low = b & -b
+            t[b] = t[b ^ low] ^ cols[8 * j + low.bit_length() - 1]
+        table.append(t)
+    _ZERO_TABLES[k] = table
+    return table
+
+
+def crc32c_zeros(crc: int, n: int) -> int:
+    """The CRC-32C of a message whose CRC-32C is ``crc``, extended by ``n`` zero bytes, in O(log n) table
+    lookups without reading them: a chunk padded with a hole (zeros that take no disk space) is checksummed as
+    written.
+
+    Examples
+    --------
+    >>> import google_crc32c
+    >>> crc32c_zeros(google_crc32c.value(b"dyn"), 1000) == google_crc32c.value(b"dyn" + bytes(1000))
+    True
+    """
+    reg, k = crc ^ 0xFFFFFFFF, 0
+    while n:
+        if n & 1:
+            t = _zero_table(k)
+            reg = t[0][reg & 255] ^ t[1][(reg >> 8) & 255] ^ t[2][(reg >> 16) & 255] ^ t[3][reg >> 24]
+        n >>= 1
+        k += 1
+    return reg ^ 0xFFFFFFFF
+
+
+def _put(fd: int, data: Any, size: int | None, tail: Any = None) -> None:
+    """Write ``data``, then (``size``) zeros up to ``size`` bytes as a hole, then ``tail`` (a chunk's checksum)."""
     with os.fdopen(fd, "wb", closefd=True) as f:
         f.write(data)
         if size is not None and size > f.tell():
-            f.truncate(size)  # a hole: the file system stores no bytes for it and reads it back as zeros
+            if tail:
+                f.seek(size)  # a hole: the file system stores no bytes for it and reads it back as zeros
+            else:
+                f.truncate(size)  # a hole, as above
+        if tail:
+            f.write(tail)
 
 
-def write_file(path: Path, data: Any, size: int | None = None) -> None:
+def write_file(path: Path, data: Any, size: int | None = None, tail: Any = None) -> None:
     """Write ``data`` (bytes-like) to ``path`` atomically: a temporary name zarr's own files may have
     (``<name>.<32 hex>.partial``, which :func:`dyn.store.outputs.foreign_in_store` accepts), then ``os.replace``.
-    ``size``: extend the file to this many bytes with zeros (see :meth:`ArraySpec.append`)."""
+    ``size``: extend the file to this many bytes with zeros (see :meth:`ArraySpec.append`); ``tail``: bytes written
+    after them (a chunk's checksum)."""
     tmp = f"{path}.{uuid.uuid4().hex}.partial"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -88,7 +162,7 @@ def write_file(path: Path, data: Any, size: int | None = None) -> None:
         os.makedirs(path.parent, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        _put(fd, data, size)
+        _put(fd, data, size, tail)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -98,29 +172,29 @@ def write_file(path: Path, data: Any, size: int | None = None) -> None:
         raise
 
 
-def write_chunk(path: Path, data: Any, visible: bool = True, size: int | None = None) -> None:
+def write_chunk(path: Path, data: Any, visible: bool = True, size: int | None = None, tail: Any = None) -> None:
     """Write a chunk file. One that may be visible (a commit shows it: it holds committed rows) is replaced
     atomically (:func:`write_file`). One that is not is written straight to its name: no reader looks at it
     before the commit that shows it, and a file left half written by a killed writer lies beyond that commit.
     An old file there (of an overwritten store) is unlinked first: replacing a file by rename makes ext4 flush
     the new data at once (``auto_da_alloc``), which costs more than the write."""
     if visible and os.path.lexists(path):
-        return write_file(path, data, size)
+        return write_file(path, data, size, tail)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileNotFoundError:
         _make_folder(path.parent)
-        return write_chunk(path, data, visible, size)
+        return write_chunk(path, data, visible, size, tail)
     except NotADirectoryError:  # an overwritten store had a chunk file where this one needs a folder ("c")
         _make_folder(path.parent)
-        return write_chunk(path, data, visible, size)
+        return write_chunk(path, data, visible, size, tail)
     except FileExistsError:
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)  # an overwritten store had chunk folders where this one has a file (0-d "c")
         else:
             os.unlink(path)
-        return write_chunk(path, data, visible, size)
-    _put(fd, data, size)
+        return write_chunk(path, data, visible, size, tail)
+    _put(fd, data, size, tail)
 
 
 def _make_folder(folder: Path) -> None:
@@ -190,8 +264,10 @@ def _fill_value(raw: Any, dtype: np.dtype | str) -> Any:
     return raw
 
 
-def codec_chain(codec: str | Sequence[Mapping[str, Any]], dtype: np.dtype | str) -> list[dict[str, Any]]:
-    """The full zarr v3 ``codecs`` list of an array of ``dtype`` compressed with ``codec`` (a :data:`CODECS` key)."""
+def codec_chain(codec: str | Sequence[Mapping[str, Any]], dtype: np.dtype | str,
+                checksum: bool = False) -> list[dict[str, Any]]:
+    """The full zarr v3 ``codecs`` list of an array of ``dtype`` compressed with ``codec`` (a :data:`CODECS` key),
+    ending with :data:`CRC32C` for a numeric array when ``checksum``."""
     if dtype == "string":
         return [dict(c) for c in _STRING_CODECS]
     if isinstance(codec, str):
@@ -207,6 +283,8 @@ def codec_chain(codec: str | Sequence[Mapping[str, Any]], dtype: np.dtype | str)
             conf = c["configuration"]
             c["configuration"] = {"typesize": dtype.itemsize, **{k: v for k, v in conf.items() if k != "typesize"}}
         chain.append(c)
+    if checksum:
+        chain.append(dict(CRC32C))
     return chain
 
 
@@ -223,8 +301,34 @@ def _numcodec(entry: Mapping[str, Any]) -> Any:
     raise StoreError(f"dyn cannot write arrays with codec {name!r}")
 
 
+def _crc32c(data: Any) -> int:
+    """CRC-32C of any contiguous buffer, without a copy (google_crc32c takes bytes or a numpy array)."""
+    return google_crc32c.value(np.frombuffer(data, np.uint8) if not isinstance(data, bytes) else data)
+
+
+def _checksummed(codecs: Sequence[Mapping[str, Any]]) -> bool:
+    return len(codecs) > 1 and codecs[-1].get("name") == "crc32c"
+
+
+def encode_parts(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]],
+                 size: int | None = None) -> tuple[Any, int | None, bytes | None]:
+    """Encode one chunk for its file as ``(data, size, tail)``: the file holds ``data``, then zeros up to ``size``
+    bytes (a hole; only for an uncompressed chunk short along its first axis, ``size`` its full byte size), then
+    ``tail``, the CRC-32C of everything before it when the codecs end with :data:`CRC32C` (no copy of ``data``)."""
+    if not _checksummed(codecs):
+        return encode_chunk(chunk, codecs), size, None
+    data = encode_chunk(chunk, codecs[:-1])
+    crc = _crc32c(data)
+    if size is not None and size > len(data):
+        crc = crc32c_zeros(crc, size - len(data))
+    return data, size, crc.to_bytes(4, "little")
+
+
 def encode_chunk(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]]) -> Any:
     """Encode one whole chunk (its full chunk shape) with a zarr v3 ``codecs`` list; returns a bytes-like object."""
+    if _checksummed(codecs):
+        data, _, tail = encode_parts(chunk, codecs)
+        return bytes(data) + tail
     first = codecs[0]["name"]
     if first == "vlen-utf8":
         data: Any = numcodecs.VLenUTF8().encode(np.asarray(chunk, dtype=object).ravel())
@@ -240,7 +344,17 @@ def encode_chunk(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]]) -> Any:
 
 def decode_chunk(data: bytes, codecs: Sequence[Mapping[str, Any]], dtype: np.dtype | str,
                  shape: tuple[int, ...]) -> np.ndarray:
-    """Decode one chunk file written with ``codecs`` back to an array of ``shape``."""
+    """Decode one chunk file written with ``codecs`` back to an array of ``shape``.
+
+    Raises
+    ------
+    StoreError
+        The chunk's CRC-32C (codecs ending with :data:`CRC32C`) does not match its bytes.
+    """
+    if _checksummed(codecs):
+        if len(data) < 4 or _crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
+            raise StoreError("checksum mismatch (CRC-32C): the chunk's bytes changed since they were written")
+        data, codecs = memoryview(data)[:-4], codecs[:-1]
     for entry in reversed(codecs[1:]):
         data = _numcodec(entry).decode(data)
     if codecs[0]["name"] == "vlen-utf8":
@@ -274,8 +388,9 @@ class ArraySpec:
     @classmethod
     def new(cls, shape: Sequence[int], chunks: Sequence[int] | None, dtype: Any, dims: Sequence[str],
             fill: Any = None, *, codec: str | Sequence[Mapping[str, Any]] = "none",
-            attrs: Mapping[str, Any] | None = None) -> "ArraySpec":
-        """A new array; ``chunks=None`` picks one chunk, split along the first axis above 16 MiB."""
+            attrs: Mapping[str, Any] | None = None, checksum: bool = False) -> "ArraySpec":
+        """A new array; ``chunks=None`` picks one chunk, split along the first axis above 16 MiB. ``checksum``: a
+        numeric array's chunks end with their CRC-32C (:data:`CRC32C`)."""
         dt = stored_dtype(dtype)
         shape = tuple(int(n) for n in shape)
         if fill is None:
@@ -285,7 +400,7 @@ class ArraySpec:
             if shape and dt != "string":
                 row = dt.itemsize * int(np.prod(chunks[1:], dtype=np.int64))
                 chunks = (max(1, min(chunks[0], (16 << 20) // max(row, 1))), *chunks[1:])
-        return cls(shape, tuple(int(c) for c in chunks), dt, list(dims), fill, codec_chain(codec, dt), dict(attrs or {}))
+        return cls(shape, tuple(int(c) for c in chunks), dt, list(dims), fill, codec_chain(codec, dt, checksum), dict(attrs or {}))
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> "ArraySpec":
@@ -307,7 +422,8 @@ class ArraySpec:
     def raw(self) -> bool:
         """Chunks are the values' bytes as they are (no compressor): rows beyond the array's end need not be
         written, the file is extended with a hole instead (see :meth:`append`)."""
-        return len(self.codecs) == 1 and self.codecs[0]["name"] == "bytes"
+        codecs = self.codecs[:-1] if _checksummed(self.codecs) else self.codecs
+        return len(codecs) == 1 and codecs[0]["name"] == "bytes"
 
     @property
     def chunk_nbytes(self) -> int:
@@ -366,7 +482,8 @@ class ArraySpec:
                     full = self.filled()
                     full[tuple(slice(0, s) for s in block.shape)] = block
                     block = full
-            write_chunk(self.chunk_path(root, coords), encode_chunk(block, self.codecs), visible, size)
+            data, size, tail = encode_parts(block, self.codecs, size)
+            write_chunk(self.chunk_path(root, coords), data, visible, size, tail)
 
     def read_chunk(self, root: Path, coords: Sequence[int]) -> np.ndarray:
         """One chunk decoded from disk (for continuing a partly filled chunk of a resumed store)."""
@@ -377,8 +494,8 @@ class ArraySpec:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
         try:
             return decode_chunk(data, self.codecs, self.dtype, self.chunks)
-        except StoreError:
-            raise
+        except StoreError as exc:
+            raise StoreError(f"cannot decode {path}: {exc}") from None
         except Exception as exc:  # numcodecs raises several types for damaged data
             raise StoreError(f"cannot decode {path} (corrupt or truncated data?): {exc}") from None
 
@@ -416,9 +533,9 @@ class ArraySpec:
                     self.tail_index = index
                 self.tail[off: off + take] = rows
                 block = self.tail[: off + take] if self.raw else self.tail
-            write_chunk(self.chunk_path(root, (index, *rest)), encode_chunk(block, self.codecs),
-                        visible=(off > 0 and pos == start) or index * cs < self.visible_rows,
-                        size=self.chunk_nbytes if self.raw and off + take < cs else None)
+            data, size, tail = encode_parts(block, self.codecs, self.chunk_nbytes if self.raw and off + take < cs else None)
+            write_chunk(self.chunk_path(root, (index, *rest)), data,
+                        visible=(off > 0 and pos == start) or index * cs < self.visible_rows, size=size, tail=tail)
             if off + take == cs and self.tail_index == index:
                 self.tail, self.tail_index = None, None
             pos += take

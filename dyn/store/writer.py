@@ -33,6 +33,12 @@ when it holds only fill values, so a chunk file missing from the committed range
 reader refuses it. This protects against a killed process (SIGKILL, out of memory, Ctrl-C); surviving a power cut
 would also need an ``fsync`` of every chunk, which dyn does not pay for.
 
+A new store is built under a staging name beside its path (``.<name>.<hex>.partial``) and renamed into place with
+its first commit, so the path never exists without a commit record. The root attributes list every node dyn
+wrote or is about to write (``dyn_nodes``, grown before a node's first file): anything else in the folder — a
+user's group added with xarray, which zarr also adds to the consolidated metadata — is not dyn's, and no resume,
+checkpoint rotation, close or overwrite sweep reads, rewrites or removes it (:mod:`dyn.store.outputs`).
+
 One writer per store: an OS lock (``flock``) on the store folder, taken before anything in it is read or
 changed and released by the OS when the process dies, so a crash never leaves a stale lock.
 
@@ -46,7 +52,9 @@ close and resumed still sweeps them.
 Codec
 -----
 New numeric arrays are stored uncompressed by default (``StoreWriter(codec=...)`` picks another, see
-:data:`dyn.store.v3.CODECS`); strings use zarr's default ``vlen-utf8`` + ``zstd``. Chosen by measurement
+:data:`dyn.store.v3.CODECS`), every chunk ending with its CRC-32C (zarr v3's ``crc32c`` codec, :data:`CHECKSUM`;
+an uncompressed chunk padded with a hole is checksummed without reading the hole, :func:`dyn.store.v3.crc32c_zeros`);
+strings use zarr's default ``vlen-utf8`` + ``zstd``. Chosen by measurement
 (``benchmarks/store_costs.py``) on the inner products of a real recording (figure-1 run, d=2000, n=100, m=50,
 multi-modal, 600 steps: 23.2 MiB float32), all codecs lossless (checked bit for bit), ranges over 3 invocations
 on a shared 2-core machine::
@@ -89,16 +97,20 @@ import zarr
 
 from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
-from .outputs import SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents, zarr_files
+from .outputs import (NODES_ATTR, SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents,
+                      own_nodes, remove_own, staging_path, zarr_files)
 from .reader import read_attrs
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
 
-__all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions"]
+__all__ = ["CODECS", "DEFAULT_CODEC", "StoreWriter", "library_versions", "leftovers"]
 
 #: Default compression of new numeric arrays, chosen by measurement (see the module docstring's table):
 #: float32 inner products of trained weights compress by only ~5-15%, slower than the disk takes the bytes.
 DEFAULT_CODEC = "none"
+#: New numeric arrays end their chunks with zarr v3's standard ``crc32c`` codec (see the module docstring): flipped
+#: bits are caught by every read and by ``dyn verify``. ``StoreWriter(checksum=False)`` leaves it out.
+CHECKSUM = True
 #: Largest chunk of a per-step array (bytes), whatever the recorder's ``chunk_bytes``: bounds the rewrite of a
 #: partly filled last chunk (see the module docstring's codec section).
 STEP_CHUNK_BYTES = 8 << 20
@@ -220,6 +232,9 @@ class StoreWriter:
     codec : {"none", "zstd", "blosc-lz4", "blosc-zstd"}
         Compression of the numeric arrays this writer creates (default ``"none"``, chosen by measurement: see
         the module docstring). Arrays continued in a resumed store keep the codecs they were created with.
+    checksum : bool, optional
+        End every chunk of the numeric arrays this writer creates with its CRC-32C (zarr v3's ``crc32c`` codec;
+        default :data:`CHECKSUM`, True).
 
     Attributes
     ----------
@@ -246,14 +261,16 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, append: bool = False,
-                 codec: str = DEFAULT_CODEC):
+                 codec: str = DEFAULT_CODEC, checksum: bool | None = None):
         if codec not in CODECS:
             raise StoreError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         self.path = Path(path)
         self.overwrite = overwrite
         self.codec = codec
+        self.checksum = CHECKSUM if checksum is None else bool(checksum)
         self.attrs: dict[str, Any] = {}
         self._lock_fd: int | None = None
+        self._final: Path | None = None  # the store's path while it is created under a staging name (prepare)
         self._created = False  # this writer made (or emptied) the folder: abort() may remove it
         self._prepared = False
         self._live = False  # created or reopened: close() commits
@@ -263,6 +280,8 @@ class StoreWriter:
         self.n_recorded = 0
         self.last_step = -1
         self._meta: dict[str, dict[str, Any]] = {}  # zarr.json contents of committed nodes by path ("" excluded)
+        self._nodes: set[str] = set()  # every node this store's dyn wrote or is about to write (NODES_ATTR)
+        self._user_meta: dict[str, dict[str, Any]] = {}  # committed nodes a user added (kept, never touched)
         self._arrays: dict[str, ArraySpec] = {}  # committed arrays by path
         self._step_arrays: dict[tuple[str, str], str] = {}  # (group, name) -> path of a per-step array
         self._stale_meta: set[str] = set()  # per-step arrays whose own zarr.json lags behind the commit
@@ -331,12 +350,17 @@ class StoreWriter:
                 raise
             self._reused = True
         else:
+            # built under a staging name and renamed into place with its first commit (create): the path never
+            # exists without a commit record, so a kill at any moment leaves either nothing there or a store
+            # plain xarray opens and --resume restarts (a killed staging folder is removed by the next claim)
             make_parents(self.path)
+            staging = staging_path(self.path)
             try:
-                self.path.mkdir()
+                staging.mkdir()
             except OSError as exc:
                 raise StoreError(f"cannot create {self.path}: {exc.strerror or exc}") from None
-            self._lock_fd = self._lock(self.path)
+            self._lock_fd = self._lock(staging)
+            self._final, self.path = self.path, staging
         self._created = self._prepared = True
 
     def _note_old_files(self) -> None:
@@ -378,19 +402,46 @@ class StoreWriter:
             **attrs,
         }
         self._meta, self._arrays, self._step_arrays, self._slot_arrays = {}, {}, {}, {}
+        self._nodes, self._user_meta = {"step"}, {}
         with io_errors(str(self.path)):
             self._write_root()  # from here on the folder is a dyn store (with nothing committed yet)
             self._step_array("", "step", (), np.int64)
         self._live = True
         self._commit()
+        if self._final is not None:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Rename the store, created under a staging name (:meth:`prepare`), into place: its first commit is done."""
+        final, staging = self._final, self.path
+        try:
+            os.rename(staging, final)  # atomic; replaces at most an empty folder
+        except OSError as exc:
+            self.abort()
+            if final.exists():
+                raise StoreError(f"{final} was created by someone else while this store was being created; "
+                                 "refusing to replace it") from None
+            raise StoreError(f"cannot create {final}: {exc.strerror or exc}") from None
+        self.path, self._final = final, None
+
+    def _claim(self, paths: Any) -> None:
+        """List ``paths`` as dyn's nodes (:data:`~dyn.store.outputs.NODES_ATTR`) in the root zarr.json before
+        their first file is written, so that whatever a killed writer leaves of them is known to be dyn's (and a
+        user's group beside them is not). One root replace per call, none if all are listed already."""
+        new = set(paths) - self._nodes
+        if new:
+            self._nodes |= new
+            self._write_root()
 
     def _put_array(self, path: str, spec: ArraySpec) -> None:
         """Write an array's own zarr.json and remember it for the next commit."""
+        self._claim([path])
         meta = spec.meta()
         _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
         self._arrays[path], self._meta[path] = spec, meta
 
     def _put_group(self, path: str, attrs: Mapping[str, Any] | None) -> None:
+        self._claim([path])
         meta = group_meta(attrs)
         _write_meta(self.path / path / "zarr.json", _dumps(meta), visible=path in self._meta)
         # zarr consolidates a child group with an (empty) consolidated metadata entry of its own
@@ -404,7 +455,8 @@ class StoreWriter:
         row = np.dtype(dtype).itemsize * int(np.prod(sizes, dtype=np.int64))
         rows = _chunk_rows(self.chunk_steps, STEP_CHUNK_BYTES // max(row, 1))
         spec = ArraySpec.new((self.n_recorded, *sizes), (rows, *sizes), dtype,
-                             ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none")
+                             ["step", *(d for d, _ in trailing)], fill, codec=self.codec if trailing else "none",
+                             checksum=self.checksum)
         path = f"{group}/{name}".lstrip("/")
         self._put_array(path, spec)
         self._step_arrays[(group, name)] = path
@@ -423,13 +475,15 @@ class StoreWriter:
             if attrs is not None:
                 spec.attrs = dict(attrs)
         else:
-            spec = ArraySpec.new(values.shape, None, values.dtype, dims, codec=self.codec, attrs=attrs)
+            spec = ArraySpec.new(values.shape, None, values.dtype, dims, codec=self.codec, attrs=attrs,
+                                 checksum=self.checksum)
         spec.write(folder, values, visible=visible)
         _write_meta(folder / "zarr.json", _dumps(spec.meta()), visible)
         return spec
 
     def _static(self, group: str, name: str, dims: tuple[str, ...], values: np.ndarray, attrs: Mapping | None) -> None:
         path = f"{group}/{name}".lstrip("/")
+        self._claim([path])
         old = self._arrays.get(path)  # committed: readers may be reading it
         spec = self._static_array(self.path / path, dims, values, attrs, old, visible=old is not None)
         self._arrays[path], self._meta[path] = spec, spec.meta()
@@ -446,6 +500,7 @@ class StoreWriter:
         """Add a site group: its coordinates, per-step variables ``name -> (dim2, dim3)`` and static arrays; then
         commit."""
         with io_errors(str(self.path)):
+            self._claim([site, *(f"{site}/{n}" for n in (*coords, *static, "step", *step_vars))])
             self._put_group(site, attrs)
             for dim, values in coords.items():
                 self._static(site, dim, (dim,), values, None)
@@ -466,6 +521,7 @@ class StoreWriter:
         """Write a static group of the run beside the sites (e.g. a trainer's random draws, with their own
         dimensions and coordinates), committed at once: plain xarray sees it as a child of the run's tree."""
         with io_errors(str(self.path)):
+            self._claim([name, *(f"{name}/{key}" for key in arrays)])
             self._put_group(name, attrs)
             for key, (dims, values) in arrays.items():
                 self._static(name, key, dims, values, None)
@@ -474,12 +530,13 @@ class StoreWriter:
     # -- committing ---------------------------------------------------------------------------------------------
     def _write_root(self) -> None:
         """Replace the root zarr.json (attributes and the consolidated metadata of every committed node)."""
+        shown = {**self._user_meta, **self._meta}  # a user's nodes stay visible as they were
         meta = {
-            "attributes": self.attrs,
+            "attributes": {**self.attrs, NODES_ATTR: sorted(self._nodes)},
             "zarr_format": 3,
             # sorted: zarr groups the flat keys by parent assuming siblings are adjacent
             "consolidated_metadata": {"kind": "inline", "must_understand": False,
-                                      "metadata": {path: self._meta[path] for path in sorted(self._meta) if path}},
+                                      "metadata": {path: shown[path] for path in sorted(shown) if path}},
             "node_type": "group",
         }
         atomic_write(self.path / "zarr.json", json.dumps(meta, default=json_default).encode())
@@ -551,6 +608,7 @@ class StoreWriter:
         new_scalars = [name for name in scalars if ("", name) not in self._step_arrays]
         try:
             with io_errors(str(self.path)):
+                self._claim(new_scalars)
                 for name in new_scalars:
                     spec = self._step_array("", name, (), np.float64)
                     spec.append(self.path / name, 0, np.full(start, np.nan))
@@ -618,8 +676,13 @@ class StoreWriter:
             raise StoreError(f"{self.path} has no committed layout to continue (it stopped while being created)")
         self.chunk_steps = int(self.attrs["chunk_steps"])
         self.n_recorded = int(self.attrs.get("n_recorded", 0))
-        self._meta, self._arrays, self._step_arrays = {}, {}, {}
+        self._meta, self._arrays, self._step_arrays, self._user_meta = {}, {}, {}, {}
+        listed = own_nodes(self.path)
+        self._nodes = set(committed) if listed is None or not isinstance(self.attrs.get(NODES_ATTR), list) else listed
         for path, meta in committed.items():
+            if path not in self._nodes:  # a user's group or array (added with xarray): kept as it is, never written
+                self._user_meta[path] = meta
+                continue
             self._meta[path] = meta
             if not isinstance(meta, dict) or meta.get("node_type") != "array":
                 continue
@@ -674,16 +737,20 @@ class StoreWriter:
                 write_file(holder / "zarr.json", _dumps(group_meta(None)))
             old = self._slot_arrays.get(slot)
             if old is None:
-                # the slot the pointer does not name: an older checkpoint (of this store or one it overwrote)
-                shutil.rmtree(folder, ignore_errors=True)
+                # the slot the pointer does not name: an older checkpoint (of this store or one it overwrote);
+                # only its own files go (a user's file or group in the slot stays)
+                remove_own(self.path, f"{CHECKPOINT_GROUP}/{slot}")
                 old = self._slot_arrays[slot] = {}
+            # the slot lists its arrays before they are written: they are dyn's, anything else in it is not
+            _write_meta(folder / "zarr.json", _dumps(group_meta({"arrays": sorted({*old, *arrays})})), visible=False)
             for key, (dims, values) in arrays.items():
                 # never the slot the pointer names: nobody reads it until the commit below
                 old[key] = self._static_array(folder / key, dims, values, None, old.get(key), visible=False)
             for key in set(old) - set(arrays):
-                shutil.rmtree(folder / key, ignore_errors=True)
+                remove_own(self.path, f"{CHECKPOINT_GROUP}/{slot}/{key}")
                 del old[key]
-            _write_meta(folder / "zarr.json", _dumps(group_meta({"step": int(next_step)})), visible=False)
+            _write_meta(folder / "zarr.json", _dumps(group_meta({"step": int(next_step), "arrays": sorted(arrays)})),
+                        visible=False)
             self._sync_step_meta()
         self._commit(checkpoint_step=int(next_step), checkpoint_slot=slot)
 
@@ -693,7 +760,9 @@ class StoreWriter:
 
         A ``complete`` run drops what described it as unfinished (``error``, ``diverged_at``, the checkpoint
         pointer) and then its checkpoints; any other status keeps the last checkpoint, so the run can be resumed.
-        Files of an overwritten store that this one did not use are removed last.
+        Files of an overwritten store that this one did not use are removed first, before the final commit (no
+        commit shows them): a kill after that commit can leave only the checkpoint of a complete run, which
+        :meth:`remove_leftovers` (``dyn run --resume``) removes and ``dyn verify`` reports.
         """
         if status not in STATUSES:
             raise StoreError(f"status must be one of {STATUSES}, got {status!r}")
@@ -702,13 +771,24 @@ class StoreWriter:
                 unfinished = dict.fromkeys(_UNFINISHED) if status == "complete" else {}
                 with io_errors(str(self.path)):
                     self._sync_step_meta()
-                self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
-                if status == "complete":
-                    shutil.rmtree(self.path / CHECKPOINT_GROUP, ignore_errors=True)
                 if self._reused:
                     self._remove_unused()
+                self._commit(**{**unfinished, **attrs}, status=status, closed=_now())
+                if status == "complete":
+                    remove_own(self.path, CHECKPOINT_GROUP)  # a user's file or group in it stays
         finally:
             self.release()
+
+    def remove_leftovers(self) -> int:
+        """Remove what a kill during the close of a complete store left (its checkpoint, dyn's files only) from a
+        store opened with ``append``; returns how many files went (0 for a store that is not complete)."""
+        if self.attrs.get("status") != "complete" or self._lock_fd is None:
+            return 0
+        n = len(leftovers(self.path))
+        if n:
+            with io_errors(str(self.path)):
+                remove_own(self.path, CHECKPOINT_GROUP)
+        return n
 
     def _remove_unused(self) -> None:
         """Remove the files of an earlier store (overwritten or restarted) that this one does not use: nodes it
@@ -785,9 +865,13 @@ class StoreWriter:
     def abort(self) -> None:
         """Remove a store whose creation failed, if this writer created (or emptied) it; anything else is left."""
         self.release()
+        if self._final is not None:  # never renamed into place: the staging folder is all dyn's
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path, self._final = self._final, None
+            return
         if self._created and self.path.exists():
             if not self._reused:
-                shutil.rmtree(self.path, ignore_errors=True)
+                remove_own(self.path)  # the folder goes unless someone put something of theirs in it meanwhile
                 return
             # a store that was overwritten: remove zarr's files (the earlier store's and this one's), keep anything
             # added since it was checked, with the folders that hold it
@@ -801,6 +885,19 @@ class StoreWriter:
                     os.rmdir(dirpath)
                 except OSError:
                     pass
+
+
+def leftovers(path: str | os.PathLike) -> list[str]:
+    """dyn's files that a complete store no longer uses and a kill during its close left behind: its checkpoint,
+    and files of a store it overwrote still listed for removal (relative paths)."""
+    p = Path(path)
+    try:
+        if read_attrs(p).get("status") != "complete":
+            return []
+    except StoreError:
+        return []
+    own = zarr_files(p)
+    return [f for f in own if f.startswith(f"{CHECKPOINT_GROUP}/") or f == SWEEP_LIST]
 
 
 def _write_meta(path: Path, data: bytes, visible: bool) -> None:

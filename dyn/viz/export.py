@@ -37,10 +37,10 @@ import pandas as pd
 import xarray as xr
 
 from ..analysis.run import Run
-from ..errors import ConfigError, DynError, StoreError, option
+from ..errors import ConfigError, DynError, StoreError, WriteError, option
 from ..store import reading
 from ..progress import progress_bar
-from ..store.outputs import claim_output, io_errors, make_parents, staged_file
+from ..store.outputs import NODES_ATTR, claim_output, hold, io_errors, make_parents, staged_file, staging_path
 
 __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "export_grid"]
 
@@ -401,24 +401,42 @@ def export_grid(
                              **({"chunksizes": chunks} if chunks and da.ndim else {})}
             encoding[node.path] = enc
         with staged_file(out, overwrite=overwrite, inputs=inputs) as tmp, _DaskBar(format, progress):
-            tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            try:
+                tree.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            except RuntimeError as exc:  # netCDF4/HDF5 report a refused write (disk full, quota) as this
+                if "NetCDF" not in str(exc) and "HDF" not in str(exc):
+                    raise
+                raise WriteError(f"cannot write {out}: {str(exc).splitlines()[0]} (the disk refused a write: full, "
+                                 "or over quota?)") from None
         return out
     tree.attrs["dyn_output"] = "export"  # the mark that lets --overwrite replace it later (and nothing else)
+    # the nodes dyn writes: a group or array a user adds later is theirs, and an --overwrite refuses to delete it
+    tree.attrs[NODES_ATTR] = sorted(
+        p for node in tree.subtree
+        for p in (node.path.strip("/"), *(f"{node.path.strip('/')}/{v}".lstrip("/")
+                                          for v in node.to_dataset(inherit=False).variables)) if p)
     make_parents(out)
-    import uuid
-
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.partial")  # unique: never a folder that was already there
+    tmp = staging_path(out)  # unique: never a folder that was already there
+    with io_errors(str(out)):
+        tmp.mkdir()
+        lock = hold(tmp)  # held while written: a rerun does not take it for debris (recover_output)
+    old = None
     try:
         with io_errors(str(out)), warnings.catch_warnings(), _DaskBar(format, progress):  # zarr: consolidated
             warnings.simplefilter("ignore")  # metadata is not in the v3 spec yet
-            tree.to_zarr(tmp, consolidated=True)  # what plain xr.open_datatree(engine="zarr") looks for first
+            # consolidated metadata, written last, marks it complete: what plain xr.open_datatree looks for first
+            tree.to_zarr(tmp, consolidated=True, mode="a")
             if out.exists():
                 claim_output(out, kind="export", inputs=inputs, overwrite=True)
-                shutil.rmtree(out)
+                old = staging_path(out, "old")  # the old one moved aside whole, the new one renamed in, then
+                os.rename(out, old)  # the old removed: a kill between leaves what recover_output finishes
             os.replace(tmp, out)
     finally:
+        os.close(lock)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

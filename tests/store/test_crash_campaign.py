@@ -20,3 +20,19 @@ def test_small_crash_campaign(tmp_path, monkeypatch):
     problems = [(t.config, t.problem, t.bad_reads[:3]) for t in result["trials"] if t.problem or t.bad_reads]
     assert result["ok"], problems
     assert result["live_runs"] == 2
+
+
+def test_small_replacement_campaign(tmp_path, monkeypatch):
+    """Issue 24: SIGKILL replacements (a grid-zarr export, a CSV export) and a store's creation at random moments:
+    the output is whole after the kill, the rerun succeeds and leaves no debris, a user's file beside is untouched.
+    (The user-data part of the campaign is covered by tests/store/test_user_data.py.)"""
+    spec = importlib.util.spec_from_file_location("crash_campaign", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "crash_campaign", module)
+    spec.loader.exec_module(module)
+    result = module.replacements(3, seed=1, root=tmp_path / "rep", commands=["export grid-zarr", "run-create",
+                                                                             "export csv"],
+                                 with_user_data=False, echo=lambda line: None)
+    problems = [(t.command, t.problem, t.debris) for t in result["trials"] if t.problem or t.debris]
+    assert result["ok"], problems
+    assert result["unreadable"] == result["debris"] == result["failed_reruns"] == 0

@@ -135,7 +135,8 @@ def _record_file_operations(monkeypatch, root: Path) -> list[tuple[str, bytes]]:
             with lock:
                 result = write(path, value, *args, **kwargs)
                 # the file as it landed (dyn extends an uncompressed partial chunk with a hole of zeros)
-                log.append((str(Path(path).relative_to(root)), Path(path).read_bytes()))
+                # relative to the store, also while it is created under its staging name beside ``root``
+                log.append((str(Path(*Path(path).relative_to(root.parent).parts[1:])), Path(path).read_bytes()))
                 return result
         return put
 

@@ -240,7 +240,7 @@ def test_resume_continues_a_store_written_by_zarr_python(tmp_path, cut):
     kept = [(steps[:cut], {"h": {"noise_inner": noise[:cut], "signal_inner": signal[:cut]}}, {"loss": loss[:cut]})]
     _check(path, kept + more)
     meta = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]["h/noise_inner"]
-    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc"]  # continued in the store's own codec
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"]  # continued in the store's own codecs
 
 
 def test_damaged_chunks_are_still_refused(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from ...errors import ConfigError
-from ..base import SetupConfig
+from ..base import SetupConfig, check_probe_scale
 
 __all__ = ["Config", "with_n_snr2", "with_c_mu"]
 
@@ -150,6 +150,9 @@ class Config(SetupConfig):
             raise ConfigError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        for name, what in (("sigma_xi", "the noise patches ξ_i"), ("mu_norm", "the signal μ"),
+                           ("mu_tilde_norm", "the second modality's signal μ̃")):
+            check_probe_scale(name, getattr(self, name), self.dtype, what)
         if isinstance(self.negatives, str):
             if self.negatives != "all":
                 raise ConfigError(f"negatives must be a positive integer or 'all', got {self.negatives!r}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Mapping
 
 from ...errors import ConfigError
-from ..base import SetupConfig
+from ..base import SetupConfig, check_probe_scale
 
 __all__ = ["SETUP_NAME", "ALGORITHMS", "OPTIMIZERS", "NETWORKS", "CNNConfig", "with_snr"]
 
@@ -186,6 +186,8 @@ class CNNConfig(SetupConfig):
             raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        for name, what in (("mu_norm", "the signal μ"), ("sigma_p", "the noise patches ξ_i")):
+            check_probe_scale(name, getattr(self, name), self.dtype, what)
         object.__setattr__(self, "notes", {str(k): str(v) for k, v in self.notes.items()})
 
     # Derived quantities the theorems are written in (benign-overfitting.md §1, §4).
