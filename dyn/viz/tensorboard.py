@@ -274,7 +274,11 @@ def export_tensorboard(run: str | os.PathLike | Run, out_dir: str | os.PathLike,
         raise StoreError(f"{out_dir} is a symbolic link; dyn writes only to real paths (give the link's target)")
     if out_dir.exists() and not out_dir.is_dir():
         raise StoreError(f"{out_dir} is a file; give a folder for the TensorBoard event file")
-    claim_output(out_dir / f"{EVENT_PREFIX}0{EVENT_SUFFIX}", kind="export", inputs=inputs)  # inputs, creatable
+    probe = out_dir / f"{EVENT_PREFIX}0{EVENT_SUFFIX}"
+    try:  # the rule of every export for the file that will be written: not an input, creatable
+        claim_output(probe, kind="export", inputs=inputs)
+    except DynError as exc:
+        raise type(exc)(str(exc).replace(str(probe), str(out_dir))) from None
     earlier = _dyn_event_files(out_dir)
     if earlier and not overwrite:
         raise StoreError(f"{out_dir} already holds the dyn TensorBoard export {earlier[0].name} (use "
