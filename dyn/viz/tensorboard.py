@@ -179,6 +179,7 @@ def series(run: str | os.PathLike | Run) -> tuple[np.ndarray, dict[str, np.ndarr
     nothing was logged).
 
     A site whose γ/ρ solve fails contributes no coefficient tags (with a warning); its scalars are still written.
+    A store that cannot be read (missing or damaged chunks) raises :class:`~dyn.errors.StoreError`.
 
     Examples
     --------
@@ -200,9 +201,11 @@ def series(run: str | os.PathLike | Run) -> tuple[np.ndarray, dict[str, np.ndarr
             with reading(run.path, name):
                 curves[str(name)] = np.asarray(root[name].values, dtype=np.float64)
     for site in run.sites:
+        with reading(run.path, f"site {site!r}"):  # a damaged store is an error, not a site left out
+            ds = run.site(site).load()
         try:
             with reading(run.path, f"site {site!r}"):
-                c = coefficients(run.site(site))
+                c = coefficients(ds)
                 if c["gamma"].sizes.get("signal", 0):
                     curves[f"gamma/max_abs/{site}"] = _values(abs(c["gamma"]).max(["neuron", "signal"]))
                 if c["rho"].sizes.get("sample", 0):
