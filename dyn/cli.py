@@ -83,9 +83,12 @@ def _export_epilog() -> str:
     from .viz.export import FORMATS, REDUCTIONS
 
     return (f"formats: {', '.join(FORMATS)} (csv, parquet: the long table; netcdf = grid-netcdf, grid-zarr: the "
-            "(step, neuron, probe) grid for xarray, .nc and .zarr suffixes; --reduce applies to the long table); "
+            "(step, neuron, probe) grid for xarray, .nc and .zarr suffixes; tensorboard: an event file of the logged "
+            "scalars and gamma/max_abs, rho/max, rho/q90 per site in the folder --out; --reduce applies to the long "
+            "table); "
             f"reductions: {', '.join(REDUCTIONS)}. "
-            "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max")
+            "example: dyn export runs/single.zarr --format parquet --out curves.parquet --reduce max; "
+            "dyn export runs/single.zarr --format tensorboard --out tb/single (then tensorboard --logdir tb)")
 
 
 def _add_progress(p: argparse.ArgumentParser, quiet: str | None = None) -> None:
@@ -409,16 +412,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write coefficient curves: tidy long form (CSV, Parquet) or the grid (NetCDF, zarr)",
+        help="write coefficient curves: tidy long form (CSV, Parquet), the grid (NetCDF, zarr) or TensorBoard events",
         description="CSV/Parquet: one row per (run, site, step, neuron, probe, quantity) with quantity in "
                     "signal_inner, noise_inner (every probe set), gamma, rho; --reduce max|absmax|mean reduces over "
                     "neurons (and samples). NetCDF/zarr: every probe set and gamma, rho on their (step, neuron, "
-                    "probe) grid, compressed, with provenance.",
+                    "probe) grid, compressed, with provenance. TensorBoard: logged scalars and gamma/rho summaries "
+                    "per site as an event file in the folder --out.",
     )
     p.lazy_epilog = _export_epilog
     p.add_argument("run", metavar="RUN", help="run store")
     p.add_argument("--format", type=_one_of("FORMATS"), help="output format, listed below (default: from the --out suffix)")
-    p.add_argument("--out", required=True, help="output file (parents created)")
+    p.add_argument("--out", required=True, help="output file, or log folder for --format tensorboard (parents created)")
     p.add_argument("--reduce", type=_one_of("REDUCTIONS"),
                    help="reduce over neurons/samples, listed below (default none)")
     p.add_argument("--overwrite", action="store_true",

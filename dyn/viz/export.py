@@ -46,7 +46,9 @@ __all__ = ["FORMATS", "GRID_FORMATS", "REDUCTIONS", "tidy", "export", "grid", "e
 
 GRID_FORMATS = ("grid-netcdf", "grid-zarr")
 #: ``netcdf`` is ``grid-netcdf`` (the long table is CSV or Parquet; see the module notes)
-FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS)
+#: ``tensorboard``: an event file of the logged scalars and γ/ρ summaries in the folder ``out``
+#: (:func:`dyn.viz.tensorboard.export_tensorboard`)
+FORMATS = ("csv", "parquet", "netcdf", *GRID_FORMATS, "tensorboard")
 _ALIASES = {"netcdf": "grid-netcdf"}
 REDUCTIONS = ("none", "max", "absmax", "mean")
 #: the exact coefficients; every recorded probe set (``<name>_inner``) can be exported too
@@ -176,7 +178,9 @@ def export(
     if not given: ``.csv``, ``.parquet``/``.pq``, ``.nc``, ``.zarr``).
 
     CSV and Parquet are streamed block by block of steps; ``netcdf`` (``.nc``) is the gridded NetCDF of
-    :func:`export_grid`, as are ``grid-netcdf`` and ``grid-zarr`` (``.zarr``). The file is written under
+    :func:`export_grid`, as are ``grid-netcdf`` and ``grid-zarr`` (``.zarr``). ``tensorboard`` (never guessed
+    from a suffix) takes ``out`` as a log folder and returns the event file written there
+    (:func:`dyn.viz.tensorboard.export_tensorboard`, whose rules for ``out`` and ``overwrite`` apply). The file is written under
     a temporary name and moved into place only when complete, so a failed export never leaves a partial file or
     touches an existing one. ``out`` follows :func:`dyn.store.outputs.claim_output`: missing parent folders are
     created, and ``overwrite`` replaces only an export dyn wrote (marked by a sidecar ``.<name>.dyn-output.json``
@@ -188,7 +192,7 @@ def export(
     ------
     ConfigError
         Unknown format or reduction; the output exists without ``overwrite``, or is the run itself; ``reduce`` or
-        ``quantities`` asked of a gridded format (NetCDF, zarr).
+        ``quantities`` asked of a gridded format (NetCDF, zarr) or of ``tensorboard``.
     StoreError
         The output cannot be created or may not be replaced; the run cannot be read (damaged, missing chunks).
     WriteError
@@ -207,6 +211,14 @@ def export(
         raise ConfigError(f"unknown reduction {reduce!r} (choose from {', '.join(REDUCTIONS)})")
     _quantities(quantities)
     format = _ALIASES.get(format, format)
+    if format == "tensorboard":
+        if reduce != "none" or quantities is not None:
+            what = f"reduce={reduce!r}" if reduce != "none" else "quantities"
+            raise ConfigError(f"tensorboard writes fixed summaries (scalars, gamma/max_abs, rho/max, rho/q90); for "
+                              f"{what} write the long table with format 'parquet' (or 'csv')")
+        from .tensorboard import export_tensorboard
+
+        return export_tensorboard(run, out, overwrite=overwrite)
     if format in GRID_FORMATS and (reduce != "none" or quantities is not None):
         what = f"reduce={reduce!r}" if reduce != "none" else "quantities"
         raise ConfigError(f"{format} holds the whole (step, neuron, probe) grid; for {what} write the long table "
