@@ -21,6 +21,8 @@ CRC-32C (Castagnoli) is computed table-driven in pure Python (:func:`crc32c`); :
 
 from __future__ import annotations
 
+import google_crc32c
+
 import os
 import struct
 import time
@@ -45,33 +47,15 @@ FILE_VERSION = "brain.Event:2"
 _MASK_DELTA = 0xA282EAD8
 
 
-def _table() -> list[int]:
-    poly = 0x82F63B78  # Castagnoli, reflected
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _table()
-
-
 def crc32c(data: bytes, crc: int = 0) -> int:
-    """CRC-32C (Castagnoli) of ``data``, continuing from ``crc``.
+    """CRC-32C (Castagnoli) of ``data``, continuing from ``crc`` (google-crc32c, the checksum the store uses too).
 
     Examples
     --------
     >>> hex(crc32c(b"123456789"))
     '0xe3069283'
     """
-    table = _TABLE
-    c = crc ^ 0xFFFFFFFF
-    for byte in data:
-        c = table[(c ^ byte) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+    return google_crc32c.extend(crc, bytes(data))
 
 
 def masked_crc32c(data: bytes) -> int:
