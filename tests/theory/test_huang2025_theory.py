@@ -432,3 +432,11 @@ def test_equilibrium_margin_heuristic(tiny):
     assert v.verdict in ("holds", "violated") and abs(v.numbers["median_margin"] - v.numbers["z_star"]) < 0.5
     assert verdict(C.equilibrium_margin, as_algorithm(tiny.rec("gd"), "label_noise")).verdict == "violated"
     assert verdict(C.equilibrium_margin, as_algorithm(rec, "label_noise", p=0.5)).verdict == "not checkable"
+
+
+@pytest.mark.parametrize("name, expected", [("untrained", "did not move"), ("gd", "noise memorization")])
+def test_the_regime_names_a_run_that_did_not_move(tiny, name, expected):
+    """Regression (issue 21 item 2): eta = 1e-9 was called "signal learning" (0 vs 0 fell to the else branch)."""
+    reg = LabelNoiseTheory().regime(dyn.Run(tiny.path(name)))
+    assert reg["observed_winner"] == expected
+    assert ("note" in reg) == (expected == "did not move")

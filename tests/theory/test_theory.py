@@ -135,3 +135,20 @@ def test_averaged_loss_survives_a_loss_that_underflows(tmp_path):
     table = dyn.compare(run).set_index("claim")
     assert table.loc["stage2.averaged_loss", "verdict"] == "not checkable"
     assert "underflowed" in table.loc["stage2.averaged_loss", "reason"]
+
+
+def test_the_regime_names_ties_and_static_runs(synthetic):
+    """Regression (issue 21 item 2): regime() called 0 vs 0 "noise memorization" (and agreed with the prediction on a
+    diverged eta = 1000 run), so an untrained run was a noise-memorization cell of every sweep."""
+    from dyn.theory.huang2024.claims import observed_winner
+    from dyn.theory.huang2024.params import Params
+
+    theory = dyn.get_theory("huang2024")
+    reg = theory.regime(synthetic("single", frozen=True))
+    assert reg["observed_winner"] == "did not move" and reg["agrees"] is None and "x2" in reg["note"]
+    assert "did not move" in theory.headline(synthetic("single", frozen=True))["leader at T1"]
+    assert theory.regime(synthetic("single"))["observed_winner"] == "noise memorization"
+    p = Params.from_config(dyn.load_preset("huang2024-theorem"))
+    assert observed_winner(1.0, 1.05, p)[0] == "tie" and "10%" in observed_winner(1.0, 1.05, p)[1]
+    assert observed_winner(0.0, 0.0, p)[0] == "did not move"
+    assert observed_winner(float("inf"), 1.0, p)[0] is None
