@@ -139,3 +139,48 @@ def test_fit_per_neuron():
     res = fit_per_neuron(xr.DataArray(curves, dims=("step", "neuron"), coords={"step": t, "neuron": [0, 1]}))
     assert res["found"].values.tolist() == [True, False]
     assert abs(float(res["t1"][0]) - 30) <= 2 and np.isnan(float(res["t1"][1]))
+
+
+POWER_LAWS = {"1+t^2": lambda t: 1 + t**2, "1+t^1.5": lambda t: 1 + t**1.5, "1+t^3": lambda t: 1 + t**3,
+              "10+t^2": lambda t: 10 + t**2, "1+0.01t^2": lambda t: 1 + 0.01 * t**2}
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+@pytest.mark.parametrize("name", list(POWER_LAWS))
+def test_no_phase_change_in_a_power_law(name, noisy):
+    """Regression (issue 21 item 4): 1 + t^2 got T1 = 3 (CI 3..3), 1 + 0.01 t^2 T1 = 23: a power law on a constant
+    is one law, not a phase change."""
+    t = np.arange(200.0)
+    y = POWER_LAWS[name](t) * (np.exp(np.random.default_rng(4).normal(0, 0.01, t.shape)) if noisy else 1.0)
+    with pytest.raises(PhaseError, match="no phase change: an offset power law curve fits as well"):
+        fit_stage1(t, y, n_boot=0)
+
+
+@pytest.mark.parametrize("kind", ["c1", "kink"])
+@pytest.mark.parametrize("t1", [40, 100, 150])
+@pytest.mark.parametrize("s", [0.03, 0.08])
+def test_a_clean_phase_change_is_found(kind, t1, s):
+    """Regression (issue 21 item 4): noise-free exp -> log curves with a real change at 40/100/150 raised PhaseError:
+    their residuals are a smooth misfit, read as AR(1) noise with phi = 0.98 (effective sample size 3)."""
+    t = np.arange(200.0)
+    fit = fit_stage1(t, _exp_to_log(t, t1, s, kind), n_boot=20)
+    assert abs(fit.t1 - t1) <= 2 and fit.slope1 == pytest.approx(s, rel=0.05)
+
+
+def test_the_error_cites_the_test_that_failed():
+    """Regression (issue 21 item 4): a failed F test (p = 0.013) was reported as "BIC margin 19.2 < 10"."""
+    t = np.arange(200.0)
+    y = _exp_to_log(t, 60, 0.05, "c1") * np.exp(np.random.default_rng(0).normal(0, 0.01, t.shape))
+    with pytest.raises(PhaseError) as only_f:
+        fit_stage1(t, y, min_bic=-math.inf, alpha=1e-300, n_boot=0)
+    assert "F test p = " in str(only_f.value) and "BIC" not in str(only_f.value)
+    with pytest.raises(PhaseError) as only_bic:
+        fit_stage1(t, 1 + t**2, alpha=1.0, n_boot=0)
+    assert "BIC margin" in str(only_bic.value) and "F test" not in str(only_bic.value)
+
+
+def test_a_decreasing_stage_2_is_not_faster_than_log():
+    """Regression (issue 21 item 4): 5 - 0.01 t was "faster than log" (so stage2.growth was violated)."""
+    t = np.arange(1.0, 400.0)
+    assert stage2_growth(t, 5 - 0.01 * t, 50)["kind"] == "decreasing"
+    assert stage2_growth(t, 5 + 0.01 * t, 50)["kind"] == "faster than log"
