@@ -152,3 +152,29 @@ def test_the_regime_names_ties_and_static_runs(synthetic):
     assert observed_winner(1.0, 1.05, p)[0] == "tie" and "10%" in observed_winner(1.0, 1.05, p)[1]
     assert observed_winner(0.0, 0.0, p)[0] == "did not move"
     assert observed_winner(float("inf"), 1.0, p)[0] is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tolerances_follow_each_quantity_s_own_scale(tmp_path):
+    """Regression (issue 21 item 3): the rho tolerance grew as 1/|mu| (0.67 at mu_norm = 1e-4, so a violated exact
+    zero held; at 1e-20 rho = 1.49 was "nothing moved"); at mu_norm = 1e-300 `dyn analyze` died with a
+    ZeroDivisionError (sigma0 |mu| underflows)."""
+    from dyn.cli import main
+    from dyn.theory.huang2024.quantities import rounding
+
+    tol, verdicts = {}, {}
+    for mu in (1e-4, 1e-20):
+        path = tmp_path / f"mu{mu}.zarr"
+        dyn.train(dyn.load_preset("huang2024-tiny", mu_norm=mu), path)
+        run = dyn.Run(path)
+        tol[mu] = rounding(run, "h", "rho")
+        table = dyn.compare(run).set_index("claim")
+        verdicts[mu] = table.loc[["invariant.noise_exact_zero", "invariant.noise_gating"], "verdict"].tolist()
+        assert tol[mu] < 1e-4 * float(abs(run.coefficients("h")["rho"]).max())
+    np.testing.assert_allclose(tol[1e-4], tol[1e-20], rtol=1e-2)
+    assert verdicts[1e-4] == verdicts[1e-20] == ["violated", "holds"]  # d = 200 < n^2: cross-talk moves I-(0) pairs
+    path = tmp_path / "mu1e-300.zarr"
+    dyn.train(dyn.load_preset("huang2024-tiny", mu_norm=1e-300), path)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "report")]) == 0
+    rows = {c.name: c for c in conditions(Params.from_config(dyn.load_preset("huang2024-tiny", mu_norm=1e-300)))}
+    assert rows["assumption.high_dimension"].met is False and rows["assumption.high_dimension"].numbers["d"] == 200

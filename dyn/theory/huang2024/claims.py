@@ -31,8 +31,8 @@ from ...errors import NotCheckable
 from ..base import Claim, Outcome
 from . import constants as C
 from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions
-from .quantities import (coefficient_maxima, coefficients_of, index_at, mean_negatives, moved, noise_curve, proof, signal_curve,
-                         stage1_end)
+from .quantities import (coefficient_maxima, coefficients_of, index_at, mean_negatives, moved, noise_curve, proof,
+                         rounding, signal_curve, stage1_end)
 
 __all__ = ["ClaimSpec", "CLAIMS", "claim", "claims_for", "condition_claims", "observed_winner"]
 
@@ -557,10 +557,11 @@ def downstream(run: Any, p: Params) -> Outcome:
 
 
 # -- invariants (exact for the paper's updates) -------------------------------------------------------------------------------------
-def _tol(run: Any, site: str) -> float:
-    """Rounding allowance of an exact identity: the solve's float32 error bound, times 16 for the float32
-    arithmetic of training itself (a real violation moves a coefficient by a gradient step, orders larger)."""
-    return 16 * coefficients_of(run, site).attrs["solve_error_bound"] + 1e-12
+def _tol(run: Any, site: str, what: str = "rho") -> float:
+    """Rounding allowance of an exact identity on ``what``: its float32 rounding bound in its own units
+    (:func:`.quantities.rounding`), times 16 for the float32 arithmetic of training itself (a real violation moves a
+    coefficient by a gradient step, orders larger)."""
+    return 16 * rounding(run, site, what)
 
 
 @claim("invariant.signal_sign", "invariant",
@@ -578,7 +579,7 @@ def signal_sign(run: Any, p: Params) -> Outcome:
     same = ((signs > 0) == u0[None])[:, keep]
     g = coefficients_of(run, "h")["gamma"].values[:, :, 0][:, keep]
     dg = np.diff(g, axis=0) * np.where(u0[keep], 1.0, -1.0)[None]
-    mono = dg >= -_tol(run, "h")
+    mono = dg >= -_tol(run, "h", "gamma")
     return Outcome(f"sign kept in {same.mean():.1%} of (step, neuron); gamma monotone in {mono.mean():.1%}",
                    bool(same.all() and mono.all()),
                    {"sign_kept": float(same.mean()), "monotone": float(mono.mean()), "neurons": int(keep.sum())})
