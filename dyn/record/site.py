@@ -100,6 +100,12 @@ class Site:
             shape = tuple(self.weight.shape) if isinstance(self.weight, torch.Tensor) else type(self.weight).__name__
             raise ConfigError(f"site weight must be a 2-D tensor (neurons, features) or a conv weight "
                               f"(filters, channels, *kernel), got {shape}")
+        if not self.weight.is_floating_point():  # complex and integer weights have no real inner products to record
+            raise ConfigError(f"site weight has dtype {str(self.weight.dtype).removeprefix('torch.')}: dyn records real "
+                              "floating-point weights (float16, bfloat16, float32, float64)")
+        if self.weight.numel() == 0:
+            raise ConfigError(f"site weight of shape {tuple(self.weight.shape)} is empty: a site needs at least one "
+                              "neuron and one feature")
         self.parameter = self.weight
         self.weight_shape = tuple(self.weight.shape)
         self.weight = _matrix_view(self.weight)
@@ -111,10 +117,15 @@ class Site:
             t = _as_tensor(f"signal {name!r}", vec)
             if t.dim() != 1 or t.shape[0] != d:
                 raise ConfigError(f"signal {name!r} has shape {tuple(t.shape)}, expected ({d},) to match the weight")
+            if t.is_complex() or not bool(torch.any(t != 0)):
+                raise ConfigError(f"signal {name!r} is {'complex' if t.is_complex() else 'the zero vector'}: its "
+                                  "coefficient gamma = <w - w(0), mu>/|mu|^2 is undefined")
             sig[str(name)] = t
         noise = _as_tensor("noise", self.noise)
         if noise.dim() != 2 or noise.shape[1] != d or noise.shape[0] == 0:
             raise ConfigError(f"noise has shape {tuple(noise.shape)}, expected (samples, {d}) to match the weight")
+        if noise.is_complex():
+            raise ConfigError("noise is complex: dyn records real inner products")
         extra: dict[str, tuple[str, torch.Tensor]] = {}
         for name, spec in self.extra.items():
             dim, vecs = spec if isinstance(spec, tuple) else ("sample", spec)
