@@ -454,7 +454,7 @@ def averaged_loss(run: Any, p: Params) -> Outcome:
         raise NotCheckable("no loss was logged")
     t, l = run.steps[i1:], loss[i1:]
     if not np.all(np.diff(t) == 1):
-        raise NotCheckable("needs every step after T1 recorded (record_every = 1)")
+        raise NotCheckable("needs every step after T1 recorded: train with `dyn run --set record_every=1`")
     if not np.all(np.isfinite(l)):
         raise NotCheckable("the loss is not finite after T1")
     positive = l[l > 0]
@@ -535,7 +535,8 @@ def scale_gap(run: Any, p: Params) -> Outcome:
 def downstream(run: Any, p: Params) -> Outcome:
     acc = run.scalar("probe_acc")
     if acc is None or not np.isfinite(acc).any():
-        raise NotCheckable("no probe accuracy was logged (train with evaluate_every)")
+        raise NotCheckable("no probe accuracy was logged: train with `dyn run --evaluate-every 10` "
+                           "(dyn.train(..., evaluate_every=10))")
     idx = np.flatnonzero(np.isfinite(acc))
     last = int(idx[-1])
     if not math.isfinite(p.T1) or run.steps[last] < p.T1:
@@ -587,7 +588,7 @@ def signal_sign(run: Any, p: Params) -> Outcome:
 
 def _consecutive(run: Any) -> None:
     if not np.all(np.diff(run.steps) == 1):
-        raise NotCheckable("needs every step recorded (record_every = 1)")
+        raise NotCheckable("needs every step recorded: train with `dyn run --set record_every=1`")
 
 
 @claim("invariant.noise_gating", "invariant",

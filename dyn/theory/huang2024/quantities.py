@@ -145,18 +145,31 @@ def rounding(run: Any, site: str, what: str) -> float:
     """The largest change float32 rounding of the recorded inner products can make in one ``what`` coefficient
     (``"gamma"`` or ``"rho"``), in that coefficient's own units.
 
-    ``c_b = Σ_j S_bj ΔP_j``, so ``|δc_b| <= 2 ε₃₂ Σ_j |S_bj| max|P_j|``, with each probe's own scale ``max|P_j|``
-    (over steps and neurons). A bound with one scale for every coefficient (``solve_error_bound``) grows as
-    ‖ξ‖/‖μ‖ for ρ when ‖μ‖ is small (0.67 at ‖μ‖ = 1e-4), so a violated exact zero passed as rounding; here the
-    cross term ``S_ρμ ΔP_μ`` is weighted by ``max|P_μ|`` ∝ ‖μ‖ and the bound keeps ρ's own scale.
+    ``c_b = Σ_j S_bj ΔP_j`` and a float32 inner product ``P_j = ⟨w, v_j⟩`` is off by at most about
+    ``ε₃₂ ‖w‖ ‖v_j‖`` (the rounding of its terms, not of its value: a near-orthogonal ``P_j`` is small, its error
+    is not), so ``|δc_b| <= 2 ε₃₂ Σ_j |S_bj| ‖w‖ ‖v_j‖`` with each probe's own norm. A bound with one scale for every
+    coefficient (``solve_error_bound``) grows as ‖ξ‖/‖μ‖ for ρ when ‖μ‖ is small (0.67 at ‖μ‖ = 1e-4), so a
+    violated exact zero passed as rounding; here the cross term ``S_ρμ ΔP_μ`` carries ‖μ‖ and the bound keeps ρ's
+    own scale. ``‖w‖`` is the largest neuron norm of the stored initial and final weights, or, without them, of
+    the weights' part inside the probes' span (a lower estimate).
     """
     def compute() -> float:
         coefficients_of(run, site)  # refuses a dependent basis first
         ds = run.site(site)
         op = decomposition_operator(ds, method="exact")
         k = ds.sizes["signal"]
-        scale = np.concatenate([np.abs(ds["signal_inner"]).max(["step", "neuron"]).values,
-                                np.abs(ds["noise_inner"]).max(["step", "neuron"]).values]).astype(np.float64)
+        gram = np.asarray(ds["gram"].values, dtype=np.float64)
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        stored = [v for v in ("weight_init", "weight_final") if v in ds]
+        if stored:
+            w_norm = max(float(np.linalg.norm(ds[v].values.astype(np.float64), axis=1).max()) for v in stored)
+        else:  # ‖proj w‖² = Pᵀ K⁻¹ P at the first and last step
+            p = np.concatenate([ds["signal_inner"].isel(step=[0, -1]).values,
+                                ds["noise_inner"].isel(step=[0, -1]).values], axis=-1).astype(np.float64)
+            w_norm = float(np.sqrt(np.max(np.einsum("snj,jk,snk->sn", p, np.linalg.pinv(gram), p))))
+        recorded = np.concatenate([np.abs(ds["signal_inner"]).max(["step", "neuron"]).values,
+                                   np.abs(ds["noise_inner"]).max(["step", "neuron"]).values]).astype(np.float64)
+        scale = np.maximum(w_norm * norms, recorded)
         per = 2.0 * float(np.finfo(np.float32).eps) * (np.abs(op.matrix) @ scale)
         return float((per[:k] if what == "gamma" else per[k:]).max())
 
