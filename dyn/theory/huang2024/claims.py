@@ -5,8 +5,12 @@ the modality it concerns and the hypotheses it is proven under (Assumption 4.1, 
 A check receives the run and its :class:`~.params.Params` and returns an :class:`~dyn.theory.Outcome`. Rules:
 
 - Every check can fail, and says "not checkable" with the reason when the run cannot decide: too short to reach
-  the theory's T₁, nothing moved beyond float rounding (an untrained run supports nothing), a confidence interval
-  that straddles the prediction, or a bound that cannot fail on this run ("vacuous: ...").
+  the theory's T₁, nothing moved beyond float rounding (an untrained run supports nothing), a stage-1 rate,
+  direction or bound (or a stage-2 claim) on a window where neither max A nor max Ψ changed by
+  :data:`~dyn.analysis.phases.MIN_EFFECT` ("did not move"), a race closer than
+  :data:`~dyn.analysis.summary.TIE_RTOL` (a tie), a confidence interval that straddles the prediction, or a bound
+  that cannot fail on this run ("vacuous: ...").
+- Tolerances of exact identities are in each coefficient's own units (:func:`.quantities.rounding`).
 - Rates are judged against the rigorous per-step bounds of the lemmas with a confidence interval (AR(1)-aware),
   the qualitative direction (which of signal and noise grows faster) exactly; never a "within ×2" window.
 - Claims about stage 1 use the window from step 0 to the earlier of the theory's T₁ and the step where the loss
