@@ -507,6 +507,10 @@ def phase_diagram(results: pd.DataFrame):
         ax.plot(x, y, color="black", ls="--", lw=1.5, label=f"C_μ·n·SNR² = {MULTI_SIGNAL_WINS_ABOVE} (Lemma 5.4)")
         points = ax.scatter(agg["n_snr2"], agg["c_mu"], c=agg[value], cmap="viridis", vmin=vmin, vmax=1, s=160,
                             edgecolors="black", linewidths=0.5, zorder=3)
+        undecided = agg[~np.isfinite(agg[value])]
+        if len(undecided):  # a hollow disc: runs there, none decided (ties, or nothing moved)
+            ax.scatter(undecided["n_snr2"], undecided["c_mu"], s=160, facecolors="none", edgecolors="black",
+                       linewidths=0.8, zorder=3)
         for row in agg.itertuples(index=False):
             v = getattr(row, value)
             ax.annotate(f"{v:.2f}" if np.isfinite(v) else "no winner", (row.n_snr2, row.c_mu), xytext=(0, 11),
