@@ -7,6 +7,7 @@ A convolution's weight ``(filters, channels, *kernel)`` is a site directly: it i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -117,9 +118,13 @@ class Site:
             t = _as_tensor(f"signal {name!r}", vec)
             if t.dim() != 1 or t.shape[0] != d:
                 raise ConfigError(f"signal {name!r} has shape {tuple(t.shape)}, expected ({d},) to match the weight")
-            if t.is_complex() or not bool(torch.any(t != 0)):
-                raise ConfigError(f"signal {name!r} is {'complex' if t.is_complex() else 'the zero vector'}: its "
-                                  "coefficient gamma = <w - w(0), mu>/|mu|^2 is undefined")
+            if t.is_complex():
+                raise ConfigError(f"signal {name!r} is complex: dyn records real inner products")
+            if not bool(torch.any(t != 0)):
+                # a class mean of blank conv patches is zero; a projection still measures the rest, so warn here and
+                # let verify fail a decomposition that comes out undefined
+                warnings.warn(f"signal {name!r} is the zero vector (in {str(t.dtype).removeprefix('torch.')}): its "
+                              "coefficient gamma = <w - w(0), mu>/|mu|^2 is undefined", stacklevel=2)
             sig[str(name)] = t
         noise = _as_tensor("noise", self.noise)
         if noise.dim() != 2 or noise.shape[1] != d or noise.shape[0] == 0:

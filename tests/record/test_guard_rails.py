@@ -92,14 +92,21 @@ def test_the_right_order_is_silent(tmp_path):
     (torch.zeros(3, 6, dtype=torch.complex64), torch.ones(6), "dtype complex64"),
     (torch.zeros(3, 6, dtype=torch.int64), torch.ones(6), "dtype int64"),
     (torch.zeros(0, 6), torch.ones(6), "is empty"),
-    (torch.zeros(3, 6), torch.zeros(6), "the zero vector"),
+    (torch.zeros(3, 6), torch.ones(6, dtype=torch.complex64), "is complex"),
 ])
 def test_inputs_that_produce_nothing_usable_are_refused_at_the_site(tmp_path, weight, signal, match):
     """Regression (issue 21 item 6): complex64 / int64 weights wrote a whole store that dyn.open then refused; a
-    weight with 0 neurons died with a ZeroDivisionError inside Recorder; a zero signal vector gave coverage NaN."""
+    weight with 0 neurons died with a ZeroDivisionError inside Recorder."""
     with pytest.raises(dyn.ConfigError, match=match):
         dyn.Site(weight, signals={"mu": signal}, noise=torch.randn(4, 6))
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_zero_signal_vector_is_warned_about():
+    """A zero signal has no gamma (issue 21 item 6); a class mean of blank conv patches is one, and a projection
+    still measures the rest, so Site warns and `verify` fails an undefined decomposition (below)."""
+    with pytest.warns(UserWarning, match="the zero vector"):
+        dyn.Site(torch.zeros(3, 6), signals={"mu": torch.zeros(6)}, noise=torch.randn(4, 6))
 
 
 def test_a_loop_without_optimizer_that_never_steps_is_an_error_at_log(tmp_path):
