@@ -14,16 +14,17 @@ covered too). A phase change is reported only when
   noise (their RMS above :data:`SMOOTH_MISFIT` times the robust sd of their second differences: a noise-free
   curve) are compared as they are, without the AR(1) correction that would leave an effective sample size of 3.
 
-A :class:`PhaseError` names the test that failed. Power, measured over 100 replicates of a change at T₁ = 60 in
-120 steps (log-slope 0.05, then flat) under AR(1) noise: φ = 0.9, sd 0.05: 66 found, the stage-1 slope interval
-covers 58 of 66, the T₁ interval 65 of 66; φ = 0.9, sd 0.02: 73 found, 65/73 and 72/73; φ = 0.7, sd 0.05: 100 found, 94/100 and 99/100. On the
-same noise (φ = 0.9, sd 0.05 and 0.02) no T₁ was found in any of 100 exponential, 1 + (t/40)², 3 log(2 + t) or √(1 + t)
-curves. Strongly autocorrelated noise leaves few effective samples (about 6 of 120 at φ = 0.9), so a real change
-is missed about a third of the time there: a missed T₁ is "no phase change found", not "no phase change".
-
 Otherwise :class:`PhaseError` is raised rather than a T₁ invented. Confidence intervals for T₁ and both slopes come
 from an AR(1) sieve bootstrap of the residuals (the residuals of recorded curves are autocorrelated; resampling
 them as if independent gives intervals that are far too narrow), refitting the breakpoint each time.
+
+A :class:`PhaseError` names the test that failed. Power, measured over 100 replicates of a change at T₁ = 60 in
+120 steps (log-slope 0.05, then flat) under AR(1) noise: φ = 0.9, sd 0.05: 66 found, the stage-1 slope interval
+covers 58 of 66, the T₁ interval 65 of 66; φ = 0.9, sd 0.02: 73 found, 65/73 and 72/73; φ = 0.7, sd 0.05: 100
+found, 94/100 and 99/100. On the same noise (φ = 0.9) no T₁ was found in any of 100 exponential, 1 + (t/40)²,
+3 log(2 + t) or √(1 + t) curves. Strongly autocorrelated noise leaves few effective samples (about 6 of 120 at
+φ = 0.9), so a real change is missed about a third of the time there: a missed T₁ is "no phase change found", not
+"no phase change".
 
 :func:`t1_from_band` finds the first step where a loss derivative leaves the stage-1 band.
 """
