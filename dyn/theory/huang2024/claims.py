@@ -211,7 +211,7 @@ def observed_winner(gamma: float, rho: float, p: Params) -> tuple[str | None, st
         return None, f"the coefficients are not finite (max|gamma| {_fmt(gamma)}, max rho {_fmt(rho)}): the run diverged"
     out = winner(gamma, max(rho, 0.0), signal_scale=p.signal_init, noise_scale=p.noise_init)
     if out == "did not move":
-        return out, (f"neither max|gamma| {_fmt(gamma)} nor max rho {_fmt(rho)} reached {MIN_EFFECT - 1:g}x its initial "
+        return out, (f"neither max|gamma| {_fmt(gamma)} nor max rho {_fmt(rho)} grew by {MIN_EFFECT - 1:g} x its initial "
                      f"scale ({_fmt(p.signal_init)}, {_fmt(p.noise_init)}): no quantity changed by x{MIN_EFFECT:g}")
     if out == "tie":
         return out, f"max|gamma| {_fmt(gamma)} and max rho {_fmt(rho)} differ by less than {TIE_RTOL:.0%}"

@@ -84,8 +84,8 @@ class LabelNoiseTheory(Theory):
             # gamma and rho_bar start at 0; each is judged moved against its initial scale sigma0|mu| / sigma0 sigma_p sqrt d
             out["observed_winner"] = winner(max(g_end, 0.0), max(r_end, 0.0), signal_scale=p.s_mu, noise_scale=p.s_xi)
             if out["observed_winner"] == "did not move":
-                out["note"] = (f"neither max gamma {g_end:.4g} nor max rho_bar {r_end:.4g} reached "
-                               f"{MIN_EFFECT - 1:g}x its initial scale ({p.s_mu:.4g}, {p.s_xi:.4g}): no quantity changed by x{MIN_EFFECT:g}")
+                out["note"] = (f"neither max gamma {g_end:.4g} nor max rho_bar {r_end:.4g} grew by "
+                               f"{MIN_EFFECT - 1:g} x its initial scale ({p.s_mu:.4g}, {p.s_xi:.4g}): no quantity changed by x{MIN_EFFECT:g}")
             elif out["observed_winner"] == "tie":
                 out["note"] = f"max gamma {g_end:.4g} and max rho_bar {r_end:.4g} differ by less than {TIE_RTOL:.0%}"
         else:

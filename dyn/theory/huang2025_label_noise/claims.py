@@ -93,8 +93,8 @@ def _need_movement(rec: Recording) -> None:
     if not (np.isfinite(g) and np.isfinite(r)):
         return  # a diverged run moved; its claims say what they can
     if winner(max(g, 0.0), max(r, 0.0), signal_scale=p.s_mu, noise_scale=p.s_xi) == "did not move":
-        raise NotCheckable(f"did not move: max gamma reached {_fmt(g)} and max rho_bar {_fmt(r)}, below "
-                           f"{MIN_EFFECT - 1:g}x their initial scales {_fmt(p.s_mu)} and {_fmt(p.s_xi)} (minimum "
+        raise NotCheckable(f"did not move: max gamma reached {_fmt(g)} and max rho_bar {_fmt(r)}, less than "
+                           f"{MIN_EFFECT - 1:g} x their initial scales {_fmt(p.s_mu)} and {_fmt(p.s_xi)} (minimum "
                            f"effect x{MIN_EFFECT:g})")
 
 
