@@ -165,7 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         extra = [flag for flag, value in (("--preset", args.preset), ("--out", args.out), ("--set", args.set),
                                           ("--modality", args.modality), ("--seed", args.seed), ("--steps", args.steps),
-                                          ("--overwrite", args.overwrite))
+                                          ("--overwrite", args.overwrite), ("--evaluate-every", args.evaluate_every))
                  if value]
         if extra:
             raise ConfigError(f"--resume continues the stored run as it was configured; drop {', '.join(extra)}")
@@ -190,8 +190,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[key] = value
     config = load_preset(args.preset, **overrides)
     setup = next(s for s in _setups().values() if isinstance(config, s.config))
+    options = {}
+    if args.evaluate_every is not None:
+        import inspect
+
+        if "evaluate_every" not in inspect.signature(setup.load(setup.trainer)).parameters:
+            raise ConfigError(f"--evaluate-every: setup {setup.name!r} has no evaluation to schedule "
+                              "(see its config fields, e.g. --set test_every=N)")
+        if args.evaluate_every < 1:
+            raise ConfigError(f"--evaluate-every must be a positive number of steps, got {args.evaluate_every}")
+        options["evaluate_every"] = args.evaluate_every
     summary = setup.train(config, args.out, overwrite=args.overwrite, progress=_progress(args),
-                          attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every)
+                          attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every, **options)
     print(f"dyn run: {summary}")
     return 0
 
@@ -384,6 +394,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set tau=0.2 (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run store dyn wrote at --out (never another folder, nor one holding other files)")
+    p.add_argument("--evaluate-every", type=int, metavar="N",
+                   help="also evaluate the setup's downstream probe every N steps and at the last (huang2024: the "
+                        "OOD linear probe, probe_acc; makes theorem.downstream checkable)")
     _add_progress(p, quiet="no progress bar (same as --no-progress)")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="write recorded steps and a resumable checkpoint every N steps (default: every 10 s of "

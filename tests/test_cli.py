@@ -85,3 +85,43 @@ def test_help_and_presets():
         assert res.returncode == 0 and "usage: dyn" in res.stdout
     res = _dyn("presets")
     assert res.returncode == 0 and "huang2024-figure1" in res.stdout and "Figure 1" in res.stdout
+
+
+def _hints():
+    """Every `dyn run ...` a claim's "not checkable" reason tells the user to train with, by theory."""
+    import re
+    from pathlib import Path
+
+    root = Path(dyn.__file__).parent / "theory"
+    out = []
+    for theory, preset in (("huang2024", "huang2024-tiny"), ("huang2025_label_noise", "huang2025-tiny")):
+        for source in (root / theory).glob("*.py"):
+            out += [(preset, hint) for hint in re.findall(r"`dyn run ([^`]*)`", source.read_text())]
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("preset, hint", _hints())
+def test_every_how_to_make_me_checkable_hint_works_from_the_cli(tmp_path, preset, hint):
+    """Regression (issue 21 item 8): theorem.downstream said "train with evaluate_every", and
+    `--set evaluate_every=10` was refused as an unknown key. Each hint is run as written, on the theory's tiny preset."""
+    import shlex
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dyn.cli", "run", "--preset", preset, "--steps", "20", "--out",
+           str(tmp_path / "r.zarr"), "--no-progress", *shlex.split(hint)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_evaluate_every_makes_the_downstream_claim_checkable(tmp_path):
+    from dyn.cli import main
+
+    assert main(["run", "--preset", "huang2024-tiny", "--steps", "20", "--evaluate-every", "10", "--out",
+                 str(tmp_path / "r.zarr"), "--no-progress"]) == 0
+    row = dyn.compare(tmp_path / "r.zarr").set_index("claim").loc["theorem.downstream"]
+    assert "no probe accuracy" not in row["reason"]
+    assert main(["run", "--preset", "huang2025-tiny", "--steps", "5", "--evaluate-every", "10", "--out",
+                 str(tmp_path / "l.zarr")]) == 2  # that setup evaluates through its config (test_every)
+    assert not (tmp_path / "l.zarr").exists()

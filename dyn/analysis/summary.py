@@ -16,10 +16,62 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import DynError, PhaseError
-from .phases import fit_stage1
+from .phases import MIN_EFFECT, fit_stage1
 from .run import Run
 
-__all__ = ["summary", "COLUMNS"]
+__all__ = ["summary", "COLUMNS", "winner", "WINNERS", "TIE_RTOL"]
+
+#: The outcomes of a race between signal learning and noise memorization, as every table and report spells them.
+WINNERS = ("signal learning", "noise memorization", "tie", "did not move")
+#: Two sizes within this fraction of the larger are a tie: the regime claims call a race closer than 10% undecided,
+#: and a winner column must not name a side the verdicts would not.
+TIE_RTOL = 0.1
+
+
+def winner(signal: float, noise: float, *, signal_scale: float, noise_scale: float, rtol: float = TIE_RTOL,
+           min_effect: float = MIN_EFFECT) -> str:
+    """Who won the race between signal learning and noise memorization: one of :data:`WINNERS`.
+
+    Parameters
+    ----------
+    signal, noise : float
+        How far each has grown since initialisation, in the same units (e.g. ``max |γ|`` and ``max ρ``, inner-product
+        units).
+    signal_scale, noise_scale : float
+        The size of each at initialisation (e.g. ``max_r |⟨w_r(0), μ⟩|``): the scale "moved" is judged against.
+    rtol : float
+        Relative tolerance of a tie: ``|signal − noise| <= rtol · max(signal, noise)``.
+    min_effect : float
+        ``"did not move"`` unless one of them changed its quantity by this factor, i.e. grew by at least
+        ``(min_effect − 1)`` times its initial scale (:data:`~dyn.analysis.phases.MIN_EFFECT`, ×2). A scale of 0
+        counts any growth as moved.
+
+    Raises
+    ------
+    DynError
+        A size or scale that is negative or not finite.
+
+    Examples
+    --------
+    >>> winner(0.0, 0.0, signal_scale=0.1, noise_scale=0.1)
+    'did not move'
+    >>> winner(3.0, 0.5, signal_scale=0.1, noise_scale=0.1), winner(0.5, 3.0, signal_scale=0.1, noise_scale=0.1)
+    ('signal learning', 'noise memorization')
+    >>> winner(1.0, 1.05, signal_scale=0.1, noise_scale=0.1)
+    'tie'
+    >>> winner(0.01, 0.02, signal_scale=0.1, noise_scale=0.1)  # both still at their initial scale
+    'did not move'
+    """
+    values = {"signal": signal, "noise": noise, "signal_scale": signal_scale, "noise_scale": noise_scale}
+    bad = [k for k, v in values.items() if not (np.isfinite(v) and v >= 0)]
+    if bad:
+        raise DynError(f"winner needs finite non-negative sizes; got {', '.join(f'{k}={values[k]!r}' for k in bad)}")
+    moved = [v > 0 and v >= (min_effect - 1) * s for v, s in ((signal, signal_scale), (noise, noise_scale))]
+    if not any(moved):
+        return "did not move"
+    if abs(signal - noise) <= rtol * max(signal, noise):
+        return "tie"
+    return "signal learning" if signal > noise else "noise memorization"
 
 #: The summary's columns, in order.
 COLUMNS = [
@@ -67,7 +119,9 @@ def _site_row(run: Run, name: str) -> dict:
         "gamma_max": float(gmax[-1]), "gamma_mean": float(g.isel(step=-1).mean()),
         "rho_max": float(rmax[-1]), "rho_mean": float(r.isel(step=-1).mean()),
         "gamma_max_growth": _growth(gmax), "rho_max_growth": _growth(rmax),
-        "winner": "signal" if gmax[-1] > rmax[-1] else "noise" if rmax[-1] > gmax[-1] else "tie",
+        "winner": winner(float(gmax[-1]), float(rmax[-1]),
+                         signal_scale=float(abs(ds["signal_inner"].isel(step=0)).max()),
+                         noise_scale=float(abs(ds["noise_inner"].isel(step=0)).max())),
         "signal_dominates_from": _first_run(gmax > rmax, steps),
         "noise_dominates_from": _first_run(rmax > gmax, steps),
         "gamma_t1": _t1(steps, gmax), "rho_t1": _t1(steps, rmax),
@@ -115,7 +169,9 @@ def summary(run: str | os.PathLike | xr.DataTree | Run) -> pd.DataFrame:
         Columns :data:`COLUMNS`: sizes; ``method`` and ``rank`` of the decomposition; ``coverage_min`` /
         ``coverage_median`` over neurons of the share of ``‖w(T) − w(0)‖²`` inside the probes' span at the last
         step, and where that came from; final max and mean of ``|γ|`` and ``|ρ|`` and the growth of the max since
-        the first step; ``winner`` (larger max at the end); the step from which signal (or noise) has the larger
+        the first step; ``winner`` at the end (:func:`winner`: signal learning, noise memorization, a tie within
+        :data:`TIE_RTOL`, or "did not move" when neither max grew by ``MIN_EFFECT − 1`` times its initial inner
+        products); the step from which signal (or noise) has the larger
         max until the end (NaN if it does not at the end); ``gamma_t1`` / ``rho_t1``, the phase change of the
         log-max curves (NaN when there is none); ``noise_vs_random``, the largest change of a noise inner product
         over that of a random direction of the same norm (NaN without a ``random_inner`` baseline).
@@ -136,7 +192,7 @@ def summary(run: str | os.PathLike | xr.DataTree | Run) -> pd.DataFrame:
     ...         loss.backward(); opt.step(); opt.zero_grad(); rec.log(loss=loss)
     >>> table = summary(path)
     >>> table.loc[0, ["site", "method", "winner"]].tolist(), round(float(table.loc[0, "coverage_min"]), 4)
-    (['w', 'projection', 'signal'], 1.0)
+    (['w', 'projection', 'signal learning'], 1.0)
     """
     run = Run.coerce(run)
     return pd.DataFrame([_site_row(run, name) for name in run.sites], columns=COLUMNS)

@@ -172,8 +172,13 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
             checks.append(Check(f"decomposition {site}", False, f"recorded inner products disagree with the stored "
                                 f"weights by {rec['rel']:.2e} (relative; tolerance {recording_tol:g})"))
             continue
-        if np.isnan(res["rel"]):  # the weights never moved: the rebuild must then be exact
-            exact = res["abs"] == 0
+        if np.isnan(res["rel"]) and res["abs"] == 0:  # the weights never moved: the rebuild is exact
+            exact = True
+        elif not (np.isfinite(res["rel"]) and np.isfinite(res["coverage"])):
+            checks.append(Check(f"decomposition {site}", False, f"the decomposition is undefined (relative error "
+                                f"{res['rel']:.3g}, span coverage {res['coverage']:.3g}): a probe vector of zero norm "
+                                "or a non-finite Gram matrix"))
+            continue
         else:
             exact = res["rel"] <= residual_tol
         if exact:

@@ -499,11 +499,13 @@ def phase_diagram(results: pd.DataFrame):
     ok = results[results["status"] == "complete"].copy() if "status" in results else results.iloc[:0]
     if ok.empty or "n_snr2" not in ok:  # no run finished, or the grid has no n·SNR² axis to draw along
         return None
-    ok["signal_wins"] = (ok["winner"] == "signal learning").astype(float)
+    # a tie or a run that did not move is its own outcome, not a cell of either side: the fractions count decided runs
+    decided = ok["winner"].isin(["signal learning", "noise memorization"])
+    ok["signal_wins"] = np.where(decided, (ok["winner"] == "signal learning").astype(float), np.nan)
     fig = Figure(figsize=(14, 4.4), layout="constrained")
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
     multi = ok[ok["modality"] == "multi"] if "c_mu" in ok else ok.iloc[:0]  # drawn over n·SNR² × C_μ
-    for ax, value, label, vmin in ((axes[0], "signal_wins", "multi-modal: fraction of seeds where signal wins at T₁", 0.0),
+    for ax, value, label, vmin in ((axes[0], "signal_wins", "multi-modal: fraction of decided seeds where signal wins at T₁", 0.0),
                                    (axes[1], "probe_acc", "multi-modal: final OOD accuracy", 0.5)):
         if multi.empty:
             ax.set_visible(False)
@@ -517,8 +519,13 @@ def phase_diagram(results: pd.DataFrame):
         ax.plot(x, y, color="black", ls="--", lw=1.5, label=f"C_μ·n·SNR² = {MULTI_SIGNAL_WINS_ABOVE} (Lemma 5.4)")
         points = ax.scatter(agg["n_snr2"], agg["c_mu"], c=agg[value], cmap="viridis", vmin=vmin, vmax=1, s=160,
                             edgecolors="black", linewidths=0.5, zorder=3)
+        undecided = agg[~np.isfinite(agg[value])]
+        if len(undecided):  # a hollow disc: runs there, none decided (ties, or nothing moved)
+            ax.scatter(undecided["n_snr2"], undecided["c_mu"], s=160, facecolors="none", edgecolors="black",
+                       linewidths=0.8, zorder=3)
         for row in agg.itertuples(index=False):
-            ax.annotate(f"{getattr(row, value):.2f}", (row.n_snr2, row.c_mu), xytext=(0, 11),
+            v = getattr(row, value)
+            ax.annotate(f"{v:.2f}" if np.isfinite(v) else "no winner", (row.n_snr2, row.c_mu), xytext=(0, 11),
                         textcoords="offset points", ha="center", fontsize=7)
         _grid_ticks(ax, agg["n_snr2"])
         ax.set_xlim(x_lo, x_hi)
@@ -544,7 +551,7 @@ def phase_diagram(results: pd.DataFrame):
         if SINGLE_NOISE_WINS_BELOW > x_lo:  # a shaded side only where it is on the axis
             ax.axvspan(x_lo, min(SINGLE_NOISE_WINS_BELOW, x_hi), color="tab:red", alpha=0.08, lw=0,
                        label="noise memorization predicted")
-        ax.plot(agg["n_snr2"], agg["signal_wins"], "o-", label="fraction of seeds where signal wins at T₁")
+        ax.plot(agg["n_snr2"], agg["signal_wins"], "o-", label="fraction of decided seeds where signal wins at T₁")
         ax.plot(agg["n_snr2"], agg["probe_acc"], "s-", label="final OOD accuracy")
         ax.axvline(SINGLE_NOISE_WINS_BELOW, color="black", ls="--", label=f"n·SNR² = {SINGLE_NOISE_WINS_BELOW} (Lemma 5.2)")
         _grid_ticks(ax, agg["n_snr2"])

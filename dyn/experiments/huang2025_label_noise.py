@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.run import Run
+from ..analysis.summary import winner
 from ..errors import ConfigError
 from ..progress import progress_bar, progress_enabled
 from ..store.outputs import save_figure, staged_folder
@@ -473,7 +474,7 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
     ``out/optimizers.{png,svg}`` (the Figure-2 panels per optimizer), ``out/curves.parquet`` and
     ``out/optimizers.csv``: per optimizer, mean/std over seeds of
     the final ``max ρ̄ / max γ``, max γ and max ρ̄, the final clean training loss and the final test accuracy
-    (``winner``: noise memorization when max ρ̄ > max γ at the end). ``progress``: one bar over the runs and the
+    (``winner``: :func:`dyn.analysis.summary.winner` of the mean max γ and max ρ̄ at the end). ``progress``: one bar over the runs and the
     figure, plus each run's per-step bar; None (default): on in notebooks and terminals, off otherwise.
 
     Returns
@@ -514,7 +515,9 @@ def optimizers(out: str | os.PathLike, *, seeds: int = 1, small: bool = False, o
         for metric in ("ratio", "gamma_max", "rho_max", "loss", "test_acc"):
             table[metric] = [wide.loc[k, ("mean", metric)] for k in OPTIMIZER_ORDER]
             table[f"{metric}_std"] = [wide.loc[k, ("std", metric)] for k in OPTIMIZER_ORDER]
-        table["winner"] = np.where(table["rho_max"] > table["gamma_max"], "noise memorization", "signal learning")
+        scales = Params.from_config(base.to_dict())
+        table["winner"] = [winner(max(g, 0.0), max(r, 0.0), signal_scale=scales.s_mu, noise_scale=scales.s_xi)
+                           for g, r in zip(table["gamma_max"], table["rho_max"])]
         table.to_csv(tmp / "optimizers.csv", index=False)
     return table
 

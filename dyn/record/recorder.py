@@ -645,7 +645,9 @@ class Recorder:
             if self.log_at == "previous" and self._t == 0 and values and not self._warned_early_log:
                 self._warned_early_log = True
                 warnings.warn("log: called before the first optimizer step; values go to the step before the latest "
-                              "one, so call rec.log after opt.step() (or pass step=)", stacklevel=2)
+                              "one, so call rec.log after opt.step() (or pass step=)" if self.optimizer is not None else
+                              "log: called before the first rec.step(); without optimizer= the recorder advances only "
+                              "when the loop calls rec.step() after each update", stacklevel=2)
             step = max(self._t - 1, 0) if self.log_at == "previous" else self._t
         if not values:
             return
@@ -688,6 +690,10 @@ class Recorder:
             logged = chunk.logged[row]
             if any(logged[c] for c in col_list):
                 again = [n for n, c in zip(names, col_list) if logged[c]]
+                if self.optimizer is None and self._t == 0:
+                    raise ConfigError(f"log: {', '.join(again)} logged twice at step 0 and rec.step() was never called: "
+                                      "a Recorder without optimizer= advances only when the loop calls rec.step() after "
+                                      "each update (or pass optimizer=)")
                 warnings.warn(f"log: {', '.join(again)} already logged at step {step}; the earlier value is "
                               "overwritten (one log per optimizer step, after opt.step())", stacklevel=2)
             chunk.set_values(row, col_list, parts)

@@ -7,6 +7,7 @@ A convolution's weight ``(filters, channels, *kernel)`` is a site directly: it i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -122,6 +123,12 @@ class Site:
             shape = tuple(self.weight.shape) if isinstance(self.weight, torch.Tensor) else type(self.weight).__name__
             raise ConfigError(f"site weight must be a 2-D tensor (neurons, features) or a conv weight "
                               f"(filters, channels, *kernel), got {shape}")
+        if not self.weight.is_floating_point():  # complex and integer weights have no real inner products to record
+            raise ConfigError(f"site weight has dtype {str(self.weight.dtype).removeprefix('torch.')}: dyn records real "
+                              "floating-point weights (float16, bfloat16, float32, float64)")
+        if self.weight.numel() == 0:
+            raise ConfigError(f"site weight of shape {tuple(self.weight.shape)} is empty: a site needs at least one "
+                              "neuron and one feature")
         self.parameter = self.weight
         self.weight_shape = tuple(self.weight.shape)
         self.weight = _matrix_view(self.weight)
@@ -133,10 +140,19 @@ class Site:
             t = _as_tensor(f"signal {name!r}", vec)
             if t.dim() != 1 or t.shape[0] != d:
                 raise ConfigError(f"signal {name!r} has shape {tuple(t.shape)}, expected ({d},) to match the weight")
+            if t.is_complex():
+                raise ConfigError(f"signal {name!r} is complex: dyn records real inner products")
+            if not bool(torch.any(t != 0)):
+                # a class mean of blank conv patches is zero; a projection still measures the rest, so warn here and
+                # let verify fail a decomposition that comes out undefined
+                warnings.warn(f"signal {name!r} is the zero vector (in {str(t.dtype).removeprefix('torch.')}): its "
+                              "coefficient gamma = <w - w(0), mu>/|mu|^2 is undefined", stacklevel=2)
             sig[str(name)] = t
         noise = _as_tensor("noise", self.noise)
         if noise.dim() != 2 or noise.shape[1] != d or noise.shape[0] == 0:
             raise ConfigError(f"noise has shape {tuple(noise.shape)}, expected (samples, {d}) to match the weight")
+        if noise.is_complex():
+            raise ConfigError("noise is complex: dyn records real inner products")
         extra: dict[str, tuple[str, torch.Tensor]] = {}
         for name, spec in self.extra.items():
             dim, vecs = spec if isinstance(spec, tuple) else ("sample", spec)

@@ -199,7 +199,18 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
     def put(key: str, i: int, value: Any) -> None:
         rows.setdefault(key, [None] * len(runs))[i] = value
 
+    from .report import digest
+
     for i, (run, table) in enumerate(zip(runs, tables)):
+        # what was found first (the counts, the regime), then where it came from (store, config)
+        for label, text in (digest(table).items() if table.attrs.get("theory") else ()):
+            put(label, i, text)
+        regime = dict(table.attrs.get("regime") or {})
+        if isinstance(regime.get("assumptions_met"), bool):  # name the unmet hypotheses, not "False"
+            unmet = regime.pop("assumptions_unmet", None) or regime.get("assumptions_failed") or []
+            regime["assumptions_met"] = "met" if regime["assumptions_met"] else f"not met: {', '.join(map(str, unmet))}"
+        for key, value in _regime_rows(regime):
+            put(f"regime: {key}", i, value)
         loss = run.scalar("loss")
         put("store", i, str(run.path) if run.path else None)
         put("status", i, run.attrs.get("status"))
@@ -210,11 +221,6 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
         put("recorded steps", i, len(run.steps))
         put("last step", i, int(run.steps[-1]) if len(run.steps) else None)
         put("final loss", i, last_logged(loss))  # the last logged value: with log_at="previous" the last step is NaN
-        for key, value in _regime_rows(table.attrs.get("regime") or {}):
-            put(f"regime: {key}", i, value)
-        counts = table["verdict"].value_counts()
-        for verdict in ("holds", "violated", "not checkable"):
-            put(f"claims {verdict}", i, int(counts.get(verdict, 0)))
         cfg = run.attrs.get("config") if isinstance(run.attrs.get("config"), dict) else {}
         for key, value in cfg.items():
             if isinstance(value, (bool, int, float, str)):
@@ -256,6 +262,8 @@ def _claim_table(name: str, table: pd.DataFrame) -> str:
             else:
                 value = row.get(c, "")
                 value = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+                if c == "hypotheses_met" and isinstance(value, (bool, np.bool_)):  # the unmet ones by name
+                    value = "met" if value else f"not met: {row.get('unmet') or ''}"
             style = f' style="background:{_VERDICT_COLOURS[value]}"' if c == "verdict" and value in _VERDICT_COLOURS else ""
             cells += f'<td class="{c}"{style}>{html.escape(str(value))}</td>'
         body += f"<tr>{cells}</tr>"

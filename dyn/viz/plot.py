@@ -19,7 +19,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from ..analysis.run import Run
-from ..errors import ConfigError
+from ..errors import ConfigError, NotCheckable
 from ..theory.base import Theory, get_theory, theory_for
 
 __all__ = ["plot_coefficients", "plot_signal_vs_noise", "plot_heatmap", "per_neuron", "QUANTITIES"]
@@ -138,6 +138,11 @@ def plot_coefficients(
     if reduce not in ("max", "mean"):
         raise ConfigError(f"reduce must be 'max' or 'mean', got {reduce!r}")
     th = _theory(run, theory)
+    if th is not None and quantities is None:
+        try:  # by default a theory draws its quantities only where it can compute them (not on a dependent basis)
+            th.quantities(run, sites[0])
+        except NotCheckable:
+            th = None
     if quantities is None:
         quantities = tuple(th.plot_quantities) if th is not None and th.plot_quantities else ("gamma", "rho")
     fig = Figure(figsize=(5.2 * len(quantities), 3.3 * len(sites) + 0.9), layout="constrained")

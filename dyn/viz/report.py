@@ -27,7 +27,7 @@ from ..theory.base import CONDITION_STAGES, Theory
 from ..theory.compare import compare, numbers_table, theory_or_none
 from . import plot
 
-__all__ = ["format_table", "markdown_table", "summary_lines", "side_by_side", "write_report"]
+__all__ = ["digest", "format_table", "markdown_table", "summary_lines", "side_by_side", "write_report"]
 
 #: What a verdict means, printed once at the top of a report (the README's analysis section says more).
 MEANING = ("A verdict compares one run with one statement of the theorem. *holds*: the run is consistent with the "
@@ -49,9 +49,40 @@ def _counts(c: dict[str, int]) -> str:
     return ", ".join(f"{c[k]} {k}" for k in ("holds", "violated", "not checkable"))
 
 
+def digest(table: pd.DataFrame) -> dict[str, str]:
+    """The two-level count of a :func:`dyn.compare` table, label → text: tests of the theorem, predictions outside
+    its assumptions, the assumptions (the unmet ones named) and other conditions. The one count the terminal,
+    ``report.md`` and ``report.html`` show (conditions are never counted as claims).
+
+    Examples
+    --------
+    >>> from dyn.theory import Verdict
+    >>> from dyn.theory.compare import verdict_table
+    >>> t = verdict_table([Verdict("assumption.d", "assumption", "", "", "", "violated"),
+    ...                    Verdict("c", "T1", "", "", "", "holds", hypotheses_met=False, unmet=("assumption.d",))])
+    >>> digest(t)["assumptions"]
+    '0 of 1 met (not met: assumption.d)'
+    """
+    s = table.attrs.get("summary")
+    if s is None:
+        from ..theory.base import summarize, Verdict
+
+        s = summarize([Verdict(r.claim, r.stage, "", "", "", r.verdict, hypotheses_met=None
+                               if pd.isna(r.hypotheses_met) else bool(r.hypotheses_met)) for r in table.itertuples()])
+    out = {"tests of the theorem (hypotheses met)": _counts(s["tests"]),
+           "predictions outside its assumptions": _counts(s["outside"])}
+    for key, label in (("conditions", "assumptions"), ("other conditions", "other conditions (not required)")):
+        cond = s.get(key) or {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
+        total = cond["met"] + cond["not met"] + cond["unknown"]
+        if total or key == "conditions":
+            unmet = f" (not met: {', '.join(cond['unmet'])})" if cond["unmet"] else ""
+            out[label] = f"{cond['met']} of {total} met{unmet}"
+    return out
+
+
 def summary_lines(table: pd.DataFrame) -> list[str]:
-    """The two-level summary of a :func:`dyn.compare` table, one line each: tests of the theorem, predictions
-    outside its assumptions, and the conditions.
+    """:func:`digest` as lines, one each: tests of the theorem, predictions outside its assumptions, and the
+    conditions.
 
     Examples
     --------
@@ -64,21 +95,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     predictions outside its assumptions: 1 holds, 0 violated, 0 not checkable
     assumptions: 0 of 1 met (not met: assumption.d)
     """
-    s = table.attrs.get("summary")
-    if s is None:
-        from ..theory.base import summarize, Verdict
-
-        s = summarize([Verdict(r.claim, r.stage, "", "", "", r.verdict, hypotheses_met=None
-                               if pd.isna(r.hypotheses_met) else bool(r.hypotheses_met)) for r in table.itertuples()])
-    lines = [f"tests of the theorem (hypotheses met): {_counts(s['tests'])}",
-             f"predictions outside its assumptions: {_counts(s['outside'])}"]
-    for key, label in (("conditions", "assumptions"), ("other conditions", "other conditions (not required)")):
-        cond = s.get(key) or {"met": 0, "not met": 0, "unknown": 0, "unmet": []}
-        total = cond["met"] + cond["not met"] + cond["unknown"]
-        if total or key == "conditions":
-            unmet = f" (not met: {', '.join(cond['unmet'])})" if cond["unmet"] else ""
-            lines.append(f"{label}: {cond['met']} of {total} met{unmet}")
-    return lines
+    return [f"{label}: {text}" for label, text in digest(table).items()]
 
 
 def format_table(table: pd.DataFrame, *, width: int = 110) -> str:
@@ -122,9 +139,9 @@ def side_by_side(heads: dict[str, dict[str, Any]], tables: dict[str, pd.DataFram
     frame = pd.DataFrame({name: pd.Series(head, dtype=object) for name, head in heads.items()})
     extra = {}
     for name, table in tables.items():
-        lines = summary_lines(table)
-        extra[name] = {"tests of the theorem": lines[0].split(": ", 1)[1],
-                       "outside its assumptions": lines[1].split(": ", 1)[1]}
+        counts = digest(table)
+        extra[name] = {"tests of the theorem": counts["tests of the theorem (hypotheses met)"],
+                       "outside its assumptions": counts["predictions outside its assumptions"]}
     return pd.concat([frame, pd.DataFrame(extra)]).fillna("")
 
 
@@ -233,12 +250,11 @@ def _write(runs: list[Run], names: list[str], theories: list[Theory | None], jud
             save_figure(plot.plot_heatmap(run, quantity="gamma"), tmp, f"{name}-heatmap-gamma")
             save_figure(plot.plot_heatmap(run, quantity="rho"), tmp, f"{name}-heatmap-rho")
             cfg = run.attrs.get("config") or {}
-            report += [f"## {name}", "", f"Store: `{run.path}`, status {run.attrs.get('status')}, "
-                       f"{len(run.steps)} recorded steps.", ""]
+            report += [f"## {name}", "", "**Summary.** " + "; ".join(summary) + ".", "",
+                       f"Store: `{run.path}`, status {run.attrs.get('status')}, {len(run.steps)} recorded steps.", ""]
             if cfg:
                 shown = {k: v for k, v in cfg.items() if isinstance(v, (bool, int, float, str))}
                 report += ["Config: " + ", ".join(f"{k}={v}" for k, v in shown.items()), ""]
-            report += ["**Summary.** " + "; ".join(summary) + ".", ""]
             conditions = table[table["stage"].isin(CONDITION_STAGES)]
             claims = table[~table["stage"].isin(CONDITION_STAGES)]
             if len(conditions):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 import dyn
-from dyn.analysis.summary import COLUMNS, summary
+from dyn.analysis.summary import COLUMNS, TIE_RTOL, summary, winner
+from dyn.errors import DynError
 from dyn.cli import main
 from dyn.record import probes
 from tests.digits import cnn, digits, mlp, train_recorded
@@ -35,9 +36,13 @@ def test_summary_matches_the_coefficients(own_run):
         rmax = abs(c["rho"]).max(["neuron", "sample"]).values
         assert row.gamma_max == pytest.approx(gmax[-1]) and row.rho_max == pytest.approx(rmax[-1])
         assert row.gamma_mean == pytest.approx(float(abs(c["gamma"]).isel(step=-1).mean()))
-        assert row.winner == ("signal" if gmax[-1] > rmax[-1] else "noise")
-        dominant = gmax > rmax if row.winner == "signal" else rmax > gmax
-        start = row.signal_dominates_from if row.winner == "signal" else row.noise_dominates_from
+        ds = run.site(row.site)
+        assert row.winner == winner(gmax[-1], rmax[-1], signal_scale=float(abs(ds["signal_inner"][0]).max()),
+                                    noise_scale=float(abs(ds["noise_inner"][0]).max()))
+        # l0 grows its signal 6x its initial inner products; l2's coefficients stay below theirs in 25 steps
+        assert row.winner == {"l0": "signal learning", "l2": "did not move"}[row.site]
+        dominant = gmax > rmax if gmax[-1] > rmax[-1] else rmax > gmax
+        start = row.signal_dominates_from if gmax[-1] > rmax[-1] else row.noise_dominates_from
         steps = c["step"].values
         assert dominant[steps >= start].all() and (start == steps[0] or not dominant[steps == start - 1].any())
         cov = c["span_coverage"].isel(step=-1).values
@@ -79,3 +84,29 @@ def test_cnn_run_summary(tmp_path):
     row = dyn.summary(tmp_path / "cnn.zarr").iloc[0]
     assert row["site"] == "conv" and row["neurons"] == 4 and row["features"] == 9 and row["samples"] == 160
     assert 0 < row["coverage_min"] <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("signal, noise, expected", [
+    (0.0, 0.0, "did not move"),           # issue 21 item 2: 0 vs 0 was "noise memorization"
+    (0.05, 0.09, "did not move"),         # both below (MIN_EFFECT - 1) x their initial scale 0.1
+    (1.0, 1.0, "tie"), (1.0, 1.0 + 0.9 * TIE_RTOL, "tie"), (1.0 + 0.9 * TIE_RTOL, 1.0, "tie"),
+    (1.0, 1.0 + 1.2 * TIE_RTOL, "noise memorization"), (1.3, 1.0, "signal learning"),
+    (0.11, 0.0, "signal learning"), (0.0, 0.11, "noise memorization"),
+])
+def test_winner_names_ties_and_static_runs(signal, noise, expected):
+    assert winner(signal, noise, signal_scale=0.1, noise_scale=0.1) == expected
+
+
+def test_winner_judges_moved_on_each_side_own_scale():
+    # the noise grew 5x its small initial scale, the signal 0.5x its large one: the run moved (through the noise),
+    # and the race is decided on the sizes themselves
+    assert winner(0.5, 0.05, signal_scale=1.0, noise_scale=0.01) == "signal learning"
+    assert winner(0.5, 0.05, signal_scale=1.0, noise_scale=0.1) == "did not move"
+    with pytest.raises(DynError, match="signal=nan"):
+        winner(float("nan"), 1.0, signal_scale=0.1, noise_scale=0.1)
+
+
+def test_summary_of_an_untrained_run_names_no_winner(tiny, tmp_path):
+    """Regression (issue 21 item 2): a run at eta = 1e-9 was summarised with a winner."""
+    dyn.train(tiny(eta=1e-9, steps=5), tmp_path / "u.zarr")
+    assert dyn.summary(tmp_path / "u.zarr").loc[0, "winner"] == "did not move"

@@ -5,6 +5,8 @@ are the curves themselves); the config is the ``huang2024-theorem`` preset, so t
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import dyn
@@ -157,3 +159,25 @@ def test_a_dependent_probe_basis_is_refused_not_judged(synthetic):
     claims = table[~table["stage"].isin(["assumption", "condition"])]
     assert set(claims["verdict"]) == {"not checkable"}
     assert claims["reason"].str.contains("numerically dependent").sum() >= len(claims) - 2
+
+
+STAGE1 = ("stage1.signal_rate", "stage1.noise_rate", "stage1.direction", "stage1.signal_bound", "stage1.noise_bound")
+
+
+@pytest.mark.parametrize("modality", ["single", "multi"])
+def test_a_static_run_judges_no_rate_direction_or_bound(synthetic, modality):
+    """Regression (issue 21 item 1): at tau = 100 the curves move by x1.005 and x1.007 over stage 1, and
+    stage1.direction (single) and noise_rate / direction / noise_bound (multi) held: the gate only checked float
+    rounding. Now each needs max A or max Psi to change by MIN_EFFECT (x2) over its window."""
+    rates = dict(signal_rate=2.7e-5, noise_rate=3.7e-5) if modality == "single" else dict(signal_rate=3.7e-5,
+                                                                                           noise_rate=2.7e-5)
+    p = P_SINGLE if modality == "single" else P_MULTI
+    table = dyn.compare(synthetic(modality, t_exit=300, k_signal=0.0, k_noise=0.0, **rates)).set_index("claim")
+    for name in STAGE1:
+        assert table.loc[name, "verdict"] == N, name
+        assert "did not move" in table.loc[name, "reason"] and "minimum effect x2" in table.loc[name, "reason"]
+    # the same run with the noise growing x3 over stage 1 (the signal still static) is judged again
+    moved = dyn.compare(synthetic(modality, t_exit=300, k_signal=0.0, k_noise=0.0,
+                                  **{**rates, "noise_rate": math.log(3) / p.T1})).set_index("claim")
+    assert (moved.loc[list(STAGE1), "verdict"] != N).any(), moved.loc[list(STAGE1), "reason"].tolist()
+    assert not moved.loc[list(STAGE1), "reason"].str.contains("did not move").any()

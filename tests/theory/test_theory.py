@@ -135,3 +135,46 @@ def test_averaged_loss_survives_a_loss_that_underflows(tmp_path):
     table = dyn.compare(run).set_index("claim")
     assert table.loc["stage2.averaged_loss", "verdict"] == "not checkable"
     assert "underflowed" in table.loc["stage2.averaged_loss", "reason"]
+
+
+def test_the_regime_names_ties_and_static_runs(synthetic):
+    """Regression (issue 21 item 2): regime() called 0 vs 0 "noise memorization" (and agreed with the prediction on a
+    diverged eta = 1000 run), so an untrained run was a noise-memorization cell of every sweep."""
+    from dyn.theory.huang2024.claims import observed_winner
+    from dyn.theory.huang2024.params import Params
+
+    theory = dyn.get_theory("huang2024")
+    reg = theory.regime(synthetic("single", frozen=True))
+    assert reg["observed_winner"] == "did not move" and reg["agrees"] is None and "x2" in reg["note"]
+    assert "did not move" in theory.headline(synthetic("single", frozen=True))["leader at T1"]
+    assert theory.regime(synthetic("single"))["observed_winner"] == "noise memorization"
+    p = Params.from_config(dyn.load_preset("huang2024-theorem"))
+    assert observed_winner(1.0, 1.05, p)[0] == "tie" and "10%" in observed_winner(1.0, 1.05, p)[1]
+    assert observed_winner(0.0, 0.0, p)[0] == "did not move"
+    assert observed_winner(float("inf"), 1.0, p)[0] is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tolerances_follow_each_quantity_s_own_scale(tmp_path):
+    """Regression (issue 21 item 3): the rho tolerance grew as 1/|mu| (0.67 at mu_norm = 1e-4, so a violated exact
+    zero held; at 1e-20 rho = 1.49 was "nothing moved"); at mu_norm = 1e-300 `dyn analyze` died with a
+    ZeroDivisionError (sigma0 |mu| underflows)."""
+    from dyn.cli import main
+    from dyn.theory.huang2024.quantities import rounding
+
+    tol, verdicts = {}, {}
+    for mu in (1e-4, 1e-20):
+        path = tmp_path / f"mu{mu}.zarr"
+        dyn.train(dyn.load_preset("huang2024-tiny", mu_norm=mu), path)
+        run = dyn.Run(path)
+        tol[mu] = rounding(run, "h", "rho")
+        table = dyn.compare(run).set_index("claim")
+        verdicts[mu] = table.loc[["invariant.noise_exact_zero", "invariant.noise_gating"], "verdict"].tolist()
+        assert tol[mu] < 1e-4 * float(abs(run.coefficients("h")["rho"]).max())
+    np.testing.assert_allclose(tol[1e-4], tol[1e-20], rtol=1e-2)
+    assert verdicts[1e-4] == verdicts[1e-20] == ["violated", "holds"]  # d = 200 < n^2: cross-talk moves I-(0) pairs
+    path = tmp_path / "mu1e-300.zarr"
+    dyn.train(dyn.load_preset("huang2024-tiny", mu_norm=1e-300), path)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "report")]) == 0
+    rows = {c.name: c for c in conditions(Params.from_config(dyn.load_preset("huang2024-tiny", mu_norm=1e-300)))}
+    assert rows["assumption.high_dimension"].met is False and rows["assumption.high_dimension"].numbers["d"] == 200

@@ -143,3 +143,28 @@ def test_analyze_and_export_bad_input(runs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", good, "--format", "xlsx", "--out", str(tmp_path / "c.x")])
     assert exc.value.code == 2
+
+
+def test_terminal_markdown_and_html_show_one_digest(runs, tmp_path, capsys):
+    """Regression (issue 21 item 10): report.html counted the assumption rows as claims ("13 violated") where
+    report.md said 5, showed "False" for the unmet hypotheses and opened with the store and config."""
+    import html as html_lib
+
+    from dyn.viz.report import digest
+
+    out = tmp_path / "report"
+    assert main(["analyze", str(runs / "single.zarr"), str(runs / "multi.zarr"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    markdown = (out / "report.md").read_text()
+    page = html_lib.unescape((out / "report.html").read_text())
+    for name in ("single", "multi"):
+        counts = digest(dyn.compare(runs / f"{name}.zarr"))
+        for label, text in counts.items():
+            assert f"{label}: {text}" in printed and f"{label}: {text}" in markdown
+            assert f"<th>{label}</th>" in page and f">{text}<" in page
+        section = markdown.split(f"## {name}\n", 1)[1]
+        assert section.index("**Summary.**") < section.index("Config:")
+    assert "claims violated" not in page and 'class="hypotheses_met">False<' not in page
+    assert 'class="hypotheses_met">not met: assumption.' in page
+    summary = page.split('<table id="summary">', 1)[1].split("</table>", 1)[0]
+    assert summary.index("tests of the theorem") < summary.index("<th>store</th>") < summary.index("config: ")

@@ -74,3 +74,18 @@ def test_phase_diagram_draws_the_theory_thresholds_on_continuous_axes():
     assert x.min() < 0.25 and x.max() > 3.0
     line = next(l for l in single.get_lines() if "1.8" in l.get_label())
     assert np.allclose(line.get_xdata(), SINGLE_NOISE_WINS_BELOW)
+
+
+def test_phase_diagram_counts_decided_runs_only():
+    """Regression (issue 21 item 2): a run that did not move (or a tie) counted as a noise-memorization cell."""
+    import pandas as pd
+
+    from dyn.setups.huang2024.experiments import phase_diagram
+
+    rows = [dict(status="complete", n_snr2=n, c_mu=c, modality="multi", seed=s, probe_acc=0.5, winner=w)
+            for n, c, s, w in [(1.0, 4.0, 0, "signal learning"), (1.0, 4.0, 1, "did not move"),
+                               (3.0, 4.0, 0, "did not move"), (3.0, 4.0, 1, "tie"),
+                               (0.25, 1.0, 0, "noise memorization")]]
+    fig = phase_diagram(pd.DataFrame(rows))
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"1.00", "no winner", "0.00"} <= texts  # 1 of 1 decided seeds; none decided; 0 of 1

@@ -5,8 +5,12 @@ the modality it concerns and the hypotheses it is proven under (Assumption 4.1, 
 A check receives the run and its :class:`~.params.Params` and returns an :class:`~dyn.theory.Outcome`. Rules:
 
 - Every check can fail, and says "not checkable" with the reason when the run cannot decide: too short to reach
-  the theory's T₁, nothing moved beyond float rounding (an untrained run supports nothing), a confidence interval
-  that straddles the prediction, or a bound that cannot fail on this run ("vacuous: ...").
+  the theory's T₁, nothing moved beyond float rounding (an untrained run supports nothing), a stage-1 rate,
+  direction or bound (or a stage-2 claim) on a window where neither max A nor max Ψ changed by
+  :data:`~dyn.analysis.phases.MIN_EFFECT` ("did not move"), a race closer than
+  :data:`~dyn.analysis.summary.TIE_RTOL` (a tie), a confidence interval that straddles the prediction, or a bound
+  that cannot fail on this run ("vacuous: ...").
+- Tolerances of exact identities are in each coefficient's own units (:func:`.quantities.rounding`).
 - Rates are judged against the rigorous per-step bounds of the lemmas with a confidence interval (AR(1)-aware),
   the qualitative direction (which of signal and noise grows faster) exactly; never a "within ×2" window.
 - Claims about stage 1 use the window from step 0 to the earlier of the theory's T₁ and the step where the loss
@@ -25,20 +29,19 @@ import numpy as np
 import scipy.stats
 
 from ...analysis.coefficients import weights_at
-from ...analysis.phases import log_slope, stage2_growth
+from ...analysis.phases import MIN_EFFECT, log_slope, stage2_growth
+from ...analysis.summary import TIE_RTOL, winner
 from ...errors import NotCheckable
 from ..base import Claim, Outcome
 from . import constants as C
 from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions
-from .quantities import (coefficient_maxima, coefficients_of, index_at, mean_negatives, moved, noise_curve, proof, signal_curve,
-                         stage1_end)
+from .quantities import (coefficient_maxima, coefficients_of, index_at, mean_negatives, moved, noise_curve, proof,
+                         rounding, signal_curve, stage1_end)
 
-__all__ = ["ClaimSpec", "CLAIMS", "claim", "claims_for", "condition_claims"]
+__all__ = ["ClaimSpec", "CLAIMS", "claim", "claims_for", "condition_claims", "observed_winner"]
 
 #: Relative slack for inequalities checked at equality on float32 recordings.
 REL_TOL = 1e-5
-#: READING: the winner at T₁ must exceed the loser by this fraction, else the race is called undecided.
-REGIME_MARGIN = 0.1
 #: READING: stage-1 rates closer than this fraction are a tie (the direction is undecided).
 DIRECTION_MARGIN = 0.05
 #: The band-premise hypothesis a run itself can fail (beside the config's Assumption 4.1).
@@ -136,7 +139,25 @@ def _stage1_window(run: Any, p: Params, what: str = "gamma") -> tuple[np.ndarray
     mask = run.steps <= stop + 1e-9
     if mask.sum() < 5:
         raise NotCheckable(f"stage 1 too short to judge a rate: {int(mask.sum())} recorded steps in {where}")
+    _need_effect(run, mask, where)
     return mask, unmet, where
+
+
+def _change(curve: np.ndarray) -> float:
+    """The factor by which a positive curve moved away from its first value (either way); inf if not finite."""
+    c = np.asarray(curve, dtype=np.float64)
+    if not (np.all(np.isfinite(c)) and np.all(c > 0)):
+        return math.inf
+    return float(np.exp(np.max(np.abs(np.log(c / c[0])))))
+
+
+def _need_effect(run: Any, mask: np.ndarray, where: str) -> None:
+    """NotCheckable unless max A or max Psi changed by MIN_EFFECT over ``mask``: a rate, a direction or a bound read
+    off a run that did not move is no evidence (an upper bound cannot fail, a slope of x1.005 is no growth law)."""
+    sig, noise = _change(signal_curve(run)[mask]), _change(noise_curve(run)[mask])
+    if max(sig, noise) < MIN_EFFECT:
+        raise NotCheckable(f"did not move: over {where} max A changed by x{sig:.4g} and max Psi by x{noise:.4g}, "
+                           f"less than the minimum effect x{MIN_EFFECT:g}")
 
 
 def _bound_verdict(ci: tuple[float, float], bound: float, kind: str) -> tuple[bool | None, str]:
@@ -175,17 +196,26 @@ def regime_winner(run: Any, p: Params) -> Outcome:
     g, r = coefficient_maxima(run)
     gi, ri = float(g[i]), float(r[i])
     predicted = "signal learning" if p.multi else "noise memorization"
-    observed = "signal learning" if gi > ri else "noise memorization"
+    observed, note = observed_winner(gi, ri, p)
     numbers = {"at_step": int(run.steps[i]), "max_gamma": gi, "max_rho": ri, "T1": p.T1}
     text = f"{observed}: max|gamma| {_fmt(gi)} vs max rho {_fmt(ri)} at step {int(run.steps[i])}"
-    winner = max(gi, ri)
-    scale = p.signal_init if gi > ri else p.noise_init
-    if winner <= scale:
-        return Outcome(text, None, numbers, reason=f"undecided: the larger coefficient {_fmt(winner)} has not grown "
-                                                   f"past its initial scale {_fmt(scale)} by T1")
-    if abs(gi - ri) < REGIME_MARGIN * winner:
-        return Outcome(text, None, numbers, reason=f"undecided: the two differ by less than {REGIME_MARGIN:.0%}")
+    if observed not in ("signal learning", "noise memorization"):
+        return Outcome(text, None, numbers, reason=f"undecided: {note}")
     return Outcome(text, observed == predicted, numbers)
+
+
+def observed_winner(gamma: float, rho: float, p: Params) -> tuple[str | None, str]:
+    """The race at one step by :func:`dyn.analysis.summary.winner` (max |γ| vs max ρ, each judged moved against its
+    initial scale σ₀‖μ‖ / σ₀σ_ξ√d), and a note when it names no side; None when the coefficients are not finite."""
+    if not (math.isfinite(gamma) and math.isfinite(rho)):
+        return None, f"the coefficients are not finite (max|gamma| {_fmt(gamma)}, max rho {_fmt(rho)}): the run diverged"
+    out = winner(gamma, max(rho, 0.0), signal_scale=p.signal_init, noise_scale=p.noise_init)
+    if out == "did not move":
+        return out, (f"neither max|gamma| {_fmt(gamma)} nor max rho {_fmt(rho)} grew by {MIN_EFFECT - 1:g} x its initial "
+                     f"scale ({_fmt(p.signal_init)}, {_fmt(p.noise_init)}): no quantity changed by x{MIN_EFFECT:g}")
+    if out == "tie":
+        return out, f"max|gamma| {_fmt(gamma)} and max rho {_fmt(rho)} differ by less than {TIE_RTOL:.0%}"
+    return out, ""
 
 
 # -- stage 1: rates against the rigorous bounds, and the direction ----------------------------------------------------------------
@@ -403,6 +433,7 @@ def _stage2_start(run: Any, p: Params) -> int:
     i = _at_t1(run, p)
     if len(run.steps) - i < 4:
         raise NotCheckable(f"stage 2 too short: {len(run.steps) - i} recorded steps from T1 = {_fmt(p.T1)}")
+    _need_effect(run, np.ones(len(run.steps), dtype=bool), f"steps 0..{int(run.steps[-1])}")
     return i
 
 
@@ -427,7 +458,7 @@ def averaged_loss(run: Any, p: Params) -> Outcome:
         raise NotCheckable("no loss was logged")
     t, l = run.steps[i1:], loss[i1:]
     if not np.all(np.diff(t) == 1):
-        raise NotCheckable("needs every step after T1 recorded (record_every = 1)")
+        raise NotCheckable("needs every step after T1 recorded: train with `dyn run --set record_every=1`")
     if not np.all(np.isfinite(l)):
         raise NotCheckable("the loss is not finite after T1")
     positive = l[l > 0]
@@ -469,14 +500,14 @@ def averaged_loss(run: Any, p: Params) -> Outcome:
 
 
 @claim("stage2.growth", "stage 2", "after T1 the dominant coefficient grows at most logarithmically (§8.3)",
-       "flat or log-like after T1")
+       "flat, decreasing or log-like after T1")
 def growth(run: Any, p: Params) -> Outcome:
     i1 = _stage2_start(run, p)
     _need_moved(run, "h", "gamma" if p.multi else "rho")
     curve = signal_curve(run) if p.multi else noise_curve(run)
     res = stage2_growth(run.steps, curve, float(run.steps[i1]))
     return Outcome(f"{res['kind']} (relative change {_fmt(res['relative_change'])}, R^2 log {res['r2_log']:.3f} vs "
-                   f"linear {res['r2_linear']:.3f})", res["kind"] in ("flat", "log-like"), res)
+                   f"linear {res['r2_linear']:.3f})", res["kind"] in ("flat", "decreasing", "log-like"), res)
 
 
 @claim("stage2.scale_gap", "stage 2",
@@ -508,7 +539,8 @@ def scale_gap(run: Any, p: Params) -> Outcome:
 def downstream(run: Any, p: Params) -> Outcome:
     acc = run.scalar("probe_acc")
     if acc is None or not np.isfinite(acc).any():
-        raise NotCheckable("no probe accuracy was logged (train with evaluate_every)")
+        raise NotCheckable("no probe accuracy was logged: train with `dyn run --evaluate-every 10` "
+                           "(dyn.train(..., evaluate_every=10))")
     idx = np.flatnonzero(np.isfinite(acc))
     last = int(idx[-1])
     if not math.isfinite(p.T1) or run.steps[last] < p.T1:
@@ -530,10 +562,11 @@ def downstream(run: Any, p: Params) -> Outcome:
 
 
 # -- invariants (exact for the paper's updates) -------------------------------------------------------------------------------------
-def _tol(run: Any, site: str) -> float:
-    """Rounding allowance of an exact identity: the solve's float32 error bound, times 16 for the float32
-    arithmetic of training itself (a real violation moves a coefficient by a gradient step, orders larger)."""
-    return 16 * coefficients_of(run, site).attrs["solve_error_bound"] + 1e-12
+def _tol(run: Any, site: str, what: str = "rho") -> float:
+    """Rounding allowance of an exact identity on ``what``: its float32 rounding bound in its own units
+    (:func:`.quantities.rounding`), times 16 for the float32 arithmetic of training itself (a real violation moves a
+    coefficient by a gradient step, orders larger)."""
+    return 16 * rounding(run, site, what)
 
 
 @claim("invariant.signal_sign", "invariant",
@@ -551,7 +584,7 @@ def signal_sign(run: Any, p: Params) -> Outcome:
     same = ((signs > 0) == u0[None])[:, keep]
     g = coefficients_of(run, "h")["gamma"].values[:, :, 0][:, keep]
     dg = np.diff(g, axis=0) * np.where(u0[keep], 1.0, -1.0)[None]
-    mono = dg >= -_tol(run, "h")
+    mono = dg >= -_tol(run, "h", "gamma")
     return Outcome(f"sign kept in {same.mean():.1%} of (step, neuron); gamma monotone in {mono.mean():.1%}",
                    bool(same.all() and mono.all()),
                    {"sign_kept": float(same.mean()), "monotone": float(mono.mean()), "neurons": int(keep.sum())})
@@ -559,7 +592,7 @@ def signal_sign(run: Any, p: Params) -> Outcome:
 
 def _consecutive(run: Any) -> None:
     if not np.all(np.diff(run.steps) == 1):
-        raise NotCheckable("needs every step recorded (record_every = 1)")
+        raise NotCheckable("needs every step recorded: train with `dyn run --set record_every=1`")
 
 
 @claim("invariant.noise_gating", "invariant",

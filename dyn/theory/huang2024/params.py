@@ -157,6 +157,18 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _quot(num: float, *factors: tuple[float, float]) -> float:
+    """``num / Π x**k`` over ``factors = (x, k), ...``, computed in logs: a tiny norm (‖μ‖ = 1e-300) gives a huge
+    or infinite requirement, never a ZeroDivisionError from a product that underflowed to 0. ``inf`` when a
+    factor is 0."""
+    if num == 0:
+        return 0.0
+    if any(x <= 0 for x, _ in factors):
+        return math.inf
+    log = math.log(num) - sum(k * math.log(x) for x, k in factors)
+    return math.exp(log) if log < 709.0 else math.inf
+
+
 #: The names of the Assumption 4.1 conditions (the claims' hypotheses), both modalities; the downstream claim also
 #: needs :data:`TEST_SIGNAL`.
 ASSUMPTIONS = ("assumption.high_dimension", "assumption.learning_rate", "assumption.init_scale",
@@ -181,9 +193,9 @@ def conditions(p: Params) -> list[Condition]:
 
     # 4.1(1): d >= Õ(max{n^2, n/(sigma0 sigma_xi), 1/(sigma0 |mu|)^2})
     terms = {"n^2 log(6n^2/delta)": n * n * L["L2"],
-             "n sqrt(log(6n/delta))/(sigma0 sigma_xi)": n * math.sqrt(L["L1"]) / (s0 * sx) if s0 * sx > 0 else math.inf}
+             "n sqrt(log(6n/delta))/(sigma0 sigma_xi)": _quot(n * math.sqrt(L["L1"]), (s0, 1), (sx, 1))}
     for label, norm in signals.items():
-        terms[f"log(6n^2/delta)/(sigma0 {label})^2"] = L["L2"] / (s0 * norm) ** 2 if s0 * norm > 0 else math.inf
+        terms[f"log(6n^2/delta)/(sigma0 {label})^2"] = _quot(L["L2"], (s0, 2), (norm, 2))
     worst = max(terms, key=terms.get)
     out.append(Condition(
         "assumption.high_dimension", "Assumption 4.1(1), log factors of Lemmas B.2/B.5",
@@ -193,8 +205,8 @@ def conditions(p: Params) -> list[Condition]:
 
     # 4.1(2): eta <= O(min{m/|mu|^2, nm/(sigma^2 d)}), with tau and the constant 1/12 of App. C.2
     # (only |mu|, as stated: the multi-modal signal rates are C_mu eta|mu|^2/(m tau), C_mu a constant)
-    bounds = {"n m tau/(12 sigma_xi^2 d)": C.ETA_FACTOR * n * m * p.tau / (sx**2 * d) if sx > 0 else math.inf,
-              "m tau/(12 |mu|^2)": C.ETA_FACTOR * m * p.tau / p.mu**2 if p.mu > 0 else math.inf}
+    bounds = {"n m tau/(12 sigma_xi^2 d)": _quot(C.ETA_FACTOR * n * m * p.tau, (sx, 2), (d, 1)),
+              "m tau/(12 |mu|^2)": _quot(C.ETA_FACTOR * m * p.tau, (p.mu, 2))}
     out.append(Condition(
         "assumption.learning_rate", "Assumption 4.1(2), constant of App. C.2",
         "eta <= min{n m tau/(12 sigma_xi^2 d), m tau/(12 |mu|^2)}",
@@ -202,10 +214,10 @@ def conditions(p: Params) -> list[Condition]:
         {"eta": p.eta, **bounds}, True))
 
     # 4.1(3): sigma0 <= Õ(1/max{sigma_xi sqrt d, |mu|}) with the constants of Lemma B.4
-    s_bounds = {"1/(2 sqrt(log(8mn/delta)) sigma_xi sqrt d)": 1 / (C.INIT_FACTOR * math.sqrt(L["Lmn"]) * sx * math.sqrt(d))
-                if sx > 0 else math.inf}
+    s_bounds = {"1/(2 sqrt(log(8mn/delta)) sigma_xi sqrt d)": _quot(1.0, (C.INIT_FACTOR * math.sqrt(L["Lmn"]), 1),
+                                                                      (sx, 1), (d, 0.5))}
     for label, norm in signals.items():
-        s_bounds[f"1/(2 sqrt(log(8m/delta)) {label})"] = 1 / (C.INIT_FACTOR * math.sqrt(L["Lm"]) * norm) if norm > 0 else math.inf
+        s_bounds[f"1/(2 sqrt(log(8m/delta)) {label})"] = _quot(1.0, (C.INIT_FACTOR * math.sqrt(L["Lm"]), 1), (norm, 1))
     out.append(Condition(
         "assumption.init_scale", "Assumption 4.1(3), constants of Lemma B.4",
         "sigma0 <= 1/(2 sqrt(log(8mn/delta)) sigma_xi sqrt d) and <= 1/(2 sqrt(log(8m/delta)) |mu|)"
@@ -267,7 +279,7 @@ def conditions(p: Params) -> list[Condition]:
     out.append(Condition("proof.dimension", "§6", "d > 10000 log(6n^2/delta) and d > n^2 log(6n^2/delta)",
                          f"d > {_fmt(d_min)}", f"d = {d}", d > d_min, {"d": d, "d_min": d_min}, False))
     x = C.DELTA**2 / (4 * m * m)
-    anti = (C.ANTI_CONCENTRATION * n / (s0 * sx)) * math.sqrt(L["L1"] / (-math.pi * math.log1p(-x))) if s0 * sx > 0 else math.inf
+    anti = _quot(C.ANTI_CONCENTRATION * n * math.sqrt(L["L1"] / (-math.pi * math.log1p(-x))), (s0, 1), (sx, 1))
     out.append(Condition("proof.anti_concentration", "Lemma B.2",
                          "d >= (400 n/(sigma0 sigma_xi)) sqrt(log(6n/delta)/(-pi log(1 - delta^2/(4 m^2))))",
                          f"d >= {_fmt(anti)}", f"d = {d}", d >= anti, {"d": d, "d_min": anti}, False))

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ...analysis.coefficients import coefficients
+from ...analysis.coefficients import coefficients, decomposition_operator
 from ...analysis.phases import Stage1Fit, fit_stage1
 from ...errors import NotCheckable, PhaseError
 from . import constants as C
 
 __all__ = ["proof_quantities", "proof", "mean_negatives", "negatives_range", "signal_curve", "noise_curve",
            "coefficient_maxima", "Stage1End", "stage1_end", "moved", "cached", "index_at",
-           "basis_condition", "coefficients_of"]
+           "basis_condition", "coefficients_of", "rounding"]
 
 
 def cached(run: Any, key: Any, compute):
@@ -141,14 +141,50 @@ def coefficient_maxima(run: Any, site: str = "h") -> tuple[np.ndarray, np.ndarra
     return cached(run, ("huang2024.maxima", site), compute)
 
 
+def rounding(run: Any, site: str, what: str) -> float:
+    """The largest change float32 rounding of the recorded inner products can make in one ``what`` coefficient
+    (``"gamma"`` or ``"rho"``), in that coefficient's own units.
+
+    ``c_b = Σ_j S_bj ΔP_j`` and a float32 inner product ``P_j = ⟨w, v_j⟩`` is off by at most about
+    ``ε₃₂ ‖w‖ ‖v_j‖`` (the rounding of its terms, not of its value: a near-orthogonal ``P_j`` is small, its error
+    is not), so ``|δc_b| <= 2 ε₃₂ Σ_j |S_bj| ‖w‖ ‖v_j‖`` with each probe's own norm. A bound with one scale for every
+    coefficient (``solve_error_bound``) grows as ‖ξ‖/‖μ‖ for ρ when ‖μ‖ is small (0.67 at ‖μ‖ = 1e-4), so a
+    violated exact zero passed as rounding; here the cross term ``S_ρμ ΔP_μ`` carries ‖μ‖ and the bound keeps ρ's
+    own scale. ``‖w‖`` is the largest neuron norm of the stored initial and final weights, or, without them, of
+    the weights' part inside the probes' span (a lower estimate).
+    """
+    def compute() -> float:
+        coefficients_of(run, site)  # refuses a dependent basis first
+        ds = run.site(site)
+        op = decomposition_operator(ds, method="exact")
+        k = ds.sizes["signal"]
+        gram = np.asarray(ds["gram"].values, dtype=np.float64)
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        stored = [v for v in ("weight_init", "weight_final") if v in ds]
+        if stored:
+            w_norm = max(float(np.linalg.norm(ds[v].values.astype(np.float64), axis=1).max()) for v in stored)
+        else:  # ‖proj w‖² = Pᵀ K⁻¹ P at the first and last step
+            p = np.concatenate([ds["signal_inner"].isel(step=[0, -1]).values,
+                                ds["noise_inner"].isel(step=[0, -1]).values], axis=-1).astype(np.float64)
+            w_norm = float(np.sqrt(np.max(np.einsum("snj,jk,snk->sn", p, np.linalg.pinv(gram), p))))
+        recorded = np.concatenate([np.abs(ds["signal_inner"]).max(["step", "neuron"]).values,
+                                   np.abs(ds["noise_inner"]).max(["step", "neuron"]).values]).astype(np.float64)
+        scale = np.maximum(w_norm * norms, recorded)
+        per = 2.0 * float(np.finfo(np.float32).eps) * (np.abs(op.matrix) @ scale)
+        return float((per[:k] if what == "gamma" else per[k:]).max())
+
+    return cached(run, ("huang2024.rounding", site, what), compute)
+
+
 def moved(run: Any, site: str, what: str = "rho") -> tuple[bool, float, float]:
-    """Whether a coefficient moved beyond rounding: ``(moved, max |change|, the rounding tolerance)``.
+    """Whether a coefficient moved beyond rounding: ``(moved, max |change|, the rounding tolerance)``, the
+    tolerance :data:`~.constants.MOVED_FACTOR` times :func:`rounding` in the coefficient's own units.
 
     A check of an invariant on a run where nothing moved cannot fail; it is not evidence.
     """
     def compute() -> tuple[bool, float, float]:
         c = coefficients_of(run, site)
-        tol = C.MOVED_FACTOR * float(c.attrs["solve_error_bound"]) + 1e-12
+        tol = C.MOVED_FACTOR * rounding(run, site, what)
         biggest = float(np.abs(c[what].values).max())
         return biggest > tol, biggest, tol
 

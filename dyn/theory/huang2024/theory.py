@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import NotCheckable
 from ..base import Claim, Theory, Transition, register
-from .claims import claims_for
+from .claims import claims_for, observed_winner
 from . import constants as C
 from .params import ASSUMPTIONS, TEST_SIGNAL, Params, conditions, hypotheses_status
 from .quantities import coefficient_maxima, index_at, noise_curve, proof, signal_curve, stage1_end
@@ -110,23 +110,17 @@ class Huang2024(Theory):
         i = index_at(run, p.T1)
         reached = i is not None
         i = len(run.steps) - 1 if i is None else i
-        observed = "signal learning" if g[i] > r[i] else "noise memorization"
         unmet = [k for k, v in met.items() if v is False]
-        return {
-            "modality": p.modality,
-            "condition": condition,
-            "predicted_winner": predicted,
-            "observed_winner": observed,
-            "at_step": int(run.steps[i]),
-            "reached_T1": reached,
-            "T1": p.T1,
-            "max_gamma": float(g[i]),
-            "max_rho": float(r[i]),
-            "ratio_gamma_over_rho": float(g[i] / r[i]) if r[i] > 0 else math.inf,
-            "assumptions_met": not unmet,
-            "assumptions_unmet": unmet,
-            "agrees": (predicted == observed) if reached else None,
-        }
+        out = {"modality": p.modality, "condition": condition, "predicted_winner": predicted, "at_step": int(run.steps[i]),
+               "reached_T1": reached, "T1": p.T1, "max_gamma": float(g[i]), "max_rho": float(r[i]),
+               "ratio_gamma_over_rho": float(g[i] / r[i]) if r[i] > 0 else math.inf,
+               "assumptions_met": not unmet, "assumptions_unmet": unmet}
+        observed, note = observed_winner(float(g[i]), float(r[i]), p)
+        out.update(observed_winner=observed, agrees=(predicted == observed) if reached and observed in (
+            "signal learning", "noise memorization") else None)
+        if note:
+            out["note"] = note
+        return out
 
     def results(self, run: Any) -> dict[str, Any]:
         """The default columns (:meth:`dyn.theory.Theory.results`: winner at T₁, max γ and max ρ there, ...) and

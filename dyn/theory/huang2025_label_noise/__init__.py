@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ...analysis.phases import MIN_EFFECT
+from ...analysis.summary import TIE_RTOL, winner
 from ...setups.huang2025_label_noise.config import SETUP_NAME
 from ..base import Claim, NotCheckable, Theory, Transition, WINNERS, register
 from . import constants
@@ -83,8 +85,18 @@ class LabelNoiseTheory(Theory):
             "assumptions_met": [k for k, (ok, _, _) in assumptions(p).items() if ok],
             "assumptions_failed": [k for k, (ok, _, _) in assumptions(p).items() if ok is False],
         }
-        out["observed_winner"] = ("noise memorization" if out["max_rho_bar_end"] > out["max_gamma_end"]
-                                  else "signal learning")
+        g_end, r_end = out["max_gamma_end"], out["max_rho_bar_end"]
+        if np.isfinite(g_end) and np.isfinite(r_end):
+            # gamma and rho_bar start at 0; each is judged moved against its initial scale sigma0|mu| / sigma0 sigma_p sqrt d
+            out["observed_winner"] = winner(max(g_end, 0.0), max(r_end, 0.0), signal_scale=p.s_mu, noise_scale=p.s_xi)
+            if out["observed_winner"] == "did not move":
+                out["note"] = (f"neither max gamma {g_end:.4g} nor max rho_bar {r_end:.4g} grew by "
+                               f"{MIN_EFFECT - 1:g} x its initial scale ({p.s_mu:.4g}, {p.s_xi:.4g}): no quantity changed by x{MIN_EFFECT:g}")
+            elif out["observed_winner"] == "tie":
+                out["note"] = f"max gamma {g_end:.4g} and max rho_bar {r_end:.4g} differ by less than {TIE_RTOL:.0%}"
+        else:
+            out["observed_winner"] = None
+            out["note"] = f"the coefficients are not finite at the end (max gamma {g_end}, max rho_bar {r_end})"
         for name in ("loss", "loss_noisy_expected", "test_error", "population_error"):
             values = rec.scalars.get(name)
             if values is not None:

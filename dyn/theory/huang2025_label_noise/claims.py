@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...analysis.phases import stage2_growth
+from ...analysis.phases import MIN_EFFECT, stage2_growth
+from ...analysis.summary import winner
 from ..base import NotCheckable, Outcome
 from . import constants as C
 from .quantities import J, Params, Recording, binary_entropy, coefficient_increments, first_crossing, logistic
@@ -62,6 +63,8 @@ class ClaimSpec:
             names = {"gd": "standard GD", "label_noise": "label-noise GD"}
             raise NotCheckable(f"wrong algorithm: this claim is about {names[self.algorithm]}, the run used "
                                f"{names.get(rec.params.algorithm, rec.params.algorithm)}")
+        if self.stage not in STATIC_STAGES:
+            _need_movement(rec)
         out = self.check(rec)
         if self.hypotheses or "hypotheses_measured" in out.numbers:
             table = assumptions(rec.params)
@@ -77,6 +80,22 @@ class ClaimSpec:
 
 #: Every claim, in reading order.
 CLAIMS: list[ClaimSpec] = []
+#: Stages checked on any run, moved or not: the config's hypotheses, the data, and the exact update identities
+#: (tested beyond the float error bound, which any step moves past). Every other claim is about the dynamics.
+STATIC_STAGES = ("assumption", "data", "identity")
+
+
+def _need_movement(rec: Recording) -> None:
+    """NotCheckable unless max γ or max ρ̄ grew by (MIN_EFFECT − 1) times its initial scale (σ₀‖μ‖, σ₀σ_p√d) at
+    some step: a bound, a race or a loss level read off a run that did not move is no evidence."""
+    p = rec.params
+    g, r = float(np.max(rec.signal_max())), float(np.max(rec.noise_max()))
+    if not (np.isfinite(g) and np.isfinite(r)):
+        return  # a diverged run moved; its claims say what they can
+    if winner(max(g, 0.0), max(r, 0.0), signal_scale=p.s_mu, noise_scale=p.s_xi) == "did not move":
+        raise NotCheckable(f"did not move: max gamma reached {_fmt(g)} and max rho_bar {_fmt(r)}, less than "
+                           f"{MIN_EFFECT - 1:g} x their initial scales {_fmt(p.s_mu)} and {_fmt(p.s_xi)} (minimum "
+                           f"effect x{MIN_EFFECT:g})")
 
 
 def claim(name: str, stage: str, statement: str, predicted: str | Callable[[Params], str], *,
@@ -103,7 +122,7 @@ def _need(ok: bool, reason: str) -> None:
 def _consecutive_pairs(rec: Recording) -> np.ndarray:
     """Indices k with steps[k + 1] = steps[k] + 1 and a gradient step at steps[k]."""
     k = np.flatnonzero((np.diff(rec.steps) == 1) & (rec.steps[:-1] < rec.params.steps))
-    _need(k.size > 0, "needs consecutive recorded steps (record_every = 1)")
+    _need(k.size > 0, "needs consecutive recorded steps: train with `dyn run --set record_every=1`")
     return k
 
 
@@ -561,7 +580,8 @@ def _test_error(rec: Recording) -> tuple[np.ndarray, np.ndarray, str]:
         e = rec.scalars["test_error"]
         n_test = max(int(rec.params.config.get("n_test", 0)), 1)
         return e, np.sqrt(np.clip(e * (1 - e), 0, None) / n_test), "test error"
-    raise NotCheckable("no test or population error logged (n_test = 0 and population_draws = 0)")
+    raise NotCheckable("no test or population error logged (n_test = 0 and population_draws = 0): train with "
+                       "`dyn run --set population_draws=5000`")
 
 
 # -- label-noise GD, stage 1 and T1 --------------------------------------------------------------------------------------
