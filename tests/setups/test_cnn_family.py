@@ -153,7 +153,9 @@ def test_a_run_that_did_not_move_is_not_checkable_and_not_a_winner(tmp_path):
     v = verdicts(path)
     assert v["invariant.signs"].verdict == "not checkable"
     assert KouTheory().regime(run)["observed_winner"] == "did not move"
-    assert C.winner(1.0, 1.05, True) == "tie" and C.winner(2.0, 1.0, True) == "signal learning"
+    rec = CNNRecording.from_run(run)
+    assert C.winner(1.0, 1.05, rec) == "tie" and C.winner(2.0, 1.0, rec) == "signal learning"
+    assert C.winner(float("nan"), 1.0, rec) == "did not move"
 
 
 def test_cao_race_and_selection(tmp_path):
@@ -259,3 +261,20 @@ def test_label_noise_sweeps_batch_with_the_family_trainer(tmp_path):
     summaries = setup.train_batch(cfgs, outs)
     assert [s.status for s in summaries] == ["complete", "complete"]
     assert dyn.Run(outs[1]).attrs["setup"] == "huang2025-label-noise"
+
+
+def test_heatmap_cells_with_no_signal_train_in_batches(monkeypatch):
+    """The |mu| = 0 column of Kou's heatmap: unrecorded, batched (never one by one), a test error near chance."""
+    from dyn.experiments.benign import heatmap_configs, train_cells
+    from dyn.setups.base import Setup
+
+    cells = [(labels, cfg.replace(steps=10)) for labels, cfg in heatmap_configs("code", small=True, repeats=2)
+             if labels["d"] == 100 and labels["mu_norm"] <= 1]
+
+    def no_lone_runs(*args, **kwargs):
+        raise AssertionError("a batch fell back to lone runs")
+
+    monkeypatch.setattr(Setup, "train", no_lone_runs)
+    table = train_cells(cells, progress=False)
+    assert table["test_error"].notna().all()
+    assert table[table["mu_norm"] == 0]["test_error"].between(0.4, 0.6).all()

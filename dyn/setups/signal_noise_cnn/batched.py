@@ -122,8 +122,9 @@ class _Batch:
         for b, s in enumerate(setups):
             s.net.weight_pos.data = live[b, :m]
             s.net.weight_neg.data = live[b, m:]
-            s.sites = {name: _site_view(site, w) for (name, site), w in
-                       zip(s.sites.items(), (s.net.weight_pos, s.net.weight_neg))}
+            if s.config.mu_norm > 0:  # an unrecorded run without a signal direction has no sites
+                s.sites = {name: _site_view(site, w) for (name, site), w in
+                           zip(s.sites.items(), (s.net.weight_pos, s.net.weight_neg))}
         self.probes = torch.stack([s.probes for s in setups])  # (B, features, k + n)
         self.y = torch.stack([s.data.y for s in setups])  # (B, n) observed labels
         self.y_true = torch.stack([s.data.y_true for s in setups])

@@ -20,6 +20,7 @@ semi-analytic ``population_error`` (true labels) with its standard error.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -122,19 +123,22 @@ class CNNSetup:
         self._eps = self.flips.to(device=device, dtype=dtype)
         self.probes = probe_matrix(self.data, self.arch)
         self.test_probes = probe_matrix(self.data, self.arch, self.data.xi_test)
-        k = self.arch.n_signals
-        signals = {"mu": self.probes[:, 0]}
-        if self.arch.bias:
-            signals["bias"] = self.probes[:, 1]
-        noise = self.probes[:, k:].T
-        self.sites = {name: Site(w, signals=signals, noise=noise, labels=self.data.y)
-                      for name, w in self.net.banks().items()}
         self._draws = None
         if config.population_draws:
             gen = torch.Generator().manual_seed(config.seed + 4)
             draws = torch.randn(config.population_draws, 2 * config.m, generator=gen, dtype=torch.float64)
             self._draws = draws.to(device)  # drawn on the CPU (identical on every device), moved once
         self.optimizer = make_optimizer(list(self.net.parameters()), config)
+
+    @functools.cached_property
+    def sites(self) -> dict[str, Site]:
+        """The recorder's sites (built on first use: an unrecorded run with ‖μ‖ = 0 has no signal direction)."""
+        k = self.arch.n_signals
+        signals = {"mu": self.probes[:, 0]}
+        if self.arch.bias:
+            signals["bias"] = self.probes[:, 1]
+        noise = self.probes[:, k:].T
+        return {name: Site(w, signals=signals, noise=noise, labels=self.data.y) for name, w in self.net.banks().items()}
 
     def forward(self, t: int) -> StepState:
         """The full-batch forward pass at the current weights, with the flips of step ``t`` (None at the end)."""
@@ -361,8 +365,11 @@ class _Steps(Steps):
 
     def __init__(self, setup: CNNSetup):
         self.setup = setup
-        self.sites = self.setup.sites
         self.flips = self.setup.flips.numpy()
+
+    @property
+    def sites(self) -> Mapping[str, Site]:  # type: ignore[override]
+        return self.setup.sites
 
     def forward(self, step: int, last: bool) -> Any:
         return self.setup.forward(step)

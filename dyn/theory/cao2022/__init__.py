@@ -26,7 +26,7 @@ import numpy as np
 
 from ..base import Claim, NotCheckable, Outcome, Transition, register
 from ..signal_noise_cnn import CNNTheory
-from ..signal_noise_cnn.claims import moved, winner
+from ..signal_noise_cnn.claims import winner
 from ..signal_noise_cnn.quantities import CNNRecording
 
 __all__ = ["CaoTheory", "RACE_MARGIN", "STAGE1_LOSS_DERIVATIVE", "stage1_winner", "stage1_end"]
@@ -61,9 +61,8 @@ def stage1_winner(rec: CNNRecording) -> Outcome:
         raise NotCheckable(f"n SNR^q = {x:.3g} is within x{RACE_MARGIN:g} of 1: the race's unknown constants decide")
     predicted = "signal learning" if x >= RACE_MARGIN else "noise memorization"
     k = stage1_end(rec)
-    did_move, _ = moved(rec)
     g, r = float(rec.signal_max()[k]), float(rec.noise_max()[k])
-    observed = winner(g, r, did_move)
+    observed = winner(g, r, rec)
     if observed in ("tie", "did not move"):
         return Outcome(f"{observed} at step {int(rec.steps[k])} (max gamma {g:.4g}, max rho bar {r:.4g})", None,
                        {"n_snr_q": x, "max_gamma": g, "max_rho": r, "T1": int(rec.steps[k])}, predicted=predicted,
@@ -128,9 +127,8 @@ class CaoTheory(CNNTheory):
         try:
             rec = CNNRecording.from_run(run)
             k = stage1_end(rec)
-            did_move, _ = moved(rec)
             out["T1"] = int(rec.steps[k])
-            out["stage1_winner"] = winner(float(rec.signal_max()[k]), float(rec.noise_max()[k]), did_move)
+            out["stage1_winner"] = winner(float(rec.signal_max()[k]), float(rec.noise_max()[k]), rec)
         except NotCheckable as exc:
             out["T1"], out["stage1_winner"] = None, f"undefined: {exc}"
         return out

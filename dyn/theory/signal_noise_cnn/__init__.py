@@ -95,12 +95,11 @@ class CNNTheory(Theory):
     def regime(self, run: Any) -> dict[str, Any]:
         rec = CNNRecording.from_run(run)
         cfg = rec.config
-        did_move, _ = C.moved(rec)
         g, r = float(rec.signal_max()[-1]), float(rec.noise_max()[-1])
         out: dict[str, Any] = {"q": rec.net.q, "network": cfg.get("network", "theory"),
                                "flip_rate": float(cfg.get("flip_rate", 0.0)),
                                "snr": cfg["mu_norm"] / (cfg["sigma_p"] * math.sqrt(cfg["d"])),
-                               "max_gamma": g, "max_rho": r, "observed_winner": C.winner(g, r, did_move)}
+                               "max_gamma": g, "max_rho": r, "observed_winner": C.winner(g, r, rec)}
         for name in ("loss", "train_error", "test_error", "test_error_clean", "population_error"):
             v = rec.scalars.get(name)
             if v is not None and np.isfinite(v).any():

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ...analysis.summary import winner as race_winner
 from ..base import NotCheckable, Outcome
 from .quantities import J, CNNRecording, activation, increments
 
@@ -29,8 +30,6 @@ BAYES_SE_MULTIPLIER = 3.0
 #: Minimum effect: a coefficient "moved" only if its largest magnitude at least doubled from its float-error floor
 #: and from its initial scale (the same factor the phase fits require of stage 1).
 MIN_GROWTH = 2.0
-#: Relative difference under which max γ and max ρ̄ are a tie (neither wins).
-TIE_TOLERANCE = 0.1
 
 
 def _fmt(x: float | None) -> str:
@@ -185,14 +184,11 @@ def bayes_floor(rec: CNNRecording) -> Outcome:
                    {"lowest_test_error": lowest, "p": p, "se": se, "floor": floor, "evaluations": int(vals.size)})
 
 
-def winner(gamma_max: float, rho_max: float, did_move: bool) -> str:
-    """The race's outcome: "signal learning", "noise memorization", "tie" (within ``TIE_TOLERANCE`` relative) or
-    "did not move"."""
-    if not did_move:
-        return "did not move"
+def winner(gamma_max: float, rho_max: float, rec: CNNRecording) -> str:
+    """The race's outcome by dyn's one rule (:func:`dyn.analysis.summary.winner`): each side "moved" against its own
+    initial scale (max |⟨w(0), μ⟩|, max ⟨w(0), ξ_i⟩), a tie within its relative tolerance; a non-finite size (a
+    diverged run) did not move."""
     if not (math.isfinite(gamma_max) and math.isfinite(rho_max)):
         return "did not move"
-    big = max(abs(gamma_max), abs(rho_max))
-    if abs(gamma_max - rho_max) <= TIE_TOLERANCE * big:
-        return "tie"
-    return "signal learning" if gamma_max > rho_max else "noise memorization"
+    return race_winner(max(gamma_max, 0.0), max(rho_max, 0.0), signal_scale=float(np.abs(rec.a[0]).max()),
+                       noise_scale=float(max(rec.b[0].max(), 0.0)))
