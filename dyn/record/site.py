@@ -170,10 +170,6 @@ class Site:
                         *(("extra probe " + repr(k), v) for k, (_, v) in extra.items())]:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ConfigError(f"{name} contains NaN or inf")
-        for name, t in sig.items():  # a zero direction: the exact decomposition (Gram of the probes) needs it
-            if not bool(t.any()):
-                raise ConfigError(f"signal {name!r} is all zeros (a probe vector needs a direction; a scale too small "
-                                  f"for {str(t.dtype).removeprefix('torch.')} is stored as zeros)")
         sizes = {"sample": noise.shape[0], **{dim: t.shape[0] for dim, t in extra.values()}}
         coords = {}
         for name, spec in self.coords.items():
