@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..theory.kou2023 import HARMFUL_EXCESS
 from ..progress import progress_bar
-from ..setups.base import get_setup, load_preset
+from ..setups.base import comparison_lines, get_setup, load_preset
 from ..store.outputs import save_figure, staged_folder
 
 __all__ = ["heatmap_configs", "train_cells", "crossing", "compare", "reference_heatmap", "kou_heatmap",
@@ -218,23 +219,30 @@ def kou_heatmap(out: str | os.PathLike, *, small: bool = False, seeds: int | Non
         panels = {names[net]: tables[net] for net in networks}
         lines = [f"Kou et al. 2023 heatmap ({'small: ' if small else ''}{frame['d'].nunique()} d x "
                  f"{frame['mu_norm'].nunique()} |mu| x {frame['repeat'].nunique()} repeats per network)"]
+        findings = []
         if reference is not None:
             panels["authors' published numbers"] = reference
-            rows = []
+            crossings = []
             for net in networks:
                 c = compare(tables[net], reference)
-                verdict = "reproduced" if (c["mean_abs_diff"] <= REPRODUCED_CELL and
-                                           c["crossing_mean_abs_diff"] <= REPRODUCED_CROSSING) else "differs"
-                lines.append(f"  {net} network vs authors: mean |test error difference| {c['mean_abs_diff']:.3f} over "
-                             f"{c['cells']} cells (max {c['max_abs_diff']:.3f}); 0.2-crossing |mu| differs by "
-                             f"{c['crossing_mean_abs_diff']:.3f} on average over {c['crossing_d']} d -> {verdict}")
-                rows.append(c["crossing"].assign(network=net))
-            pd.concat(rows).to_csv(Path(tmp) / "comparison.csv", index_label="d")
+                label = "authors' code network" if net == "code" else "theory network (not in the paper's figure)"
+                findings.append((f"test error per cell, {label}", "the authors' heatmap",
+                                 f"mean |diff| {c['mean_abs_diff']:.3f} over {c['cells']} cells (max "
+                                 f"{c['max_abs_diff']:.3f})", c["mean_abs_diff"] <= REPRODUCED_CELL,
+                                 "" if net == "code" else "another network"))
+                findings.append((f"|mu| where the test error falls to 0.2, {label}", "the authors' crossing per d",
+                                 f"mean |diff| {c['crossing_mean_abs_diff']:.2f} over {c['crossing_d']} d",
+                                 c["crossing_mean_abs_diff"] <= REPRODUCED_CROSSING,
+                                 "" if net == "code" else "another network"))
+                crossings.append(c["crossing"].assign(network=net))
+            pd.concat(crossings).to_csv(Path(tmp) / "comparison.csv", index_label="d")
         else:
             lines.append("  authors' numbers not installed: no cell-by-cell comparison")
         for net, table in tables.items():
-            bayes = table[table["mu_norm"] >= table["mu_norm"].max() * 0.8]["test_error"].mean()
-            lines.append(f"  {net} network: mean test error at the largest |mu| {bayes:.3f} (Bayes error p = 0.1)")
+            strong = table[table["mu_norm"] >= table["mu_norm"].max() * 0.8]["test_error"].mean()
+            findings.append((f"test error at the largest |mu|, {net} network", "-> p = 0.1 (benign: Bayes error)",
+                             f"{strong:.3f}", abs(strong - 0.1) <= 0.02, "a 0.02 band around p"))
+        lines += comparison_lines(findings)
         save_figure(_figure(panels), tmp, "heatmap")
         text = "\n".join(lines)
         (Path(tmp) / "summary.txt").write_text(text + "\n")
@@ -289,14 +297,16 @@ def pair_figure(curves: dict[str, pd.DataFrame], *, flip_rate: float | None = No
 
 
 def benign_vs_harmful(out: str | os.PathLike, *, small: bool = False, overwrite: bool = False,
-                      progress: bool | None = None) -> str:
+                      progress: bool | None = None, seeds: int | None = None) -> str:
     """Train the presets ``kou2023-theory`` (benign side) and ``kou2023-harmful`` (harmful side), record every
     step, check both against Kou et al.'s claims and draw them side by side (``benign-vs-harmful.png``)."""
     from ..analysis.run import Run
     from ..theory import theory_for
 
+    if seeds not in (None, 1):
+        raise ConfigError("benign-vs-harmful runs the presets' one seed; leave seeds unset")
     presets = {"benign (kou2023-theory)": "kou2023-theory", "harmful (kou2023-harmful)": "kou2023-harmful"}
-    lines, curves = [], {}
+    lines, curves, regimes = [], {}, {}
     with staged_folder(out, kind="reproduction", overwrite=overwrite) as tmp:
         for label, preset in presets.items():
             cfg = load_preset(preset, **({"steps": 80, "population_draws": 0} if small else {}))
@@ -306,7 +316,7 @@ def benign_vs_harmful(out: str | os.PathLike, *, small: bool = False, overwrite:
             run = Run(path)
             theory = theory_for(run)
             verdicts = theory.check(run)
-            reg = theory.regime(run)
+            reg = regimes[preset] = theory.regime(run)
             counts = pd.Series([v.verdict for v in verdicts if not v.is_condition]).value_counts().to_dict()
             lines.append(f"{label}: n|mu|^4/(sigma_p^4 d) = {reg['n_mu4_over_sigma4_d']:.3g}, final test error "
                          f"{reg.get('final_test_error', math.nan):.3f} (p = {reg['flip_rate']:g}), winner "
@@ -316,25 +326,27 @@ def benign_vs_harmful(out: str | os.PathLike, *, small: bool = False, overwrite:
             curves[label] = run_curves(run)
             curves[label].assign(run=label).to_csv(Path(tmp) / f"curves-{preset}.csv", index=False)
         save_figure(pair_figure(curves, flip_rate=cfg.flip_rate), tmp, "benign-vs-harmful")
+        benign, harmful = regimes["kou2023-theory"], regimes["kou2023-harmful"]
+        se = math.sqrt(cfg.flip_rate * (1 - cfg.flip_rate) / cfg.n_test)
+        lines += comparison_lines([
+            ("benign side: test error", "-> p (Theorem 4.1)", f"{benign['final_test_error']:.3f} (this test set's "
+             f"Bayes error {benign['bayes_test_error']:.3f})", abs(benign["excess_test_error"]) <= 3 * se,
+             "outside 3 SE of the Bayes error"),
+            ("harmful side: test error", "p + a constant (Theorem 4.2)", f"{harmful['final_test_error']:.3f}",
+             harmful["excess_test_error"] >= HARMFUL_EXCESS, f"excess below {HARMFUL_EXCESS}"),
+            ("training error, flipped labels included", "0 in both regimes",
+             f"{benign['final_train_error']:g} / {harmful['final_train_error']:g}",
+             benign["final_train_error"] == 0 and harmful["final_train_error"] == 0, "a training label not fitted"),
+        ])
         text = "\n".join(lines)
         (Path(tmp) / "summary.txt").write_text(text + "\n")
     return text
 
 
-def _pair_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                  progress: bool | None = None) -> str:
-    return benign_vs_harmful(out, small=small, overwrite=overwrite, progress=progress)
-
-
-def _kou_command(out: str | os.PathLike, *, seeds: int | None, small: bool, overwrite: bool,
-                 progress: bool | None = None) -> str:
-    return kou_heatmap(out, small=small, seeds=seeds, overwrite=overwrite, progress=progress)
-
-
 EXPERIMENTS = {
     "benign-vs-harmful": ("one benign and one harmful run of Kou et al.'s setting side by side: signal vs noise, "
                           "flipped vs clean samples' noise memorization, loss and test error, claim by claim",
-                          _pair_command),
+                          benign_vs_harmful),
     "kou-heatmap": ("Kou et al. 2023's test-error heatmap (|mu| x d) as the authors' code runs it and under the "
-                    "theory's network, compared cell by cell with the authors' published numbers", _kou_command),
+                    "theory's network, compared cell by cell with the authors' published numbers", kou_heatmap),
 }

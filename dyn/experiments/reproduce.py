@@ -43,7 +43,7 @@ def reproduce(name: str, out: str | os.PathLike, *, seeds: int | None = None, sm
     Examples
     --------
     >>> sorted(available_experiments())  # reproduce("figure1", "out/f1", small=True) runs one of them
-    ['figure1', 'figure2', 'figure3', 'optimizers', 'table1']
+    ['benign-vs-harmful', 'figure1', 'figure2', 'figure3', 'kou-heatmap', 'optimizers', 'table1']
     """
     experiments = available_experiments()
     if name not in experiments:

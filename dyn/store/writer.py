@@ -171,7 +171,7 @@ def writer_alive(path: str | os.PathLike) -> bool:
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "r.zarr")
     >>> w = StoreWriter(path)
-    >>> w.prepare()
+    >>> w.prepare(); w.create({}, 1)  # a new store takes its path with its first commit
     >>> writer_alive(path)
     True
     >>> w.release()

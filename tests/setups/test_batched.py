@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -136,6 +138,6 @@ def test_resume_and_duplicate_stores_are_refused(tmp_path):
         train_batch(cfgs, [tmp_path / f"{i}.zarr" for i in range(3)], resume=True)
     with pytest.raises(dyn.ConfigError, match="same store"):
         train_batch(cfgs, [tmp_path / "x.zarr"] * 3)
-    other = next(s for s in available_setups().values() if s.batch_trainer is None)
+    other = dataclasses.replace(available_setups()["huang2024"], name="no-batch", batch_trainer=None)
     with pytest.raises(dyn.ConfigError, match="has no batch trainer"):
         other.train_batch(cfgs, [None] * 3)
