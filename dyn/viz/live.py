@@ -35,14 +35,15 @@ import numpy as np
 import xarray as xr
 
 from ..analysis.coefficients import coefficients
-from ..errors import ConfigError, DynError, StoreError
-from ..store import check_codecs, read_attrs, run_status
+from ..errors import ConfigError, DynError, StoreError, option
+from ..store import check_codecs, open_run, read_attrs, run_status
+from ..store.reader import damaged_chunk
 
 __all__ = ["Follower", "watch", "serve", "watch_notebook", "format_text", "render_html"]
 
 #: statuses after which a store no longer changes ("stale": marked running, but its writer is gone, see
 #: :func:`dyn.store.run_status`)
-FINAL = ("complete", "diverged", "interrupted", "stale")
+FINAL = ("complete", "diverged", "interrupted", "stale", "damaged")
 #: at most this many points per curve in a snapshot (the page and the notebook draw these)
 MAX_POINTS = 400
 
@@ -91,6 +92,8 @@ class Follower:
         self._regime_at = -math.inf
         self._regime_final = False  # evaluated on the finished run: nothing changes any more
         self._last: dict[str, Any] | None = None
+        self._damage: str | None = None  # a finished store that cannot be read whole says why, once checked
+        self._damage_checked = False
 
     # -- reading -----------------------------------------------------------------------------------------
     def _open(self, group: str | None) -> xr.Dataset:
@@ -213,8 +216,12 @@ class Follower:
         attrs: dict[str, Any] = {}
         try:
             attrs, root, groups, n = self._read()
-            self._extend(attrs, root, groups, n)
-            self._regime_so_far(attrs, root, groups, n)
+            if attrs.get("status") in FINAL and not self._damage_checked:
+                self._damage_checked = True  # nothing changes any more: read it whole once (missing, corrupt chunks)
+                self._damage = damage(self.path)
+            if self._damage is None:
+                self._extend(attrs, root, groups, n)
+                self._regime_so_far(attrs, root, groups, n)
         except (DynError, OSError, ValueError, KeyError, RuntimeError) as exc:
             if self._last is not None and "not exist" not in str(exc):
                 note = f"read skipped, retrying ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
@@ -239,6 +246,8 @@ class Follower:
         config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
         total = config.get("steps") if isinstance(config.get("steps"), int) else None
         status = attrs.get("status") or (self._last or {}).get("status") or "not started"
+        if self._damage is not None:
+            status, note = "damaged", self._damage
         resume = None
         if status in ("stale", "interrupted") and attrs.get("setup"):
             resume = f"dyn run --resume {shlex.quote(str(self.path))}"
@@ -478,6 +487,35 @@ def _check_store(path: Path) -> None:
     read_attrs(path)
 
 
+def damage(path: str | os.PathLike) -> str | None:
+    """Why a finished run store cannot be read whole (a chunk file missing, or failing its checksum), or None."""
+    try:
+        open_run(path)  # refuses a missing chunk in the range the commit record shows
+        found = damaged_chunk(path)
+    except StoreError as exc:
+        return str(exc).splitlines()[0]
+    return f"{path}: {found}" if found else None
+
+
+def check_options(interval: float, quantile: float) -> None:
+    """One-line :class:`~dyn.ConfigError` for a poll interval or quantile that cannot be used (before anything is
+    read or served).
+
+    Examples
+    --------
+    >>> check_options(2.0, 0.9)
+    >>> check_options(2.0, float("nan"))
+    Traceback (most recent call last):
+    ...
+    dyn.errors.ConfigError: quantile must be a number in [0, 1], got nan
+    """
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 <= quantile <= 1.0:
+        raise ConfigError(f"{option('quantile', '--quantile')} must be a number in [0, 1], got {quantile!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (math.isfinite(interval)
+                                                                                    and interval > 0):
+        raise ConfigError(f"{option('interval', '--interval')} must be a positive number of seconds, got {interval!r}")
+
+
 def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: bool = False, as_json: bool = False,
           port: int | None = None, quantile: float = 0.9, out: IO[str] | None = None,
           max_polls: int | None = None, wait: bool = False) -> int:
@@ -499,15 +537,16 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
     Returns
     -------
     int
-        0.
+        0, or 1 when a store is damaged (a chunk missing or failing its checksum: ``verify`` says which).
 
     Raises
     ------
     StoreError
         Without ``wait``: a store that does not exist (a typo?) or is not a dyn store, before anything is shown.
     ConfigError
-        The ``port`` cannot be served.
+        The ``port`` cannot be served, or ``interval`` / ``quantile`` cannot be used.
     """
+    check_options(interval, quantile)
     if not wait:
         for path in stores:
             _check_store(Path(path))
@@ -538,7 +577,7 @@ def watch(stores: Sequence[str | os.PathLike], *, interval: float = 2.0, once: b
             waiting = wait and any(s["status"] == "not started" for s in snaps)
             if ((once and not waiting) or (max_polls is not None and polls >= max_polls)
                     or (finished and server is None)):
-                return 0
+                return 1 if any(s["status"] == "damaged" for s in snaps) else 0
             time.sleep(interval)
     except KeyboardInterrupt:
         return 0
@@ -597,6 +636,7 @@ def watch_notebook(stores: Sequence[str | os.PathLike] | str | os.PathLike, *, i
     """
     from IPython.display import HTML, display
 
+    check_options(interval, quantile)
     paths = [stores] if isinstance(stores, (str, os.PathLike)) else list(stores)
     followers = [Follower(p, quantile=quantile) for p in paths]
     handle = display(HTML("<p>dyn watch: reading…</p>"), display_id=True)

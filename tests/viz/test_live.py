@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import dyn
@@ -177,3 +178,34 @@ def test_follower_sees_every_committed_step_while_the_run_writes(tmp_path):
         assert snap["steps_recorded"] == committed and snap["step"] == 40
     finally:
         rec.close()
+
+
+def test_watch_names_a_damaged_store_and_exits_1(tmp_path, capsys):
+    """Regression (issue 24 item 12): a deleted chunk showed dashes, a regime verdict and exit 0."""
+    import os
+
+    from dyn.cli import main
+
+    path = tmp_path / "run.zarr"
+    dyn.train(dyn.Config(d=30, n=6, n_test=4, m=3, steps=3), path)
+    assert main(["watch", str(path), "--once"]) == 0
+    chunk = next(p for p in (path / "h" / "noise_inner").rglob("*") if p.is_file() and p.name != "zarr.json")
+    os.remove(chunk)
+    capsys.readouterr()
+    assert main(["watch", str(path), "--once"]) == 1
+    out = capsys.readouterr().out
+    assert "[damaged]" in out and "noise_inner is missing its chunk" in out and "regime" not in out
+
+
+@pytest.mark.parametrize("flag,value", [("--quantile", "nan"), ("--quantile", "2"), ("--interval", "-1"),
+                                        ("--interval", "nan")])
+def test_watch_refuses_unusable_interval_and_quantile(tmp_path, capsys, flag, value):
+    """Regression (issue 24 item 9): these were a traceback or 'waiting for the store' forever."""
+    from dyn.cli import main
+
+    path = tmp_path / "run.zarr"
+    dyn.train(dyn.Config(d=30, n=6, n_test=4, m=3, steps=2), path)
+    capsys.readouterr()
+    assert main(["watch", str(path), "--once", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
