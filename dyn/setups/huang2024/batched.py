@@ -35,7 +35,7 @@ from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
 from ..base import DeferredInterrupt, RunSummary, checkpoint_policy, store_size
 from . import BATCH_FIELDS, batch_key
 from .config import Config
-from .train import _build
+from .train import _build, write_negatives
 
 __all__ = ["train_batch", "batch_key", "BATCH_FIELDS"]
 
@@ -248,6 +248,7 @@ def train_batch(
                                attrs={"setup": "huang2024", "modality": cfg.modality, **policy,
                                       **(per_run[b] or {}), "batched": B})
                 stack.enter_context(rec)  # opens it (step 0 recorded); closes it complete/interrupted on exit
+                write_negatives(rec, batch.setups[b].data.negatives, cfg.negative_pairs)  # as the lone trainer does
                 recs[b] = rec
         bar = stack.enter_context(progress_bar(steps, desc=f"{configs[0].modality}-modal ×{B}", unit="step",
                                                progress=progress))

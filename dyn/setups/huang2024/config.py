@@ -57,6 +57,11 @@ class Config(SetupConfig):
         OOD test signal ``ν``.
     negatives : int or "all"
         Number of opposite-label negatives M per anchor; ``"all"`` uses every opposite-label sample.
+    negative_pairs : {"opposite", "shuffled"}
+        Which samples may be an anchor's negatives: those of the opposite label (the paper), or those whose label
+        differs after a random permutation of the labels (an ablation, not in the paper: negatives then share the
+        anchor's label about half the time). The mask the objective used is stored with the run (group
+        ``negatives``) and M is read from it.
     redraw_eps : bool
         Redraw the augmentation noise ε at every step (default: drawn once per sample).
     optimizer : {"gd", "sgd"}
@@ -99,6 +104,7 @@ class Config(SetupConfig):
     nu_norm: float = 2.0
     nu_axis: int = 0
     negatives: int | str = "all"
+    negative_pairs: str = "opposite"
     redraw_eps: bool = False
     optimizer: str = "gd"
     batch_size: int = 0
@@ -158,6 +164,8 @@ class Config(SetupConfig):
                 raise ConfigError(f"negatives must be a positive integer or 'all', got {self.negatives!r}")
         elif self.negatives <= 0:
             raise ConfigError(f"negatives must be a positive integer or 'all', got {self.negatives}")
+        if self.negative_pairs not in ("opposite", "shuffled"):
+            raise ConfigError(f"negative_pairs must be 'opposite' or 'shuffled', got {self.negative_pairs!r}")
         if self.optimizer == "sgd" and not 0 < self.batch_size <= self.n:
             raise ConfigError(f"batch_size must lie in [1, n={self.n}] for optimizer='sgd', got {self.batch_size}")
         if self.batch_size < 0:

@@ -87,7 +87,10 @@ class SyntheticData:
         self.eps = eps.to(device=self.eps.device, dtype=self.eps.dtype)
 
 
-def _negative_mask(y: torch.Tensor, negatives: int | str, gen: torch.Generator) -> torch.Tensor:
+def _negative_mask(y: torch.Tensor, negatives: int | str, gen: torch.Generator,
+                   shuffle: torch.Generator | None = None) -> torch.Tensor:
+    if shuffle is not None:  # the ablation: "opposite" under a random permutation of the labels
+        y = y[torch.randperm(y.shape[0], generator=shuffle)]
     opposite = y[:, None] != y[None, :]
     if negatives == "all":
         if not bool(opposite.any(dim=1).all()):
@@ -133,7 +136,8 @@ def make_data(config: Config) -> SyntheticData:
     eps = torch.randn(n, d, generator=gen, dtype=f64) * config.sigma_eps
     y_test = torch.randint(0, 2, (config.n_test,), generator=gen).to(f64) * 2 - 1
     zeta = torch.randn(config.n_test, d, generator=gen, dtype=f64) * config.sigma_xi
-    negatives = _negative_mask(y, config.negatives, gen)
+    shuffle = torch.Generator().manual_seed(config.seed + 0x5EED + 1) if config.negative_pairs == "shuffled" else None
+    negatives = _negative_mask(y, config.negatives, gen, shuffle)
     eps_gen = torch.Generator().manual_seed(config.seed + 0x5EED)
 
     dtype = getattr(torch, config.dtype)

@@ -173,6 +173,23 @@ class _Steps(Steps):
     def finish(self, state: ContrastiveLoss) -> dict[str, Any]:
         return {"final_loss": float(state.loss.detach())}
 
+    def begin(self, rec: Recorder) -> None:
+        write_negatives(rec, self.setup.data.negatives, self.setup.config.negative_pairs)
+
+
+def write_negatives(rec: Recorder, mask: torch.Tensor, pairs: str) -> None:
+    """Store the negative-pair mask the objective uses as the group ``negatives``: ``mask(anchor, candidate)`` int8
+    (1 where the candidate is a negative of the anchor). The theory reads M, and whether the negatives have the
+    opposite label, from it."""
+    mask = mask.detach().cpu().numpy().astype(np.int8)
+    n = mask.shape[0]
+    rec.write_group("negatives", {
+        "anchor": (("anchor",), np.arange(n, dtype=np.int64)),
+        "candidate": (("candidate",), np.arange(n, dtype=np.int64)),
+        "mask": (("anchor", "candidate"), mask),
+    }, attrs={"description": "mask[i, j] = 1 if sample j is a negative of anchor i in the contrastive objective",
+              "negative_pairs": pairs})
+
     def postfix(self, step: int, state: ContrastiveLoss) -> dict[str, str]:
         return {"loss": f"{float(state.loss.detach()):.4f}"}
 

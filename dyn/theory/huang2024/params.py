@@ -9,6 +9,8 @@ the Assumption 4.1 terms are the hypotheses the claims are proven under, the pro
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +36,11 @@ class Params:
     T1 : float
         The formula of Lemma 5.2 (single) / 5.4 (multi); ``inf`` when nothing grows (η → 0).
     M : float
-        Mean number of negatives per anchor.
+        Mean number of negatives per anchor (from the stored negative-pair mask when the run has one).
     last_step : int
         Last recorded step.
+    opposite_share : float
+        Share of the stored negative pairs whose two samples have opposite labels (1 without a stored mask).
 
     Examples
     --------
@@ -49,6 +53,7 @@ class Params:
     M: float
     last_step: int
     logs: dict[str, float] = field(default_factory=dict)
+    opposite_share: float = 1.0
 
     @classmethod
     def from_config(cls, config: Config, *, M: float | None = None, last_step: int | None = None) -> "Params":
@@ -61,10 +66,11 @@ class Params:
         """The run's params, computed once per run (:attr:`dyn.Run.cache`)."""
         key = "huang2024.params"
         if key not in run.cache:
-            from .quantities import mean_negatives
+            from .quantities import mean_negatives, opposite_negative_share
 
             cfg = Config.from_dict(run.config)
-            run.cache[key] = cls.from_config(cfg, M=mean_negatives(run), last_step=int(run.steps[-1]))
+            params = cls.from_config(cfg, M=mean_negatives(run), last_step=int(run.steps[-1]))
+            run.cache[key] = dataclasses.replace(params, opposite_share=opposite_negative_share(run))
         return run.cache[key]
 
     # plain names for the formulas
@@ -173,7 +179,7 @@ def _quot(num: float, *factors: tuple[float, float]) -> float:
 #: needs :data:`TEST_SIGNAL`.
 ASSUMPTIONS = ("assumption.high_dimension", "assumption.learning_rate", "assumption.init_scale",
                "assumption.width_and_samples", "assumption.augmentation", "assumption.snr", "assumption.c_mu",
-               "assumption.algorithm")
+               "assumption.algorithm", "assumption.negatives")
 TEST_SIGNAL = "assumption.test_signal"
 
 
@@ -261,6 +267,11 @@ def conditions(p: Params) -> list[Condition]:
                          "full-batch gradient descent, augmentation noise drawn once per sample",
                          "optimizer = gd, redraw_eps = false",
                          f"optimizer = {cfg.optimizer}, redraw_eps = {str(cfg.redraw_eps).lower()}", algo_ok, {}, True))
+    out.append(Condition("assumption.negatives", "§3 eq. (5)/(8): the negatives of an anchor have the opposite label",
+                         "every negative pair has opposite labels (read from the stored negative-pair mask)",
+                         "opposite-label share = 1",
+                         f"opposite-label share = {_fmt(p.opposite_share)} (negative_pairs = {cfg.negative_pairs})",
+                         p.opposite_share == 1.0, {"opposite_share": p.opposite_share}, True))
 
     # §3.3: the OOD test signal overlaps mu only weakly; only the downstream claim needs it
     overlap = p.config.nu_norm * p.mu if p.config.nu_axis == p.config.mu_axis else 0.0

@@ -96,8 +96,28 @@ def proof(run: Any, site: str) -> xr.Dataset:
                   lambda: proof_quantities(run.site(site), coefficients_of(run, site)).compute())
 
 
+def _stored_negatives(run: Any) -> np.ndarray | None:
+    """The negative-pair mask the objective used (group ``negatives``), or None for a run that stores none."""
+    tree = getattr(run, "tree", None)
+    if tree is None or "negatives" not in tree.children or "mask" not in tree["negatives"].ds:
+        return None
+    return np.asarray(tree["negatives"]["mask"].values).astype(bool)
+
+
+def opposite_negative_share(run: Any) -> float:
+    """Share of the stored negative pairs whose samples have opposite labels (1.0 without a stored mask)."""
+    mask = _stored_negatives(run)
+    if mask is None or not mask.any():
+        return 1.0
+    labels = np.asarray(run.site(run.sites[0])["label"].values)
+    return float((labels[:, None] != labels[None, :])[mask].mean())
+
+
 def _negative_counts(run: Any) -> np.ndarray:
     def compute() -> np.ndarray:
+        mask = _stored_negatives(run)
+        if mask is not None:  # what the objective used, whatever drew it
+            return mask.sum(axis=1).astype(np.float64)
         labels = np.asarray(run.site(run.sites[0])["label"].values)
         counts = np.array([(labels != y).sum() for y in labels], dtype=np.float64)
         neg = run.config.get("negatives", "all")
@@ -107,7 +127,8 @@ def _negative_counts(run: Any) -> np.ndarray:
 
 
 def mean_negatives(run: Any) -> float:
-    """Average number of negatives M per anchor, from the config and the stored labels."""
+    """Average number of negatives M per anchor: from the stored negative-pair mask, or (older runs) from the
+    config and the stored labels."""
     return float(_negative_counts(run).mean())
 
 
