@@ -487,13 +487,17 @@ def _build_parser() -> argparse.ArgumentParser:
                     "figure2 (huang2025-label-noise): standard vs label-noise GD over seeds, ratio of noise "
                     "memorization to signal learning, training loss, test accuracy. figure3: test accuracy over "
                     "SNR x n for both algorithms (a resumable Dask sweep). optimizers: GD, label-noise GD, SGD with "
-                    "momentum and Adam on the same data.",
+                    "momentum and Adam on the same data. benign-vs-harmful (signal-noise-cnn): Kou et al.'s benign "
+                    "and harmful runs side by side, claim by claim. kou-heatmap: Kou et al.'s test-error heatmap as "
+                    "the authors' code runs it and under the theory's network, compared cell by cell with the "
+                    "authors' published numbers.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help="which experiment: figure1, table1 (huang2024); figure2, figure3, optimizers "
-                                                         "(huang2025-label-noise)")
+                                                         "(huang2025-label-noise); benign-vs-harmful, kou-heatmap "
+                                                         "(signal-noise-cnn)")
     p.add_argument("--out", required=True, help="output folder (parents created)")
     p.add_argument("--seeds", type=int, help="number of seeds (default 5 for figure1, 3 for table1 and figure2, "
-                                                      "1 for figure3 and optimizers)")
+                                                      "1 for figure3 and optimizers; kou-heatmap: repeats per cell, 10 or 2 with --small)")
     p.add_argument("--small", action="store_true", help="a small version (seconds) with the same SNR regime")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a reproduction folder dyn wrote at --out (never another folder)")
