@@ -17,7 +17,7 @@ import time
 
 import pandas as pd
 
-from dyn.experiments.benign import compare, heatmap_configs, reference_heatmap, train_cells
+from dyn.experiments.kou2023 import compare, heatmap_configs, reference_heatmap, train_cells
 
 
 def main() -> None:

@@ -377,7 +377,7 @@ NOTEBOOKS["07-benign-overfitting.ipynb"] = [
     new_code_cell(SETUP),
     new_markdown_cell("## One benign and one harmful run\n\nPresets `kou2023-theory` (n‖μ‖⁴/(σ_p⁴d) = 31) and "
                       "`kou2023-harmful` (0.1), every step recorded, every per-run claim checked."),
-    new_code_cell('from dyn.experiments.benign import benign_vs_harmful, kou_heatmap\n'
+    new_code_cell('from dyn.experiments.kou2023 import benign_vs_harmful, kou_heatmap\n'
                   'print(benign_vs_harmful(WORK / "pair", small=SMALL, overwrite=True))'),
     new_code_cell('from IPython.display import Image\nImage(filename=str(WORK / "pair" / "benign-vs-harmful.png"))'),
     new_markdown_cell("Left: signal learning (max γ) against noise memorization (max ρ̄). Middle: flipped samples are "

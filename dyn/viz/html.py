@@ -206,10 +206,7 @@ def _summary_table(runs: Sequence[Run], names: Sequence[str], tables: Sequence[p
         for label, text in (digest(table).items() if table.attrs.get("theory") else ()):
             put(label, i, text)
         regime = dict(table.attrs.get("regime") or {})
-        if isinstance(regime.get("assumptions_met"), bool):  # name the unmet hypotheses, not "False"
-            unmet = regime.pop("assumptions_unmet", None) or regime.get("assumptions_failed") or []
-            regime["assumptions_met"] = "met" if regime["assumptions_met"] else f"not met: {', '.join(map(str, unmet))}"
-        for key, value in _regime_rows(regime):
+        for key, value in _regime_rows(regime):  # in words: the unmet assumptions by name, yes/no, no reprs
             put(f"regime: {key}", i, value)
         loss = run.scalar("loss")
         put("store", i, str(run.path) if run.path else None)

@@ -265,7 +265,7 @@ def test_label_noise_sweeps_batch_with_the_family_trainer(tmp_path):
 
 def test_heatmap_cells_with_no_signal_train_in_batches(monkeypatch):
     """The |mu| = 0 column of Kou's heatmap: unrecorded, batched (never one by one), a test error near chance."""
-    from dyn.experiments.benign import heatmap_configs, train_cells
+    from dyn.experiments.kou2023 import heatmap_configs, train_cells
     from dyn.setups.base import Setup
 
     cells = [(labels, cfg.replace(steps=10)) for labels, cfg in heatmap_configs("code", small=True, repeats=2)

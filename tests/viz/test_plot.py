@@ -80,7 +80,7 @@ def test_phase_diagram_counts_decided_runs_only():
     """Regression (issue 21 item 2): a run that did not move (or a tie) counted as a noise-memorization cell."""
     import pandas as pd
 
-    from dyn.setups.huang2024.experiments import phase_diagram
+    from dyn.experiments.huang2024 import phase_diagram
 
     rows = [dict(status="complete", n_snr2=n, c_mu=c, modality="multi", seed=s, probe_acc=0.5, winner=w)
             for n, c, s, w in [(1.0, 4.0, 0, "signal learning"), (1.0, 4.0, 1, "did not move"),

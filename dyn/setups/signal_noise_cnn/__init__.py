@@ -77,6 +77,6 @@ SETUP = register_setup(Setup(
     derived_axes={"snr": with_snr},
     ignored_axes=ignored_axes,
     batch_trainer=f"{__name__}.batched:train_batch",
-    experiments="dyn.experiments.benign:EXPERIMENTS",  # reproductions live in the experiments layer
+    experiments="dyn.experiments.kou2023:EXPERIMENTS",  # reproductions live in the experiments layer
     batch_key=batch_key,
 ))
