@@ -253,11 +253,17 @@ def codec_table(chunks: list[np.ndarray], repeats: int = 3, workdir: str | Path 
 
 
 def append_throughput(chunks: list[np.ndarray] | None = None, repeats: int = 3, codec: str = "none",
-                      workdir: str | Path | None = None, echo=print) -> list[float]:
+                      workdir: str | Path | None = None, echo=print, checksum: bool = True,
+                      commit_interval: float | None = None) -> list[float]:
     """``StoreWriter.append`` of float32 chunks vs ``numpy.tofile`` of the same bytes: raw time / append time,
     ``repeats`` samples (interleaved). Default chunks: 8 MiB chunks shaped like a 10x-scale site (m=200,
-    1001 probes), a smooth random walk."""
+    1001 probes), a smooth random walk. ``commit_interval``: commit as the recorder does (at most once per that
+    many seconds, and once at the end, inside the timed span; default: the recorder's
+    :data:`~dyn.record.recorder.DEFAULT_COMMIT_INTERVAL`); ``0`` commits every append."""
+    from dyn.record.recorder import DEFAULT_COMMIT_INTERVAL
     from dyn.store import StoreWriter
+
+    interval = DEFAULT_COMMIT_INTERVAL if commit_interval is None else commit_interval
 
     if chunks is None:
         rng = np.random.default_rng(0)
@@ -274,36 +280,45 @@ def append_throughput(chunks: list[np.ndarray] | None = None, repeats: int = 3, 
     chunk_steps = len(chunks[0])
     nbytes = sum(c.nbytes for c in chunks)
     tmp = Path(tempfile.mkdtemp(dir=workdir))
-    ratios, raws, takes = [], [], []
+    ratios, raws, takes, cpu_ratios = [], [], [], []
     try:
         for rep in range(repeats):
             os.sync()  # both start with no dirty pages (the kernel's writeback throttling is not the store's cost)
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.thread_time()
             with open(tmp / f"raw{rep}.bin", "wb") as f:  # a new file, as a new recording is
                 for c in chunks:
                     c.tofile(f)
-            raw = time.perf_counter() - t
+            raw, raw_cpu = time.perf_counter() - t, time.thread_time() - c0
             (tmp / f"raw{rep}.bin").unlink()
-            writer = StoreWriter(tmp / f"tp{rep}.zarr", codec=codec)
+            writer = StoreWriter(tmp / f"tp{rep}.zarr", codec=codec, checksum=checksum)
             writer.create({"sites": ["h"]}, chunk_steps)
             writer.add_site("h", coords={"neuron": np.arange(m), "sample": np.arange(probes),
                                          "signal": np.array(["mu"])},
                             step_vars={"noise_inner": ("neuron", "sample")}, static={})
             os.sync()
-            t = time.perf_counter()
+            t, c0, due = time.perf_counter(), time.thread_time(), float("inf")
             step0 = 0
-            for c in chunks:
-                writer.append(np.arange(step0, step0 + len(c)), {"h": {"noise_inner": c}}, {"loss": np.zeros(len(c))})
+            for c in chunks:  # the recorder's rule (Recorder._write): due an interval after the first uncommitted
+                now = time.perf_counter()
+                due = now + interval if due == float("inf") else due
+                writer.append(np.arange(step0, step0 + len(c)), {"h": {"noise_inner": c}}, {"loss": np.zeros(len(c))},
+                              commit=now >= due)
+                due = float("inf") if now >= due else due
                 step0 += len(c)
-            took = time.perf_counter() - t
+            writer.commit()
+            took, took_cpu = time.perf_counter() - t, time.thread_time() - c0
             ratios.append(raw / took)
+            cpu_ratios.append(raw_cpu / max(took_cpu, 1e-9))
             raws.append(raw)
             takes.append(took)
             writer.close("complete")
             shutil.rmtree(tmp / f"tp{rep}.zarr")
-        echo(f"## StoreWriter.append (codec {codec}) / numpy.tofile: {nbytes / 2**20:.0f} MiB in {len(chunks)} appends: "
+        echo(f"## StoreWriter.append (codec {codec}, checksum {'on' if checksum else 'off'}, commit every "
+             f"{interval:g} s) / numpy.tofile: {nbytes / 2**20:.0f} MiB in {len(chunks)} appends: "
              f"best-of {min(raws) / min(takes):.2f}, single repeats {statistics.median(ratios):.2f} "
-             f"[{min(ratios):.2f}-{max(ratios):.2f}] (raw {nbytes / min(raws) / 2**20:.0f} MiB/s)")
+             f"[{min(ratios):.2f}-{max(ratios):.2f}] (raw {nbytes / min(raws) / 2**20:.0f} MiB/s); CPU time "
+             f"(user + system, this thread): {statistics.median(cpu_ratios):.2f} "
+             f"[{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}]")
         return ratios
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

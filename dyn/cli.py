@@ -175,7 +175,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         setup = get_setup(str(attrs.get("setup")))
         config = setup.config.from_dict(attrs.get("config") or {})
         summary = setup.train(config, args.resume, progress=_progress(args), resume=True,
-                              checkpoint_every=args.checkpoint_every)
+                              checkpoint_every=args.checkpoint_every, **_sinks(args))
         print(f"dyn run: resumed; {summary}")
         return 0
     if not args.preset or not args.out:
@@ -200,10 +200,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.evaluate_every < 1:
             raise ConfigError(f"--evaluate-every must be a positive number of steps, got {args.evaluate_every}")
         options["evaluate_every"] = args.evaluate_every
+    options.update(_sinks(args))
     summary = setup.train(config, args.out, overwrite=args.overwrite, progress=_progress(args),
                           attrs={"preset": args.preset}, checkpoint_every=args.checkpoint_every, **options)
     print(f"dyn run: {summary}")
+    if options.get("sinks"):
+        print(f"dyn run: TensorBoard events streamed to {options['sinks'][0].path} "
+              f"(view: tensorboard --logdir {args.tensorboard})")
     return 0
+
+
+def _sinks(args: argparse.Namespace) -> dict:
+    """``--tensorboard DIR``: the stream that feeds it (checked before anything is trained or written)."""
+    if not args.tensorboard:
+        return {}
+    from .viz.tensorboard import TensorBoardStream
+
+    return {"sinks": [TensorBoardStream(args.tensorboard)]}
 
 
 def _setups():
@@ -403,7 +416,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         "training); stored with the run, kept by --resume")
     p.add_argument("--resume", metavar="STORE",
                    help="continue an unfinished run from its last checkpoint, or from step 0 if it has none "
-                        "(takes no other run options but --checkpoint-every)")
+                        "(takes no other run options but --checkpoint-every and --tensorboard)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also stream the logged scalars and gamma/rho summaries to a TensorBoard event file in DIR "
+                        "while the run trains (a new file per run; view: tensorboard --logdir DIR)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ raw inner products are the paper's proxies (Lemma C.1); the coefficients remove 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
@@ -32,7 +33,7 @@ import xarray as xr
 from ..errors import ConfigError, StoreError
 from ..store.schema import CHANGE_VAR
 
-__all__ = ["coefficients", "describe", "error_bounds", "decomposition_operator", "reconstruction_residual", "recording_error", "basis_vectors",
+__all__ = ["coefficients", "coefficient_solver", "describe", "error_bounds", "decomposition_operator", "reconstruction_residual", "recording_error", "basis_vectors",
            "weights_at", "DecompositionOperator", "DEFAULT_RCOND", "METHODS"]
 
 #: Eigenvalues of the normalised Gram matrix below this share of the largest are numerical zeros: such a basis
@@ -299,6 +300,41 @@ def error_bounds(site: xr.Dataset, op: DecompositionOperator) -> dict[str, objec
     return {"bound": bound, "rounding": rounding, "separation": sep, "per_probe_error": eps, "weight_norm": w_norm, "weight_norm_source": source}
 
 
+def coefficient_solver(op: DecompositionOperator, sig0: np.ndarray,
+                       noise0: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The solve :func:`coefficients` applies to every block of steps: ``solve(sig, noise) -> c``.
+
+    ``sig0`` ``(neuron, signal)`` and ``noise0`` ``(neuron, sample)`` are the inner products at step 0;
+    ``solve`` takes blocks ``(..., neuron, signal)`` and ``(..., neuron, sample)`` of later steps and returns
+    ``(..., neuron, signal + sample)``: γ then ρ (float64). For code that gets the recording a chunk at a time
+    (:class:`dyn.viz.tensorboard.TensorBoardStream`) and must agree with :func:`coefficients`.
+
+    Examples
+    --------
+    >>> from dyn.testing import make_site
+    >>> site = make_site(np.zeros((3, 2)), np.zeros((3, 2, 4)))
+    >>> op = decomposition_operator(site)
+    >>> solve = coefficient_solver(op, np.zeros((2, 1)), np.zeros((2, 4)))
+    >>> solve(np.zeros((7, 2, 1)), np.zeros((7, 2, 4))).shape
+    (7, 2, 5)
+    """
+    k = len(op.norms) - np.asarray(noise0).shape[-1]
+    sig0 = np.asarray(sig0, dtype=np.float64)
+    noise0 = np.asarray(noise0, dtype=np.float64)
+    sqrt, inv = op._scales()
+    # c = D^{1/2} U Λ⁻¹ Uᵀ D^{-1/2} ΔP in factored form: O((n + K)·rank) memory, never an (n + K)² operator
+    u_sig, u_noise = op.u[:k] * inv[:k, None], op.u[k:] * inv[k:, None]
+    back_sig, back_noise = (op.u[:k] * sqrt[:k, None]).T.copy(), (op.u[k:] * sqrt[k:, None]).T.copy()
+
+    def solve(sig_block: np.ndarray, noise_block: np.ndarray) -> np.ndarray:
+        # float64, two BLAS products into the rank-dimensional space and one back, no concatenated copy
+        y = (np.subtract(sig_block, sig0, dtype=np.float64) @ u_sig
+             + np.subtract(noise_block, noise0, dtype=np.float64) @ u_noise) / op.lam
+        return np.concatenate([y @ back_sig, y @ back_noise], axis=-1)
+
+    return solve
+
+
 def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAULT_RCOND) -> xr.Dataset:
     """γ (per signal) and ρ (per sample) at every recorded step, and how much of each neuron's change they explain.
 
@@ -359,17 +395,7 @@ def coefficients(site: xr.Dataset, *, method: str = "auto", rcond: float = DEFAU
     noise = site["noise_inner"].transpose("step", "neuron", "sample")
     sig0 = sig.isel(step=0).values.astype(np.float64)
     noise0 = noise.isel(step=0).values.astype(np.float64)
-    sqrt, inv = op._scales()
-    # c = D^{1/2} U Λ⁻¹ Uᵀ D^{-1/2} ΔP in factored form: O((n + K)·rank) memory, never an (n + K)² operator
-    u_sig, u_noise = op.u[:k] * inv[:k, None], op.u[k:] * inv[k:, None]
-    back_sig, back_noise = (op.u[:k] * sqrt[:k, None]).T.copy(), (op.u[k:] * sqrt[k:, None]).T.copy()
-
-    def solve(sig_block: np.ndarray, noise_block: np.ndarray) -> np.ndarray:
-        # float64, two BLAS products into the rank-dimensional space and one back, no concatenated copy
-        y = (np.subtract(sig_block, sig0, dtype=np.float64) @ u_sig
-             + np.subtract(noise_block, noise0, dtype=np.float64) @ u_noise) / op.lam
-        return np.concatenate([y @ back_sig, y @ back_noise], axis=-1)
-
+    solve = coefficient_solver(op, sig0, noise0)
     if sig.chunks is not None:  # align the step chunks of both inputs; probes stay whole within a chunk
         steps = noise.chunks[0]
         sig, noise = sig.chunk({"step": steps, "signal": -1}), noise.chunk({"step": steps, "sample": -1})

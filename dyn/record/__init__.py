@@ -10,6 +10,7 @@ from . import probes
 from .devices import resolve_device
 from .recorder import DEFAULT_CHUNK_BYTES, Recorder
 from .schedules import Schedule, every, log_spaced, warmup
+from ..store.sinks import RecordSink
 from .site import Site
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "Recorder", "Schedule", "Site", "every", "log_spaced", "probes", "resolve_device", "warmup"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "RecordSink", "Recorder", "Schedule", "Site", "every", "log_spaced", "probes", "resolve_device", "warmup"]

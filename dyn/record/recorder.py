@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from bisect import bisect_left
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,13 +32,19 @@ from ..store import StoreWriter, read_static, site_arrays
 from ..store.schema import CHANGE_DIM
 from . import budget, schedules
 from .schedules import Schedule
+from ..store.sinks import RecordSink
 from .site import Site
 
-__all__ = ["Recorder", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["Recorder", "DEFAULT_CHUNK_BYTES", "DEFAULT_COMMIT_INTERVAL"]
 
 #: Target bytes of one stored chunk of the largest per-step variable. Larger chunks write faster (fewer zarr
 #: round trips) but lose more steps if the process is killed before a flush.
 DEFAULT_CHUNK_BYTES = 8 << 20
+
+#: Seconds a written chunk may wait for its commit (:class:`Recorder` ``commit_interval``): the delay after which a
+#: live reader sees it. Committing every chunk (a root ``zarr.json`` replaced per chunk) cost 15-25% of the write
+#: throughput in ``benchmarks/at_size.py``.
+DEFAULT_COMMIT_INTERVAL = 1.0
 
 #: Distinct scalar names one recorder can log (loss, loss-derivative bounds, accuracies, ...).
 MAX_SCALARS = 64
@@ -174,8 +180,19 @@ class Recorder:
     flush_every : int, optional
         Also write buffered steps every this many recorded steps (crash safety for long runs with big chunks;
         the latest step stays buffered so its logged values can still arrive). See :meth:`flush`.
+    commit_interval : float
+        Seconds between commits (default :data:`DEFAULT_COMMIT_INTERVAL`, 1 s). The writer thread writes every
+        chunk it is handed at once but commits (replaces the store's root ``zarr.json``, which makes the new steps
+        visible) at most once per interval, and always within the interval after its last write: a live reader
+        (``dyn watch``, :func:`dyn.open`) sees a step at most ``commit_interval`` seconds after its chunk was
+        written. :meth:`flush`, checkpoints and :meth:`close` commit at once. ``0`` commits every chunk. A kill
+        loses at most the steps written in the last interval (the store stays sound: they lie beyond its commit).
     attrs : mapping, optional
         Extra root attributes (JSON-serialisable).
+    sinks : sequence of :class:`~dyn.store.sinks.RecordSink`, optional
+        Live exports that receive every chunk as it is written, e.g.
+        ``dyn.viz.tensorboard.TensorBoardStream("runs/tb/mine")`` (scalars and γ/ρ summaries in TensorBoard while
+        the run trains). A sink that fails is dropped with a warning; the store is not affected.
     resume_from : int, optional
         Append to the existing store at ``path`` (a run being resumed) from this step on; the store is cut to the
         steps before it. Used by :func:`dyn.train` with ``resume=True``.
@@ -236,7 +253,9 @@ class Recorder:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         queue_size: int = 2,
         flush_every: int | None = None,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
         attrs: Mapping[str, Any] | None = None,
+        sinks: Sequence[RecordSink] = (),
         resume_from: int | None = None,
         steps: int | None = None,
         max_store_bytes: int | None = None,
@@ -260,6 +279,17 @@ class Recorder:
             raise ConfigError("chunk_bytes and queue_size must be positive")
         if flush_every is not None and (not isinstance(flush_every, int) or flush_every <= 0):
             raise ConfigError(f"flush_every must be a positive integer (steps), got {flush_every!r}")
+        if isinstance(commit_interval, bool) or not isinstance(commit_interval, (int, float)) or \
+                not math.isfinite(commit_interval) or commit_interval < 0:
+            raise ConfigError(f"commit_interval must be a finite number of seconds >= 0, got {commit_interval!r}")
+        self.commit_interval = float(commit_interval)
+        sinks = list(sinks) if isinstance(sinks, (list, tuple)) else sinks
+        if not isinstance(sinks, list) or not all(isinstance(k, RecordSink) for k in sinks):
+            raise ConfigError("sinks must be a list of dyn.store.sinks.RecordSink objects (e.g. "
+                              f"dyn.viz.tensorboard.TensorBoardStream(folder)), got {sinks!r}")
+        self.sinks = sinks
+        self._sink_errors: list[str] = []  # one line per dropped sink, warned on the training thread
+        self._commit_due = math.inf  # monotonic time by which written steps must be committed
         self.schedule: Schedule = schedules.every(every) if isinstance(every, int) else every
         if not callable(self.schedule):
             raise ConfigError(f"every must be an int or a callable step -> bool, got {type(every).__name__}")
@@ -357,6 +387,10 @@ class Recorder:
                 raise
             except Exception as exc:
                 raise StoreError(f"cannot create store {self.path}: {exc}") from None
+        first = self._resume_from if self._resume_from is not None else 0
+        for sink in list(self.sinks):
+            self._to_sink(sink, "open", self.path, dict(self.sites), first)
+        self._warn_sinks()
         self._thread = threading.Thread(target=self._write_loop, name=f"dyn-writer:{self.path.name}", daemon=True)
         self._thread.start()
         self._open = True
@@ -764,6 +798,8 @@ class Recorder:
             raise self._write_failed()
         if self._diverged is not None:
             raise self._diverged
+        if self._sink_errors:
+            self._warn_sinks()
 
     # -- writing ------------------------------------------------------------------------------------------------
     def flush(self, checkpoint: Mapping[str, tuple[tuple[str, ...], Any]] | None = None,
@@ -788,6 +824,7 @@ class Recorder:
                 self._submit(chunk)
         self._pending = self._current = None
         self._since_flush = 0
+        self._put(self._commit_now)  # flushed steps are shown at once, not within the commit interval
         if checkpoint is not None:
             if next_step is None or next_step <= self._last_recorded:
                 raise ConfigError(f"checkpoint needs next_step after the last recorded step {self._last_recorded}")
@@ -864,7 +901,13 @@ class Recorder:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
+            if self._error is None and self._writer.uncommitted:
+                try:
+                    item = self._queue.get(timeout=max(0.0, self._commit_due - time.monotonic()))
+                except queue.Empty:  # written steps waited the commit interval: show them
+                    item = self._commit_now
+            else:
+                item = self._queue.get()
             if item is None:
                 return
             if self._error is not None:
@@ -873,6 +916,13 @@ class Recorder:
                 item()
             except BaseException as exc:  # surfaced on the training thread at its next call
                 self._error = exc
+
+    def _commit_now(self) -> None:
+        """Commit every step written so far (writer thread)."""
+        t0 = time.perf_counter()
+        self._writer.commit()
+        self._commit_due = math.inf
+        self.stats["write_seconds"] += time.perf_counter() - t0
 
     def _write(
         self,
@@ -910,7 +960,15 @@ class Recorder:
             site = self.sites[name]
             arrays[name] = {var: host[:, :, cols] for var, (_, cols) in site.layout().items()}
             nbytes += host.nbytes
-        self._writer.append(steps[:k], arrays, {n: v[:k] for n, v in host_scalars.items()})
+        now = time.monotonic()
+        if self._commit_due == math.inf:
+            self._commit_due = now + self.commit_interval
+        kept = {n: v[:k] for n, v in host_scalars.items()}
+        self._writer.append(steps[:k], arrays, kept, commit=now >= self._commit_due)
+        if not self._writer.uncommitted:
+            self._commit_due = math.inf
+        for sink in list(self.sinks):
+            self._to_sink(sink, "write", steps[:k], arrays, kept)
         self.stats["chunks"] += 1
         self.stats["bytes"] += nbytes
         self.stats["steps"] += k
@@ -1020,6 +1078,10 @@ class Recorder:
         self._queue.put(None)
         self._thread.join()
         self._closed = True
+        final = "interrupted" if self._error is not None else ("diverged" if self._diverged is not None else status)
+        for sink in list(self.sinks):
+            self._to_sink(sink, "close", final)
+        self._warn_sinks()
         attrs: dict[str, Any] = {}
         if self._diverged is not None:
             attrs["diverged_at"] = self._diverged.step
@@ -1044,6 +1106,26 @@ class Recorder:
             self._writer.close(status, **attrs)
         if self._error is not None:
             raise self._write_failed()
+
+    def _to_sink(self, sink: RecordSink, method: str, *args: Any) -> None:
+        """Call a sink; one that raises is dropped (still closed) and reported by :meth:`_warn_sinks`."""
+        try:
+            getattr(sink, method)(*args)
+        except Exception as exc:
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+                where = f"at step {int(args[0][0])}" if method == "write" and len(args[0]) else f"in {method}"
+                self._sink_errors.append(f"{type(sink).__name__} stopped {where}: {type(exc).__name__}: {exc}"
+                                         .splitlines()[0] + f"; the store {self.path} is not affected")
+                if method != "close":
+                    try:
+                        sink.close("interrupted")
+                    except Exception:
+                        pass
+
+    def _warn_sinks(self) -> None:
+        while self._sink_errors:
+            warnings.warn(self._sink_errors.pop(0), stacklevel=3)
 
     def _write_failed(self) -> StoreError:
         """The error the writer thread met, for the training thread: a :class:`WriteError` when the disk refused."""

@@ -19,13 +19,13 @@ import abc
 import contextlib
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ..errors import DivergenceError
 from ..progress import progress_bar, progress_enabled
-from ..record import DEFAULT_CHUNK_BYTES, Recorder, Site
+from ..record import DEFAULT_CHUNK_BYTES, RecordSink, Recorder, Site
 from .base import DeferredInterrupt, RunSummary, checkpoint_policy, open_for_resume, store_size
 
 __all__ = ["Steps", "drive"]
@@ -96,6 +96,7 @@ def drive(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     resume: bool = False,
+    sinks: Sequence[RecordSink] = (),
 ) -> RunSummary:
     """Train ``config.steps`` steps of the :class:`Steps` that ``build()`` makes, recording into ``out``.
 
@@ -108,7 +109,7 @@ def drive(
     run_attrs : the setup's own root attributes (e.g. the modality).
     summary : the :class:`~dyn.setups.base.RunSummary` class to return (a setup may add fields, filled from
         :meth:`Steps.finish`).
-    overwrite, progress, attrs, chunk_bytes, checkpoint_every, checkpoint_seconds, resume :
+    overwrite, progress, attrs, chunk_bytes, checkpoint_every, checkpoint_seconds, resume, sinks :
         as in :func:`dyn.train`; ``progress=None`` shows a bar in notebooks and terminals (:mod:`dyn.progress`).
     desc : the progress bar's label.
 
@@ -150,7 +151,7 @@ def drive(
             rec = Recorder(writer if writer is not None else out, steps.sites, every=every, config=config.to_dict(),
                            seed=config.seed, overwrite=overwrite, log_at="current", chunk_bytes=chunk_bytes,
                            resume_from=start if found is not None else None,
-                           steps=config.steps if found is None else None,
+                           steps=config.steps if found is None else None, sinks=sinks,
                            attrs={"setup": setup, **run_attrs, **policy, **(attrs or {})})
         with rec if rec is not None else contextlib.nullcontext(), DeferredInterrupt() as interrupt:
             if rec is not None and found is None:

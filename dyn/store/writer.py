@@ -282,6 +282,9 @@ class StoreWriter:
         self._meta: dict[str, dict[str, Any]] = {}  # zarr.json contents of committed nodes by path ("" excluded)
         self._nodes: set[str] = set()  # every node this store's dyn wrote or is about to write (NODES_ATTR)
         self._user_meta: dict[str, dict[str, Any]] = {}  # committed nodes a user added (kept, never touched)
+        # what the last commit showed (root zarr.json's consolidated metadata): a root replace that is not a
+        # commit (_claim) shows it again, never the shapes of steps appended since (append(commit=False))
+        self._shown: dict[str, dict[str, Any]] | None = None
         self._arrays: dict[str, ArraySpec] = {}  # committed arrays by path
         self._step_arrays: dict[tuple[str, str], str] = {}  # (group, name) -> path of a per-step array
         self._stale_meta: set[str] = set()  # per-step arrays whose own zarr.json lags behind the commit
@@ -530,7 +533,7 @@ class StoreWriter:
     # -- committing ---------------------------------------------------------------------------------------------
     def _write_root(self) -> None:
         """Replace the root zarr.json (attributes and the consolidated metadata of every committed node)."""
-        shown = {**self._user_meta, **self._meta}  # a user's nodes stay visible as they were
+        shown = self._shown if self._shown is not None else {**self._user_meta, **self._meta}
         meta = {
             "attributes": {**self.attrs, NODES_ATTR: sorted(self._nodes)},
             "zarr_format": 3,
@@ -549,6 +552,7 @@ class StoreWriter:
             else:
                 self.attrs[key] = value
         self.attrs["n_recorded"], self.attrs["last_step"] = self.n_recorded, self.last_step
+        self._shown = {**self._user_meta, **self._meta}  # a user's nodes stay visible as they were
         self._write_root()
 
     def _sync_step_meta(self) -> None:
@@ -565,11 +569,16 @@ class StoreWriter:
         steps: np.ndarray,
         inner: Mapping[str, Mapping[str, np.ndarray]],
         scalars: Mapping[str, np.ndarray],
+        *,
+        commit: bool = True,
     ) -> None:
         """Append and commit ``len(steps)`` recorded steps: per-site inner products and root scalars.
 
         Data first (beyond the committed length, invisible), then the commit; see the module docstring.
         A scalar logged for the first time gets fill values (NaN) for the steps before it, written out.
+        ``commit=False`` writes the data but leaves the commit to a later :meth:`commit` (or any later commit:
+        a checkpoint, a group, :meth:`close`), which then shows every step appended before it: the recorder
+        commits at most once per :attr:`~dyn.Recorder.commit_interval` seconds, readers see the steps then.
         """
         k = len(steps)
         if k == 0:
@@ -633,7 +642,18 @@ class StoreWriter:
             self._stale_meta.add(path)
         self.n_recorded = stop
         self.last_step = int(steps[-1])
-        self._commit()
+        if commit:
+            self._commit()
+
+    @property
+    def uncommitted(self) -> int:
+        """Steps appended (their data written) that no commit shows yet (``append(commit=False)``)."""
+        return self.n_recorded - int(self.attrs.get("n_recorded", 0))
+
+    def commit(self) -> None:
+        """Commit the steps appended with ``commit=False`` (nothing to do when every step is committed)."""
+        if self.uncommitted:
+            self._commit()
 
     # -- resuming -----------------------------------------------------------------------------------------------
     def checkpoint(self) -> tuple[int, dict[str, np.ndarray]] | None:

@@ -12,6 +12,12 @@ one sub-folder per run). Tags:
 Values are float32 (TensorBoard's ``simple_value``); steps with no logged value (NaN) are left out. Every event
 carries the export's wall time (a store keeps no per-step clock). One ``Event`` per recorded step holds all tags.
 
+:class:`TensorBoardStream` writes the same tags *while the run trains* (``dyn.Recorder(..., sinks=[...])``,
+``dyn run --tensorboard DIR``): one file ``events.out.tfevents.<time>.<host>.dyn-stream`` per run, appended after
+each chunk the recorder writes (with the wall time of that write), with γ/ρ from the same solve as the export
+(:func:`dyn.analysis.coefficients.coefficient_solver`), so the live curves and an export of the finished store
+agree to float32 rounding.
+
 The file format is TFRecord: per record the ``uint64`` length, the masked CRC-32C of those 8 bytes, the
 serialized ``Event`` protobuf and the masked CRC-32C of it (all little-endian). The protobuf fields used are
 ``Event.wall_time = 1`` (double), ``step = 2`` (int64), ``file_version = 3`` (string ``"brain.Event:2"``),
@@ -24,25 +30,30 @@ from __future__ import annotations
 import google_crc32c
 
 import os
+import socket
 import struct
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
+import xarray as xr
 
 from ..analysis.run import Run
 from ..errors import DynError, StoreError
-from ..store import reading
-from ..store.outputs import MARKER, claim_output, output_kind, staged_file
+from ..store.sinks import RecordSink
+from ..store import open_run, read_static, reading
+from ..store.outputs import MARKER, claim_output, io_errors, output_kind, staged_file
 
 __all__ = ["crc32c", "masked_crc32c", "encode_event", "write_records", "read_records", "series",
-           "export_tensorboard", "EVENT_PREFIX", "EVENT_SUFFIX"]
+           "export_tensorboard", "TensorBoardStream", "EVENT_PREFIX", "EVENT_SUFFIX", "STREAM_SUFFIX"]
 
 #: every TensorBoard event file name holds ``tfevents``; dyn's end in ``.dyn`` (``events.out.tfevents.<time>.dyn``)
 EVENT_PREFIX = "events.out.tfevents."
 EVENT_SUFFIX = ".dyn"
+#: a streamed file (:class:`TensorBoardStream`) ends in ``.dyn-stream``: never taken for an export
+STREAM_SUFFIX = ".dyn-stream"
 FILE_VERSION = "brain.Event:2"
 _MASK_DELTA = 0xA282EAD8
 
@@ -190,16 +201,27 @@ def series(run: str | os.PathLike | Run) -> tuple[np.ndarray, dict[str, np.ndarr
         try:
             with reading(run.path, f"site {site!r}"):
                 c = coefficients(ds)
-                if c["gamma"].sizes.get("signal", 0):
-                    curves[f"gamma/max_abs/{site}"] = _values(abs(c["gamma"]).max(["neuron", "signal"]))
-                if c["rho"].sizes.get("sample", 0):
-                    per_sample = _values(c["rho"].max("neuron").transpose("step", "sample"))  # (step, sample)
-                    curves[f"rho/max/{site}"] = per_sample.max(axis=1)
-                    curves[f"rho/q90/{site}"] = np.quantile(per_sample, 0.9, axis=1)
+                gamma = _values(abs(c["gamma"]).max(["neuron", "signal"])) if c["gamma"].sizes.get("signal", 0) \
+                    else None
+                rho = _values(c["rho"].max("neuron").transpose("step", "sample")) if c["rho"].sizes.get("sample", 0) \
+                    else None
+                curves.update(_site_curves(site, gamma, rho))
         except DynError as exc:
             warnings.warn(f"site {site!r}: TensorBoard gets its logged scalars only, gamma/rho failed: {exc}",
                           stacklevel=2)
     return steps, curves
+
+
+def _site_curves(site: str, gamma_max_abs: np.ndarray | None, rho_per_sample: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The coefficient tags of one site from ``max |γ|`` over neurons and signals ``(step,)`` and each sample's
+    ``max_r ρ_{r,i}`` ``(step, sample)``: the one definition the export and the stream share."""
+    out: dict[str, np.ndarray] = {}
+    if gamma_max_abs is not None:
+        out[f"gamma/max_abs/{site}"] = np.asarray(gamma_max_abs, dtype=np.float64)
+    if rho_per_sample is not None and rho_per_sample.shape[-1]:
+        out[f"rho/max/{site}"] = rho_per_sample.max(axis=1)
+        out[f"rho/q90/{site}"] = np.quantile(rho_per_sample, 0.9, axis=1)
+    return out
 
 
 def _values(da) -> np.ndarray:
@@ -207,8 +229,10 @@ def _values(da) -> np.ndarray:
     return np.asarray(da.compute().values if hasattr(da.data, "compute") else da.values, dtype=np.float64)
 
 
-def _events(steps: np.ndarray, curves: dict[str, np.ndarray], wall_time: float) -> Iterator[bytes]:
-    yield encode_event(wall_time, 0, file_version=FILE_VERSION)
+def _events(steps: np.ndarray, curves: dict[str, np.ndarray], wall_time: float,
+            header: bool = True) -> Iterator[bytes]:
+    if header:
+        yield encode_event(wall_time, 0, file_version=FILE_VERSION)
     with np.errstate(over="ignore"):
         as32 = {tag: values.astype(np.float32) for tag, values in curves.items()}
     for i, step in enumerate(steps):
@@ -285,3 +309,126 @@ def export_tensorboard(run: str | os.PathLike | Run, out_dir: str | os.PathLike,
         old.unlink()
         old.with_name(f".{old.name}{MARKER}").unlink(missing_ok=True)
     return out
+
+
+class TensorBoardStream(RecordSink):
+    """Stream a run's logged scalars and γ/ρ summaries to TensorBoard while it trains (a recorder sink).
+
+    Parameters
+    ----------
+    log_dir : str or Path
+        The folder TensorBoard reads (created if missing; give one sub-folder per run under ``tensorboard
+        --logdir``). A new file ``events.out.tfevents.<time>.<host>.dyn-stream`` is created in it per run
+        (never an existing one, never anything else touched); a resumed run starts a new file (TensorBoard merges
+        them; steps the killed run recorded after its checkpoint appear twice).
+    coefficients : bool
+        Also stream ``gamma/max_abs/<site>``, ``rho/max/<site>`` and ``rho/q90/<site>`` (see the module notes),
+        solved chunk by chunk with the store's basis. ``False``: the logged scalars only.
+
+    Raises
+    ------
+    StoreError
+        ``log_dir`` is a file or a symbolic link (at construction, before any training).
+
+    Notes
+    -----
+    Events are appended after each chunk is written (``Recorder(chunk_bytes=...)``, ``flush_every``), so
+    TensorBoard shows a step as soon as the store has it. The per-chunk solve costs two products with the site's
+    factored basis (``(steps, neurons, probes) x (probes, rank)``) on the writer thread. A site whose solve
+    fails (e.g. no basis stored) streams no coefficient tags, with one warning; its scalars still stream.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> tmp = tempfile.mkdtemp()
+    >>> stream = TensorBoardStream(os.path.join(tmp, "tb"))
+    >>> _ = dyn.train(dyn.Config(d=60, n=8, m=4, steps=5), os.path.join(tmp, "r.zarr"), sinks=[stream])
+    >>> stream.path.name.endswith(".dyn-stream"), len(list(read_records(stream.path)))
+    (True, 7)
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, *, coefficients: bool = True):
+        self.log_dir = Path(log_dir)
+        if self.log_dir.is_symlink():
+            raise StoreError(f"{self.log_dir} is a symbolic link; dyn writes only to real paths (give the link's "
+                             "target)")
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise StoreError(f"{self.log_dir} is a file; give a folder for the TensorBoard event file")
+        self.coefficients = bool(coefficients)
+        self.path: Path | None = None
+        self._file = None
+        self._store: Path | None = None
+        self._solvers: dict[str, object] = {}  # site -> (solve, n_signals) or None when the solve failed
+
+    def open(self, store: Path, sites: Mapping[str, object], first_step: int) -> None:
+        self._store = Path(store)
+        with io_errors(str(self.log_dir)):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            now = time.time()
+            host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
+            while True:  # a new file; a second run in the same second gets the next second's name
+                path = self.log_dir / f"{EVENT_PREFIX}{int(now)}.{host}{STREAM_SUFFIX}"
+                try:
+                    self._file = open(path, "xb")
+                    break
+                except FileExistsError:
+                    now += 1
+            self.path = path
+            self._file.write(_record(encode_event(time.time(), first_step, file_version=FILE_VERSION)))
+            self._file.flush()
+
+    def _solver(self, site: str, arrays: Mapping[str, np.ndarray], steps: np.ndarray):
+        if site in self._solvers:
+            return self._solvers[site]
+        from ..analysis.coefficients import coefficient_solver, decomposition_operator
+
+        solver = None
+        try:
+            statics = {}
+            for name, dims in (("gram", ("basis", "basis_dual")), ("signal_vectors", ("signal", "feature")),
+                               ("noise_vectors", ("sample", "feature"))):
+                try:
+                    statics[name] = (dims, read_static(self._store, site, name))
+                except StoreError as exc:
+                    if "has no array" not in str(exc):
+                        raise
+            k, n = arrays["signal_inner"].shape[-1], arrays["noise_inner"].shape[-1]
+            ds = xr.Dataset(statics, coords={"signal": np.arange(k), "sample": np.arange(n)})
+            op = decomposition_operator(ds)
+            if steps[0] == 0:
+                sig0, noise0 = arrays["signal_inner"][0], arrays["noise_inner"][0]
+            else:  # a resumed run: step 0 is in the store
+                site_ds = open_run(self._store)[site]
+                sig0 = site_ds["signal_inner"].isel(step=0).values
+                noise0 = site_ds["noise_inner"].isel(step=0).values
+            solver = (coefficient_solver(op, sig0, noise0), k)
+        except (DynError, KeyError, ValueError, np.linalg.LinAlgError) as exc:
+            warnings.warn(f"site {site!r}: TensorBoard stream gets its logged scalars only, gamma/rho failed: "
+                          f"{exc}".splitlines()[0], stacklevel=2)
+        self._solvers[site] = solver
+        return solver
+
+    def write(self, steps: np.ndarray, inner: Mapping[str, Mapping[str, np.ndarray]],
+              scalars: Mapping[str, np.ndarray]) -> None:
+        if self._file is None or not len(steps):
+            return
+        curves = {str(name): np.asarray(values, dtype=np.float64) for name, values in scalars.items()}
+        if self.coefficients:
+            for site, arrays in inner.items():
+                solver = self._solver(site, arrays, steps)
+                if solver is None:
+                    continue
+                solve, k = solver
+                c = solve(arrays["signal_inner"], arrays["noise_inner"])  # (step, neuron, K + n)
+                gamma = np.abs(c[..., :k]).max(axis=(1, 2)) if k else None
+                curves.update(_site_curves(site, gamma, c[..., k:].max(axis=1)))
+        wall = time.time()
+        with io_errors(str(self.path)):
+            for data in _events(np.asarray(steps), curves, wall, header=False):
+                self._file.write(_record(data))
+            self._file.flush()
+
+    def close(self, status: str) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

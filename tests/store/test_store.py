@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def test_crashed_writer_leaves_a_readable_store_of_whole_steps(tmp_path):
 import os, torch, dyn
 w = torch.nn.Parameter(torch.randn(4, 6))
 site = dyn.Site(w, signals={{"mu": torch.ones(6)}}, noise=torch.randn(5, 6))
-rec = dyn.Recorder({str(path)!r}, sites={{"h": site}}, chunk_bytes=4 * 4 * 6 * 3, log_at="current").open()
+rec = dyn.Recorder({str(path)!r}, sites={{"h": site}}, chunk_bytes=4 * 4 * 6 * 3, log_at="current",
+                  commit_interval=0).open()  # every chunk committed: a kill keeps all that landed
 for t in range(20):
     with torch.no_grad():
         w.mul_(1.01)
@@ -159,7 +161,8 @@ def test_readers_see_a_committed_prefix_between_any_two_file_operations(tmp_path
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(3, 5))
     site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
-    with dyn.Recorder(path, sites={"h": site}, chunk_bytes=3 * 5 * 4 * 4, log_at="current", flush_every=3) as rec:
+    with dyn.Recorder(path, sites={"h": site}, chunk_bytes=3 * 5 * 4 * 4, log_at="current", flush_every=3,
+                      commit_interval=0) as rec:  # every chunk committed: many states to replay
         for t in range(10):
             rec.log(loss=float(t), extra=float(-t))
             with torch.no_grad():
@@ -239,3 +242,85 @@ def test_schema_1_stores_are_still_read(run):
     done = dyn.open(run)
     assert done.attrs["dyn_schema_version"] == SCHEMA_VERSION and done.attrs["status"] == "complete"
     assert done.sizes["step"] == 6
+
+
+def _count_commits(monkeypatch) -> list[int]:
+    """Record ``n_recorded`` at every commit of any StoreWriter (from any thread)."""
+    from dyn.store import writer as writer_mod
+
+    seen: list[int] = []
+    original = writer_mod.StoreWriter._commit
+
+    def commit(self, **changes):
+        original(self, **changes)
+        seen.append(self.n_recorded)
+
+    monkeypatch.setattr(writer_mod.StoreWriter, "_commit", commit)
+    return seen
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _steps_shown(path) -> int:
+    return int(json.loads((path / "zarr.json").read_text())["attributes"]["n_recorded"])
+
+
+@pytest.mark.parametrize("interval", [0, 3600])
+def test_commit_interval_bounds_commits_and_flush_shows_steps_at_once(tmp_path, monkeypatch, interval):
+    """Chunks are written as they come but committed at most once per commit_interval (3600 s: none until flush
+    or close); 0 commits every chunk. flush() commits at once; nothing written is lost at close."""
+    commits = _count_commits(monkeypatch)
+    path = tmp_path / "c.zarr"
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    rec = dyn.Recorder(path, sites={"h": site}, chunk_bytes=3 * 5 * 4 * 2, log_at="current",
+                       commit_interval=interval).open()  # 2 steps per chunk
+    for t in range(12):
+        with torch.no_grad():
+            w.mul_(1.01)
+        rec.log(loss=float(t))
+        rec.step()
+    assert _wait_for(lambda: rec.stats["steps"] >= 10)  # five full chunks handed over and written
+    before = list(commits)
+    if interval:
+        assert max(before) == 0  # written, not yet committed: readers still see the creation commit
+        assert _steps_shown(path) == 0
+    else:
+        assert _wait_for(lambda: max(commits) >= 10) and len(set(commits)) >= 6  # one commit per chunk
+    rec.flush()
+    assert _wait_for(lambda: _steps_shown(path) == 13)  # flush: shown without waiting for the interval
+    rec.close()
+    assert dyn.open(path).sizes["step"] == 13
+
+
+def test_written_steps_are_committed_within_the_interval_without_another_call(tmp_path):
+    """The stated delay: a chunk written while training is idle is shown within commit_interval, with no
+    further call on the recorder (the writer thread commits on its own)."""
+    path = tmp_path / "idle.zarr"
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    rec = dyn.Recorder(path, sites={"h": site}, chunk_bytes=3 * 5 * 4 * 2, log_at="current",
+                       commit_interval=0.2).open()
+    for t in range(6):
+        rec.log(loss=float(t))
+        rec.step()
+    # chunks of steps 0-1 and 2-3 are handed to the writer (4-5 wait in the buffer); the training loop now idles
+    assert _wait_for(lambda: _steps_shown(path) == 4), _steps_shown(path)
+    tree = dyn.open(path)
+    assert tree["step"].values.tolist() == [0, 1, 2, 3]
+    rec.close()
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "1", True])
+def test_commit_interval_must_be_a_finite_non_negative_number(tmp_path, bad):
+    site = dyn.Site(torch.nn.Parameter(torch.randn(3, 5)), signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    with pytest.raises(dyn.ConfigError, match="commit_interval must be a finite number of seconds >= 0"):
+        dyn.Recorder(tmp_path / "x.zarr", sites={"h": site}, commit_interval=bad)
+    assert not (tmp_path / "x.zarr").exists()

@@ -157,3 +157,155 @@ def test_damaged_store_is_refused_not_skipped(run_path, tmp_path, capsys):
     assert "cannot read site 'h'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not list(out.glob("*tfevents*"))
 
+
+
+# -- streaming while the run trains (Recorder sinks) ---------------------------------------------------------------
+
+def _scalars(folder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    acc = _read(folder)
+    return {tag: (np.array([e.step for e in acc.Scalars(tag)]), np.array([e.value for e in acc.Scalars(tag)]))
+            for tag in acc.Tags()["scalars"]}
+
+
+def _assert_same_curves(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for tag in a:
+        np.testing.assert_array_equal(a[tag][0], b[tag][0], err_msg=tag)
+        scale = max(float(np.abs(b[tag][1]).max(initial=0.0)), 1e-30)
+        np.testing.assert_allclose(a[tag][1], b[tag][1], rtol=2e-6, atol=1e-6 * scale, err_msg=tag)
+
+
+def test_streamed_events_equal_the_export_of_the_finished_store(tmp_path):
+    """dyn.train with a TensorBoardStream over several chunks: TensorBoard reads the same tags, steps and values
+    (to float32 rounding) from the live file as from `dyn export --format tensorboard` of the finished store."""
+    stream = tb.TensorBoardStream(tmp_path / "live")
+    path = tmp_path / "r.zarr"
+    cfg = dyn.load_preset("huang2024-tiny", modality="multi", steps=30)
+    dyn.train(cfg, path, sinks=[stream], chunk_bytes=4096)  # small chunks: the stream gets many writes
+    assert stream.path.parent == tmp_path / "live" and stream.path.name.endswith(".dyn-stream")
+    assert len(list(tb.read_records(stream.path))) == 1 + 31  # file_version, then one event per recorded step
+    tb.export_tensorboard(path, tmp_path / "export")
+    live, exported = _scalars(tmp_path / "live"), _scalars(tmp_path / "export")
+    assert {"loss", "gamma/max_abs/h", "rho/max/h", "rho/q90/h"} <= set(live)
+    _assert_same_curves(live, exported)
+    assert np.ptp(live["rho/max/h"][1]) > 0
+
+
+def test_stream_of_a_projected_site_and_of_a_resumed_run(tmp_path):
+    """A user's site with more probes than features (projection): the stream equals the export; a stream opened
+    at a later step (a resumed run) takes step 0 from the store and still agrees. A wrong step-0 reference is
+    caught by the same comparison (the check can fail)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4, bias=False)
+    x, y = torch.randn(20, 6), torch.randn(20, 4)  # 20 samples + 2 signals > 6 features
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    site = dyn.Site(model.weight, signals={"a": torch.ones(6), "b": torch.arange(6.0)}, noise=x)
+    path, stream = tmp_path / "p.zarr", tb.TensorBoardStream(tmp_path / "live")
+    with dyn.Recorder(path, {"w": site}, optimizer=opt, sinks=[stream], chunk_bytes=4 * 4 * 22 * 3) as rec:
+        for _ in range(12):
+            loss = ((model(x) - y) ** 2).mean()
+            opt.zero_grad(); loss.backward(); opt.step(); rec.log(loss=loss)
+    assert Run(path).coefficients("w").attrs["method"] == "projection"
+    tb.export_tensorboard(path, tmp_path / "export")
+    exported = _scalars(tmp_path / "export")
+    _assert_same_curves(_scalars(tmp_path / "live"), exported)
+
+    # the resume path: a new stream opened at step 5, fed the store's steps 5.. as the recorder would
+    tree = dyn.open(path)["w"]
+    later = {"signal_inner": tree["signal_inner"].values[5:], "noise_inner": tree["noise_inner"].values[5:]}
+    steps = tree["step"].values[5:]
+    resumed = tb.TensorBoardStream(tmp_path / "resumed")
+    resumed.open(path, {"w": site}, 5)
+    resumed.write(steps, {"w": later}, {})
+    resumed.close("complete")
+    got = _scalars(tmp_path / "resumed")
+    want = {tag: (s[5:], v[5:]) for tag, (s, v) in exported.items() if tag != "loss"}
+    _assert_same_curves(got, want)
+
+    # planted: a stream whose step-0 reference is step 1's rows disagrees with the export
+    wrong = tb.TensorBoardStream(tmp_path / "wrong")
+    wrong.open(path, {"w": site}, 0)
+    shifted = {"signal_inner": tree["signal_inner"].values[1:], "noise_inner": tree["noise_inner"].values[1:]}
+    wrong.write(tree["step"].values[:-1], {"w": shifted}, {})
+    wrong.close("complete")
+    bad = _scalars(tmp_path / "wrong")
+    with pytest.raises(AssertionError):
+        _assert_same_curves(bad, {tag: (s[:-1], v[:-1]) for tag, (s, v) in exported.items() if tag != "loss"})
+
+
+def test_a_failing_sink_is_dropped_with_a_warning_and_the_store_is_whole(tmp_path):
+    torch = pytest.importorskip("torch")
+    from dyn.store.sinks import RecordSink
+
+    class Broken(RecordSink):
+        closed = None
+
+        def write(self, steps, inner, scalars):
+            raise OSError("disk of the dashboard is full")
+
+        def close(self, status):
+            self.closed = status
+
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    broken, live = Broken(), tb.TensorBoardStream(tmp_path / "live")
+    with pytest.warns(UserWarning, match=r"Broken stopped at step 0: OSError: disk of the dashboard is full; the store"):
+        with dyn.Recorder(tmp_path / "r.zarr", {"h": site}, sinks=[broken, live], log_at="current") as rec:
+            for t in range(6):
+                rec.log(loss=float(t))
+                with torch.no_grad():
+                    w.mul_(1.1)
+                rec.step()
+    assert broken.closed == "interrupted" and rec.sinks == [live]
+    assert dyn.open(tmp_path / "r.zarr").sizes["step"] == 7
+    steps, values = _scalars(tmp_path / "live")["loss"]
+    assert steps.tolist() == list(range(6)) and values.tolist() == list(range(6))  # the other sink went on
+
+
+def test_stream_shows_flushed_steps_before_the_run_ends(tmp_path):
+    """Live: after rec.flush(), TensorBoard reads the flushed steps from the stream while the run goes on."""
+    torch = pytest.importorskip("torch")
+    import time
+
+    w = torch.nn.Parameter(torch.randn(3, 5))
+    site = dyn.Site(w, signals={"mu": torch.ones(5)}, noise=torch.randn(4, 5))
+    live = tb.TensorBoardStream(tmp_path / "live")
+    rec = dyn.Recorder(tmp_path / "r.zarr", {"h": site}, sinks=[live], log_at="current").open()
+    try:
+        for t in range(4):
+            rec.log(loss=float(t))
+            with torch.no_grad():
+                w.mul_(1.1)
+            rec.step()
+        rec.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(tb.read_records(live.path))) < 1 + 5:
+            time.sleep(0.05)
+        assert _scalars(tmp_path / "live")["loss"][0].tolist() == [0, 1, 2, 3]
+    finally:
+        rec.close()
+
+
+def test_stream_refuses_a_file_or_link_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    with pytest.raises(StoreError, match="is a file; give a folder"):
+        tb.TensorBoardStream(afile)
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(StoreError, match="symbolic link"):
+        tb.TensorBoardStream(tmp_path / "link")
+    out = tmp_path / "r.zarr"
+    assert main(["run", "--preset", "huang2024-tiny", "--out", str(out), "--tensorboard", str(afile), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; give a folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and afile.read_text() == "keep"
+
+
+def test_cli_run_streams_to_tensorboard(tmp_path, capsys):
+    out, folder = tmp_path / "r.zarr", tmp_path / "tb" / "run1"
+    assert main(["run", "--preset", "huang2024-tiny", "--steps", "20", "--out", str(out), "--tensorboard",
+                 str(folder), "--quiet"]) == 0
+    assert "TensorBoard events streamed to" in capsys.readouterr().out
+    live = _scalars(folder)
+    assert live["loss"][0].tolist() == list(range(21)) and "rho/max/h" in live

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ...errors import ConfigError, StoreError
-from ...record import DEFAULT_CHUNK_BYTES, Recorder, Site
+from ...record import DEFAULT_CHUNK_BYTES, RecordSink, Recorder, Site
 from ...store import read_static
 from ..base import DEFAULT_CHECKPOINT_SECONDS, RunSummary
 from ..driver import Steps, drive
@@ -206,6 +206,7 @@ def train(
     checkpoint_seconds: float | None = None,
     resume: bool = False,
     evaluate_every: int | None = None,
+    sinks: Sequence[RecordSink] = (),
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
 
@@ -234,6 +235,8 @@ def train(
     evaluate_every : also log ``probe_acc``, the OOD accuracy of a linear probe on h(x_test) (cross-validated on
         h(x_test), the paper's protocol), and ``probe_acc_transfer`` (head fitted on h(x_train)); see
         :mod:`dyn.setups.huang2024.probe`. At step 0, every this many steps and at the last step.
+    sinks : live exports the recorder feeds as it writes (:class:`~dyn.store.sinks.RecordSink`, e.g.
+        ``dyn.viz.tensorboard.TensorBoardStream(folder)``).
 
     Returns
     -------
@@ -259,7 +262,8 @@ def train(
     return drive(lambda: _Steps(config, evaluate_every), config, out, setup="huang2024",
                  run_attrs={"modality": config.modality}, overwrite=overwrite, progress=progress,
                  desc=f"{config.modality}-modal", attrs=attrs, chunk_bytes=chunk_bytes,
-                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume)
+                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume,
+                 sinks=sinks)
 
 
 def _bytes_needed(config: Config) -> int:

@@ -25,13 +25,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ...errors import ConfigError, StoreError
-from ...record import Recorder, Site
+from ...record import RecordSink, Recorder, Site
 from ...store import read_static
 from ..base import RunSummary as BaseRunSummary
 from ..driver import Steps, drive
@@ -304,6 +304,7 @@ def train(
     resume: bool = False,
     setup: str | None = None,
     setup_class: type[CNNSetup] | None = None,
+    sinks: Sequence[RecordSink] = (),
 ) -> RunSummary:
     """Train ``config`` for ``config.steps`` steps and record every (scheduled) step into the store ``out``.
 
@@ -319,6 +320,7 @@ def train(
         ``optimizer`` "gd" or "sam").
     setup : the ``setup`` attribute stored with the run (default: the config's ``setup_name``).
     setup_class : the :class:`CNNSetup` (sub)class that builds the run (a paper's setup may name its own).
+    sinks : live exports the recorder feeds as it writes (as in :func:`dyn.train`).
 
     Returns
     -------
@@ -354,7 +356,8 @@ def train(
     build = setup_class or CNNSetup
     summary = drive(lambda: _Steps(build(config)), config, out, setup=name, run_attrs=run_attrs, summary=RunSummary,
                  overwrite=overwrite, progress=progress, desc=config.algorithm, attrs=attrs, chunk_bytes=chunk_bytes,
-                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume)
+                 checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, resume=resume,
+                 sinks=sinks)
     if out is None and not math.isfinite(summary.final_loss):  # unrecorded: no recorder stopped it; say so
         summary.status, summary.final_test_error = "diverged", math.nan
     return summary
