@@ -42,8 +42,8 @@ __all__ = ["Recorder", "DEFAULT_CHUNK_BYTES", "DEFAULT_COMMIT_INTERVAL"]
 DEFAULT_CHUNK_BYTES = 8 << 20
 
 #: Seconds a written chunk may wait for its commit (:class:`Recorder` ``commit_interval``): the delay after which a
-#: live reader sees it. Committing every chunk (a root ``zarr.json`` replaced per chunk) cost 15-25% of the write
-#: throughput in ``benchmarks/at_size.py``.
+#: live reader sees it. Committing every chunk (a root ``zarr.json`` replaced per chunk) took 7-19 % of the writer
+#: thread's time (see :mod:`dyn.store.writer`).
 DEFAULT_COMMIT_INTERVAL = 1.0
 
 #: Distinct scalar names one recorder can log (loss, loss-derivative bounds, accuracies, ...).
@@ -216,7 +216,8 @@ class Recorder:
     chunk_steps : int
         Recorded steps per stored chunk.
     stats : dict
-        Chunks, bytes, steps written and seconds spent writing (by the writer thread); ``captured`` and
+        Chunks, bytes, steps written and seconds spent writing them and committing (by the writer thread:
+        ``write_seconds`` wall, ``write_cpu_seconds`` that thread's CPU time, ``sink_seconds`` in sinks); ``captured`` and
         ``fallback``: steps of captured sites taken from a forward pass, and computed instead (:meth:`capture`).
 
     Examples
@@ -335,7 +336,8 @@ class Recorder:
         self._open = False
         self._closed = False
         self._per_sample: dict[str, dict[int, np.ndarray]] = {}  # name -> step -> (examples,) host values
-        self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "steps": 0, "captured": 0, "fallback": 0}
+        self.stats = {"chunks": 0, "bytes": 0, "write_seconds": 0.0, "write_cpu_seconds": 0.0, "sink_seconds": 0.0,
+                      "steps": 0, "captured": 0, "fallback": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> "Recorder":
@@ -919,10 +921,11 @@ class Recorder:
 
     def _commit_now(self) -> None:
         """Commit every step written so far (writer thread)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self._writer.commit()
         self._commit_due = math.inf
         self.stats["write_seconds"] += time.perf_counter() - t0
+        self.stats["write_cpu_seconds"] += time.thread_time() - c0
 
     def _write(
         self,
@@ -932,7 +935,7 @@ class Recorder:
         logged: np.ndarray,
         columns: Mapping[str, int],
     ) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         host = None if scalars is None else scalars.cpu().numpy()
         host_scalars = {} if host is None else {name: host[:, col] for name, col in columns.items() if logged[:, col].any()}
         k = len(steps)
@@ -967,12 +970,16 @@ class Recorder:
         self._writer.append(steps[:k], arrays, kept, commit=now >= self._commit_due)
         if not self._writer.uncommitted:
             self._commit_due = math.inf
-        for sink in list(self.sinks):
-            self._to_sink(sink, "write", steps[:k], arrays, kept)
         self.stats["chunks"] += 1
         self.stats["bytes"] += nbytes
         self.stats["steps"] += k
         self.stats["write_seconds"] += time.perf_counter() - t0
+        self.stats["write_cpu_seconds"] += time.thread_time() - c0
+        if self.sinks:
+            t0 = time.perf_counter()
+            for sink in list(self.sinks):
+                self._to_sink(sink, "write", steps[:k], arrays, kept)
+            self.stats["sink_seconds"] += time.perf_counter() - t0
 
     def log_per_sample(self, step: int | None = None, **values: Any) -> None:
         """Log values per training example (e.g. ``loss=per_sample_loss``, ``margin=...``), each ``(examples,)``.
