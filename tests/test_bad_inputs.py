@@ -75,7 +75,7 @@ def _unconsolidate(store: Path, **attrs) -> None:
 
 
 def _chunks(store: Path, array: str) -> list[Path]:
-    return [p for p in sorted((store / array / "c").rglob("*")) if p.is_file()]
+    return [p for p in sorted((store / array).glob("c.*")) if p.is_file()]
 
 
 def _truncate_chunk(store: Path) -> None:
@@ -218,7 +218,7 @@ CLI_CASES = [
     ("resume, checkpoint array deleted", lambda t, s: None, ["run", "--resume", "{store}"],
      "the checkpoint of step 9 is damaged: its array _checkpoint/slot_0/weight_h is missing", 2),  # the slot lists it
     ("resume, checkpoint chunk deleted", lambda t, s: None, ["run", "--resume", "{store}"],
-     "the checkpoint of step 9 is damaged: weight_h is missing its chunk c/0/0", 2),
+     "the checkpoint of step 9 is damaged: weight_h is missing its chunk c.0.0", 2),
     ("resume, checkpoint RNG state garbled", lambda t, s: None, ["run", "--resume", "{store}"],
      "the checkpoint of step 9 cannot be restored", 2),
     ("unknown theory", None, ["analyze", "{store}", "--out", "{tmp}/rep", "--theory", "kou2099"], "unknown theory 'kou2099'", 2),
@@ -231,12 +231,12 @@ CLI_CASES = [
     ("missing site group", lambda t, s: shutil.rmtree(s / "h") or _unconsolidate(s), ["export", "{store}", "--out", "{tmp}/c.csv"],
      "missing site group 'h'", 2),
     ("truncated chunk file", lambda t, s: _truncate_chunk(s), ["export", "{store}", "--out", "{tmp}/c.csv"],
-     "h/noise_inner chunk c/0/0/0 has a checksum (CRC-32C) that does not match its bytes", 2),  # crc32c names it
+     "h/noise_inner chunk c.0.0.0 has a checksum (CRC-32C) that does not match its bytes", 2),  # crc32c names it
     ("truncated chunk, verify", lambda t, s: _truncate_chunk(s), ["verify", "{store}"], "is NOT sound", 1),
     ("data chunk deleted, export", lambda t, s: _chunks(s, "h/noise_inner")[0].unlink(),
-     ["export", "{store}", "--out", "{tmp}/c.csv"], "h/noise_inner is missing its chunk c/0/0/0 (steps 0..12 by index)", 2),
+     ["export", "{store}", "--out", "{tmp}/c.csv"], "h/noise_inner is missing its chunk c.0.0.0 (steps 0..12 by index)", 2),
     ("data chunk deleted, analyze", lambda t, s: _chunks(s, "loss")[0].unlink(),
-     ["analyze", "{store}", "--out", "{tmp}/rep"], "loss is missing its chunk c/0", 2),
+     ["analyze", "{store}", "--out", "{tmp}/rep"], "loss is missing its chunk c.0", 2),
     ("data chunk deleted, verify", lambda t, s: _chunks(s, "h/signal_inner")[0].unlink(), ["verify", "{store}"],
      "h/signal_inner is missing its chunk", 1),
     ("static chunk deleted, export", lambda t, s: _chunks(s, "h/gram")[0].unlink(),
@@ -516,7 +516,7 @@ def test_opening_a_crafted_store_cannot_execute_code(tmp_path, good):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    chunk = [p for p in sorted((store / "h" / "noise_inner" / "c").rglob("*")) if p.is_file()][0]
+    chunk = [p for p in sorted((store / "h" / "noise_inner").glob("c.*")) if p.is_file()][0]
     chunk.write_bytes(pickle.dumps(Payload()))
     _pickle_codec(store)
     with pytest.raises(dyn.StoreError, match="numcodecs.pickle"):

@@ -100,9 +100,9 @@ def test_analyze_of_a_store_with_random_bytes_in_a_chunk_names_it(tmp_path, caps
     """Item 9: 'All-NaN slice' traceback; the chunk's checksum now names it."""
     path = tmp_path / "run.zarr"
     dyn.train(dyn.Config(d=30, n=6, m=3, steps=4), path)
-    chunk = path / "h" / "noise_inner" / "c" / "0" / "0" / "0"
+    chunk = path / "h" / "noise_inner" / "c.0.0.0"
     chunk.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, chunk.stat().st_size, dtype=np.uint8)))
     assert main(["analyze", str(path), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err
-    assert "h/noise_inner chunk c/0/0/0 has a checksum" in err and len(err.strip().splitlines()) == 1
+    assert "h/noise_inner chunk c.0.0.0 has a checksum" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()

@@ -52,6 +52,8 @@ SWEEP_LIST = ".dyn-sweep.json"
 SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
 # zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
 _TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
+# a chunk file with "." chunk keys (zarr v3 default encoding, the separator dyn's arrays use): ``<array>/c.0.1``
+_FLAT_CHUNK = re.compile(r"c(?:\.[0-9]+)+")
 # what dyn stages beside an output ``out``: ``.<out name>.<32 hex>.partial`` (being built; a folder dyn holds an
 # flock on while it writes) and ``.<out name>.<32 hex>.old`` (the replaced output, moved aside before removal)
 _STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.(?P<kind>partial|old)")
@@ -260,12 +262,14 @@ def _slot_arrays(root: Path, slot: str, cache: dict[str, set[str] | None]) -> se
 
 def _node_of(parts: tuple[str, ...], beside_meta: bool) -> str | None:
     """The node (path) a file of zarr's kind belongs to: the folder of a ``zarr.json``, the array of a chunk file
-    (``<array>/c/...`` or a 0-d array's ``<array>/c``); temporary files belong where their final name does."""
+    (``<array>/c.<i>...``, ``<array>/c/<i>/...`` of earlier versions, or a 0-d array's ``<array>/c``); temporary
+    files belong where their final name does."""
     name = parts[-1]
     if _TEMP.fullmatch(name):
         name = name.rsplit(".", 2)[0]
         parts = (*parts[:-1], name)
-    if name == "zarr.json" or (name == "c" and beside_meta and "c" not in parts[:-1]):
+    if name == "zarr.json" or (name == "c" and beside_meta and "c" not in parts[:-1]) or (
+            len(parts) > 1 and _FLAT_CHUNK.fullmatch(name)):  # a chunk with "." keys: in its array's folder
         return "/".join(parts[:-1])
     parents = parts[:-1]
     if "c" not in parents:
@@ -342,7 +346,7 @@ def _walk_store(root: Path):
 
 def foreign_in_store(root: Path) -> list[str]:
     """Paths inside the zarr store ``root`` that dyn did not write: anything but zarr's files (``zarr.json``
-    metadata, chunk files ``.../c/<i>/<j>...``, zarr's temporary files) of the nodes dyn lists (:func:`own_nodes`:
+    metadata, chunk files ``.../c.<i>.<j>`` or ``.../c/<i>/<j>``, zarr's temporary files) of the nodes dyn lists (:func:`own_nodes`:
     a user's group or array added with zarr or xarray is foreign too, even inside one of dyn's groups or in
     ``_checkpoint/``); links are always foreign."""
     return sorted(os.path.join(*rel) for rel, link, own in _walk_store(root) if link or not own)
@@ -387,6 +391,8 @@ def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
     if name == "zarr.json" or _TEMP.fullmatch(name) or parts == (SWEEP_LIST,):
         return True
     if name == "c" and beside_meta and "c" not in parents:
+        return True
+    if parents and _FLAT_CHUNK.fullmatch(name):  # "." chunk keys: the chunk files lie in the array's folder
         return True
     if "c" not in parents:
         return False

@@ -140,11 +140,11 @@ def damaged_chunk(path: str | os.PathLike) -> str | None:
     >>> _ = dyn.train(dyn.Config(d=30, n=6, m=3, steps=3), path)
     >>> damaged_chunk(path) is None
     True
-    >>> chunk = os.path.join(path, "h", "noise_inner", "c", "0", "0", "0")
+    >>> chunk = os.path.join(path, "h", "noise_inner", "c.0.0.0")
     >>> data = bytearray(open(chunk, "rb").read()); data[9] ^= 0x10  # one flipped bit
     >>> _ = open(chunk, "wb").write(bytes(data))
     >>> damaged_chunk(path)
-    'h/noise_inner chunk c/0/0/0 has a checksum (CRC-32C) that does not match its bytes (steps 0..3 by index)'
+    'h/noise_inner chunk c.0.0.0 has a checksum (CRC-32C) that does not match its bytes (steps 0..3 by index)'
     """
     from .v3 import _checksummed, _crc32c
 

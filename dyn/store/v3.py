@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["CODECS", "CRC32C", "ArraySpec", "codec_chain", "crc32c_zeros", "encode_parts", "stored_dtype", "decode_chunk", "encode_chunk", "group_meta", "json_default",
+__all__ = ["CHUNK_SEPARATOR", "CODECS", "CRC32C", "ArraySpec", "codec_chain", "crc32c_zeros", "encode_parts", "stored_dtype", "decode_chunk", "encode_chunk", "group_meta", "json_default",
            "write_file"]
 
 #: The compression choices of new numeric arrays (``StoreWriter(codec=...)``), as zarr v3 codec entries after
@@ -70,6 +70,12 @@ def json_default(value: Any) -> Any:
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
+
+#: Chunk key separator of the arrays dyn creates (zarr v3's ``default`` chunk key encoding): ``"."`` makes every
+#: chunk ``<array>/c.<i>.<j>...``, a file in the array's folder. zarr's own default ``"/"`` (``c/<i>/<j>``, what dyn
+#: wrote before) needs one or two new folders per chunk along the steps: in ``benchmarks/at_size.py`` their
+#: ``mkdir`` calls took ~20 % of the writer's time, more than the checksums. Arrays of earlier stores keep theirs.
+CHUNK_SEPARATOR = "."
 
 #: zarr v3's standard checksum codec (the last codec of every numeric array dyn creates): CRC-32C of the encoded
 #: chunk, appended as 4 little-endian bytes. Every reader verifies it (zarr-python's ``Crc32cCodec`` too).
@@ -384,6 +390,7 @@ class ArraySpec:
     tail: np.ndarray | None = None
     tail_index: int | None = None
     visible_rows: int = 0  # rows an earlier commit showed (a resumed store): their chunks are replaced atomically
+    separator: str = CHUNK_SEPARATOR  # chunk keys: "c.0.0" (new arrays) or "c/0/0" (arrays of earlier dyn versions)
 
     @classmethod
     def new(cls, shape: Sequence[int], chunks: Sequence[int] | None, dtype: Any, dims: Sequence[str],
@@ -407,14 +414,14 @@ class ArraySpec:
         """The array a ``zarr.json`` (or its consolidated copy) describes; refuses what this writer cannot continue."""
         try:
             grid, keys = meta["chunk_grid"], meta["chunk_key_encoding"]
-            if grid["name"] != "regular" or keys["name"] != "default" or \
-                    (keys.get("configuration") or {}).get("separator", "/") != "/":
-                raise StoreError("dyn writes only regular chunk grids with '/' chunk keys")
+            separator = (keys.get("configuration") or {}).get("separator", "/")
+            if grid["name"] != "regular" or keys["name"] != "default" or separator not in ("/", "."):
+                raise StoreError("dyn writes only regular chunk grids with default chunk keys ('/' or '.')")
             dt = stored_dtype("string" if meta["data_type"] == "string" else meta["data_type"])
             codecs = [dict(c) for c in meta["codecs"]]
             return cls(tuple(meta["shape"]), tuple(grid["configuration"]["chunk_shape"]), dt,
                        list(meta.get("dimension_names") or []), _fill_value(meta.get("fill_value"), dt), codecs,
-                       dict(meta.get("attributes") or {}))
+                       dict(meta.get("attributes") or {}), separator=separator)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"unreadable array metadata ({exc})") from None
 
@@ -439,7 +446,7 @@ class ArraySpec:
             "shape": list(self.shape),
             "data_type": "string" if self.dtype == "string" else self.dtype.name,
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(self.chunks)}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": self.separator}},
             "fill_value": _fill_json(self.fill, self.dtype),
             "codecs": [dict(c) for c in self.codecs],
             "attributes": dict(self.attrs),
@@ -453,9 +460,13 @@ class ArraySpec:
         """A chunk-shaped array of fill values."""
         return np.full(shape or self.chunks, self.fill, dtype=self.numpy_dtype)
 
-    @staticmethod
-    def chunk_path(root: Path, coords: Sequence[int]) -> Path:
-        return root.joinpath("c", *map(str, coords)) if coords else root / "c"
+    def chunk_path(self, root: Path, coords: Sequence[int]) -> Path:
+        """The file of the chunk at ``coords`` in the array folder ``root`` (zarr v3's default chunk key)."""
+        if not coords:
+            return root / "c"
+        if self.separator == ".":
+            return root / ("c." + ".".join(map(str, coords)))
+        return root.joinpath("c", *map(str, coords))
 
     def _grid(self) -> Iterator[tuple[int, ...]]:
         counts = [-(-n // c) for n, c in zip(self.shape, self.chunks)]

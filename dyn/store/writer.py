@@ -882,11 +882,19 @@ class StoreWriter:
                 elif entry.is_dir(follow_symlinks=False) or not (inside and last):
                     self._discard(entry.path)
 
+        def on_grid(name: str) -> bool:  # a chunk file with "." keys: "c.<i>.<j>..." inside the grid
+            keys = name.split(".")
+            return keys[0] == "c" and len(keys) == len(counts) + 1 and all(
+                k.isdigit() and int(k) < n for k, n in zip(keys[1:], counts))
+
         for entry in os.scandir(folder):
             if entry.name == "zarr.json" or (entry.name == "c" and not spec.shape and entry.is_file()):
                 continue  # a 0-d array's one chunk is the file "c"
-            if entry.name == "c" and entry.is_dir(follow_symlinks=False) and spec.shape:
+            if spec.separator == "/" and entry.name == "c" and entry.is_dir(follow_symlinks=False) and spec.shape:
                 prune(entry.path, 0)
+            elif spec.separator == "." and spec.shape and on_grid(entry.name) and \
+                    entry.is_file(follow_symlinks=False):
+                continue
             else:
                 self._discard(entry.path)
 

@@ -126,7 +126,8 @@ def test_overwrite_close_leaves_files_added_during_the_run(tmp_path):
     assert (path / "notes.txt").is_file() and (path / "g" / "my_analysis.csv").is_file()
     assert (path / "h" / "noise_inner" / "c" / "9" / "0").is_file()
     assert not (path / "g" / "zarr.json").exists() and not (path / "old").exists()  # the old store's files go
-    assert not (path / "h" / "noise_inner" / "c" / "1").exists()
+    assert (path / "h" / "noise_inner" / "c.0.0.0").is_file()  # the new store's one chunk ("." chunk keys)
+    assert not (path / "h" / "noise_inner" / "c.1.0.0").exists()  # the old store's chunk beyond it goes
 
 
 def test_an_overwrite_killed_after_a_checkpoint_sweeps_the_old_files_when_resumed(tmp_path):

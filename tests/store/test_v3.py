@@ -23,6 +23,9 @@ from dyn.store.v3 import CODECS, ArraySpec
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
           "float64", "complex64", "complex128"]
 
+#: dyn's chunk keys (zarr v3 default encoding, "." separator: ``c.0.1``), for zarr.create_array to compare with
+DOT_KEYS = {"name": "default", "separator": "."}
+
 
 def _zarr_compressors(codec: str):
     """The zarr-python codec objects equal to one of dyn's codec choices."""
@@ -61,7 +64,7 @@ def test_metadata_equals_zarr_python(tmp_path, dtype, codec):
     attrs = {"step": 3, "note": "x"}
     ref = zarr.create_array(str(tmp_path / "ref"), shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
                             compressors=_zarr_compressors(codec), dimension_names=["step", "a", "b"],
-                            attributes=attrs, config={"write_empty_chunks": True})
+                            attributes=attrs, config={"write_empty_chunks": True}, chunk_key_encoding=DOT_KEYS)
     del ref
     spec = ArraySpec.new(shape, chunks, dtype, ["step", "a", "b"], fill, codec=codec, attrs=attrs)
     assert spec.meta() == _read_json(tmp_path / "ref")
@@ -73,7 +76,8 @@ def test_string_and_default_metadata_equal_zarr_python(tmp_path):
     """Strings (vlen-utf8 + zstd, zarr's default) and default fill values, as zarr writes them."""
     for dtype, name in ((str, "s"), ("float64", "f"), ("int64", "i"), ("bool", "b"), ("complex64", "c")):
         zarr.create_array(str(tmp_path / name), shape=(5,), chunks=(5,), dtype=dtype, dimension_names=["x"],
-                          compressors=None if dtype is not str else "auto", config={"write_empty_chunks": True})
+                          compressors=None if dtype is not str else "auto", config={"write_empty_chunks": True},
+                          chunk_key_encoding=DOT_KEYS)
         spec = ArraySpec.new((5,), None, dtype, ["x"], codec="none")
         assert spec.meta() == _read_json(tmp_path / name), name
 
@@ -198,7 +202,7 @@ def test_scalar_first_logged_late_gets_written_fill_chunks(tmp_path):
     np.testing.assert_array_equal(acc, np.concatenate([np.full(9, np.nan), late]))
     meta = json.loads((path / "zarr.json").read_text())["consolidated_metadata"]["metadata"]["acc"]
     assert missing_chunks(path, "acc", meta) is None
-    assert sorted(p.name for p in (path / "acc" / "c").iterdir()) == ["0", "1", "2"]
+    assert sorted(p.name for p in (path / "acc").glob("c.*")) == ["c.0", "c.1", "c.2"]
 
 
 def _rewrite_with_zarr_python(path: Path) -> None:
@@ -210,7 +214,7 @@ def _rewrite_with_zarr_python(path: Path) -> None:
             continue
         arr = zarr.open_array(str(path / name), mode="r+")
         values = arr[...]
-        for f in (path / name / "c").rglob("*"):
+        for f in [*(path / name).glob("c.*"), *(path / name / "c").rglob("*")]:
             if f.is_file():
                 f.unlink()
         arr[...] = values
@@ -252,10 +256,10 @@ def test_damaged_chunks_are_still_refused(tmp_path):
         for batch in _batches(rng, [6, 3]):
             writer.append(*batch)
         writer.close("complete")
-        chunk = path / "h" / "noise_inner" / "c" / "1" / "0" / "0"
+        chunk = path / "h" / "noise_inner" / "c.1.0.0"
         if damage == "missing":
             chunk.unlink()
-            match = "h/noise_inner is missing its chunk c/1/0/0"
+            match = "h/noise_inner is missing its chunk c.1.0.0"
         else:
             chunk.write_bytes(chunk.read_bytes()[:10])
             match = "cannot read h/noise_inner"
@@ -310,3 +314,71 @@ def test_overwrite_still_refuses_foreign_files(tmp_path):
     with pytest.raises(StoreError, match="notes.txt"):
         StoreWriter(path, overwrite=True)
     assert (path / "h" / "notes.txt").read_text() == "mine"
+
+
+def _to_slash_keys(path: Path) -> None:
+    """Turn a store into one an earlier dyn wrote: '/' chunk keys (``c/0/1``) in every array's metadata and on
+    disk, nothing else changed."""
+    root = json.loads((path / "zarr.json").read_text())
+    for meta_file in path.rglob("zarr.json"):
+        meta = json.loads(meta_file.read_text())
+        if meta.get("node_type") != "array":
+            continue
+        meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
+        meta_file.write_text(json.dumps(meta))
+        for chunk in list(meta_file.parent.glob("c.*")):
+            target = meta_file.parent.joinpath("c", *chunk.name.split(".")[1:])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            chunk.rename(target)
+    for meta in root["consolidated_metadata"]["metadata"].values():
+        if meta.get("node_type") == "array":
+            meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
+    (path / "zarr.json").write_text(json.dumps(root))
+
+
+def test_new_arrays_use_dot_chunk_keys_and_stores_with_slash_keys_still_work(tmp_path):
+    """New arrays: every chunk a file ``c.<i>.<j>...`` in its array's folder (no folder per chunk). A store an
+    earlier dyn wrote ('/' keys) reads the same, resumes in its own keys (mid-chunk, new chunks beside), and an
+    overwrite sweeps its nested chunk files but not a user's file among them."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "run.zarr"
+    writer = _make(path)
+    first = _batches(rng, [5, 4])
+    for batch in first:
+        writer.append(*batch)
+    writer.close("interrupted")
+    assert sorted(p.name for p in (path / "h" / "noise_inner").iterdir()) == ["c.0.0.0", "c.1.0.0", "c.2.0.0",
+                                                                              "zarr.json"]
+    _check(path, first)
+    _to_slash_keys(path)
+    assert (path / "h" / "noise_inner" / "c" / "2" / "0" / "0").is_file() and not list(path.rglob("c.*"))
+    _check(path, first)  # an earlier dyn's store reads the same
+    resumed = StoreWriter(path, append=True)
+    resumed.reopen(7)  # mid-chunk: chunk 1 is read back from c/1/0/0 and continued
+    more = _batches(rng, [6], step0=7)
+    resumed.append(*more[0])
+    resumed.close("complete")
+    steps, noise, signal, loss = _expected(first)
+    kept = [(steps[:7], {"h": {"noise_inner": noise[:7], "signal_inner": signal[:7]}}, {"loss": loss[:7]})]
+    _check(path, kept + more)
+    assert (path / "h" / "noise_inner" / "c" / "3" / "0" / "0").is_file()  # continued in the store's own keys
+    assert not list((path / "h" / "noise_inner").glob("c.*"))
+    # overwriting: a user's file among the nested chunks is named and the overwrite refused; without it the old
+    # store's nested chunks are all swept and the new store has "." keys
+    user = path / "h" / "noise_inner" / "c" / "notes.txt"
+    user.write_text("mine")
+    with pytest.raises(StoreError, match="holds h/noise_inner/c/notes.txt, which dyn did not write"):
+        StoreWriter(path, overwrite=True)
+    assert user.read_text() == "mine"
+    user.unlink()
+    new = _batches(rng, [4])
+    again = StoreWriter(path, overwrite=True)
+    again.create({"sites": ["h"]}, 4)
+    again.add_site("h", coords={"neuron": np.arange(3), "sample": np.arange(5), "signal": np.array(["mu", "nu"])},
+                   step_vars={"noise_inner": ("neuron", "sample"), "signal_inner": ("neuron", "signal")},
+                   static={"weight_init": (("neuron", "sample"), np.ones((3, 5)))})
+    again.append(*new[0])
+    again.close("complete")
+    _check(path, new)
+    assert sorted(p.name for p in (path / "h" / "noise_inner").iterdir()) == ["c.0.0.0", "zarr.json"]
+    assert not [p for p in path.rglob("*") if p.is_dir() and p.name == "c"]  # no nested chunk folder is left
