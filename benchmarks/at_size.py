@@ -10,7 +10,8 @@ table of every site), and dyn's write throughput over ``numpy.tofile`` of the sa
 
 - **replayed**: the recording's first ``--replay-mib`` MiB appended again, chunk by chunk as the recorder hands them
   over (same arrays, chunk shapes and commit rule: at most one commit per ``commit_interval``, and one at the end,
-  inside the timed span), against ``numpy.tofile`` of the same blocks into one file each, interleaved, with the
+  inside the timed span), against ``numpy.tofile`` of the same blocks, one file each in a folder per array as the
+  store has them, interleaved, with the
   crc32c checksums (the default) and without; wall and CPU-time ratios, median [range] of ``--repeats``;
 - **in the run, CPU**: CPU seconds of the writer thread (user + system) against those of ``numpy.tofile``;
 - **in the run, wall**: the writer thread's wall time, which shares two cores and the GIL with the training loop
@@ -144,17 +145,20 @@ def replay(path: str, folder: Path, mib: int, repeats: int, checksum: bool) -> d
     nbytes = sum(x.nbytes for b in blocks for arrays in b.values() for x in arrays.values())
     wall, cpu = [], []
     for rep in range(repeats):
+        # the baseline mirrors the store's layout: a folder per array (made before the clock starts, as the
+        # store's are by add_site), one file per appended block in it
+        raw_root = folder / f"raw{rep}"
+        targets = {(name, v): raw_root / f"{name}.{v}" for name, arrays in sites.items() for v in arrays}
+        for t in targets.values():
+            t.mkdir(parents=True)
         os.sync()
         t0, c0 = time.perf_counter(), time.thread_time()
-        i = 0
-        for b in blocks:
-            for arrays in b.values():
-                for x in arrays.values():
-                    x.tofile(folder / f"raw{i}.bin")
-                    i += 1
+        for j, b in enumerate(blocks):
+            for name, arrays in b.items():
+                for v, x in arrays.items():
+                    x.tofile(targets[(name, v)] / f"{j}.bin")
         raw, raw_cpu = time.perf_counter() - t0, time.thread_time() - c0
-        for f in folder.glob("raw*.bin"):
-            f.unlink()
+        shutil.rmtree(raw_root)
         w = StoreWriter(folder / f"replay{rep}.zarr", checksum=checksum)
         w.create({"sites": list(sites)}, k)
         for name, arrays in sites.items():

@@ -26,6 +26,8 @@ Schema versions: **2** (this one) commits through the consolidated metadata in t
 always describes exactly the written steps, and writes every chunk (:mod:`dyn.store.writer`). **1** was
 unconsolidated while running, with arrays allocated ahead (unwritten steps hold ``step = -1``) and chunks of
 fill values left out; :func:`dyn.store.open_run` still reads it (trimmed to the written steps).
+Chunk keys are not part of the schema (every zarr reader follows an array's ``chunk_key_encoding``): arrays dyn
+creates use ``"."`` (``c.0.1``, :data:`dyn.store.v3.CHUNK_SEPARATOR`), those of earlier stores ``"/"`` and keep it.
 
 Nothing here knows which paper or model a run came from: a site is a weight matrix and its probes.
 """
