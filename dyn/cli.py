@@ -538,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command = f"dyn {args.command}"
         with speaking_cli():  # messages name options as flags (--overwrite), not keywords (overwrite=True)
+            _refuse_urls(args)
             return args.func(args)
     except DivergenceError as exc:
         print(f"{command}: diverged: {exc}", file=sys.stderr)
@@ -555,6 +556,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+#: the arguments that name stores or outputs (URLs refused there; --scheduler tcp://... is a URL that is fine)
+_STORE_ARGS = ("runs", "run", "store", "stores", "out", "resume", "grid")
+
+
+def _refuse_urls(args: argparse.Namespace) -> None:
+    """dyn's commands read and write local stores: a URL is one line naming what reads it (Python) instead."""
+    from .errors import StoreError
+    from .store.reader import REMOTE_EXTRA, is_url
+
+    for dest in _STORE_ARGS:
+        value = getattr(args, dest, None)
+        for item in value if isinstance(value, list) else [value]:
+            if is_url(item):
+                raise StoreError(f"{item}: dyn's commands take local paths; in Python, dyn.open(url) and "
+                                 f"dyn.Run(url) read a store at a URL ({REMOTE_EXTRA}), or download it first "
+                                 "(W&B: artifact.download())")
 
 
 def _resume_hint(args: argparse.Namespace | None) -> str:
