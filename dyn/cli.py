@@ -564,16 +564,18 @@ _STORE_ARGS = ("runs", "run", "store", "stores", "out", "resume", "grid")
 
 def _refuse_urls(args: argparse.Namespace) -> None:
     """dyn's commands read and write local stores: a URL is one line naming what reads it (Python) instead."""
+    values = [getattr(args, dest, None) for dest in _STORE_ARGS]
+    items = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    if not any(isinstance(v, str) and "://" in v for v in items):
+        return  # the usual case: nothing imported (xarray, zarr), so light commands stay fast
     from .errors import StoreError
     from .store.reader import REMOTE_EXTRA, is_url
 
-    for dest in _STORE_ARGS:
-        value = getattr(args, dest, None)
-        for item in value if isinstance(value, list) else [value]:
-            if is_url(item):
-                raise StoreError(f"{item}: dyn's commands take local paths; in Python, dyn.open(url) and "
-                                 f"dyn.Run(url) read a store at a URL ({REMOTE_EXTRA}), or download it first "
-                                 "(W&B: artifact.download())")
+    for item in items:
+        if is_url(item):
+            raise StoreError(f"{item}: dyn's commands take local paths; in Python, dyn.open(url) and "
+                             f"dyn.Run(url) read a store at a URL ({REMOTE_EXTRA}), or download it first "
+                             "(W&B: artifact.download())")
 
 
 def _resume_hint(args: argparse.Namespace | None) -> str:

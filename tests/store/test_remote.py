@@ -147,3 +147,18 @@ def test_commands_refuse_urls_in_one_line(argv, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dyn's commands take local paths; in Python, dyn.open(url)" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_exports_and_reports_read_a_store_from_a_url(memory, tmp_path):
+    """Before: export wrote the source as run.path.resolve(), an AttributeError for a URL."""
+    import xarray as xr
+
+    from dyn.viz.export import export
+    from dyn.viz.report import write_report
+
+    url = memory[0]
+    nc = export(url, tmp_path / "r.nc")
+    with xr.open_dataset(nc) as ds:
+        assert ds.attrs["source_store"] == url
+    out = write_report([url], tmp_path / "rep", echo=lambda line: None, progress=False)
+    assert f"Store: `{url}`" in (out / "report.md").read_text()
