@@ -162,3 +162,10 @@ def test_exports_and_reports_read_a_store_from_a_url(memory, tmp_path):
         assert ds.attrs["source_store"] == url
     out = write_report([url], tmp_path / "rep", echo=lambda line: None, progress=False)
     assert f"Store: `{url}`" in (out / "report.md").read_text()
+
+
+def test_verify_names_what_to_do_with_a_url(memory, local):
+    """verify weighs the files on disk; before, a URL became a local path "memory:/..." that "does not exist"."""
+    with pytest.raises(StoreError, match=r"verify checks a store's files on disk; download it first"):
+        dyn.verify(memory[0])
+    assert all(check.ok for check in dyn.verify(local.as_uri()))
