@@ -50,7 +50,7 @@ class Run:
         if isinstance(source, xr.DataTree):
             self.tree = source
             where = source.encoding.get("source")  # set by xarray when the tree was read from a store
-            self.path = Path(where) if where else None
+            self.path = (where if is_url(where) else Path(where)) if where else None
         elif is_url(source):
             self.path = str(source)  # a URL stays a string: a Path would fold its "//"
             self.tree = open_run(self.path, chunks=chunks)

@@ -480,6 +480,7 @@ def _open_url(url: str, *, validate: bool, chunks: dict | None) -> xr.DataTree:
     _check_chunks(url, metas, schema=attrs["dyn_schema_version"], rows=None, exists=remote.files.__contains__)
     if validate:
         validate_tree(url, tree, attrs)
+    tree.encoding["source"] = url  # xarray records the path inside the filesystem ("/t/run.zarr"): keep the URL
     return tree
 
 

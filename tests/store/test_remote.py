@@ -46,6 +46,7 @@ def _same_run(url: str, local) -> None:
         assert_allclose(there["h"][name].values, here["h"][name].values)
     run = dyn.Run(url)
     assert run.path == url and run.name == "run" and run.attrs["status"] == "complete"
+    assert dyn.Run(there).path == url  # a tree opened from a URL remembers it (xarray kept the inner path)
     assert_allclose(run.coefficients("h")["rho"].values, dyn.Run(local).coefficients("h")["rho"].values)
     numeric = ["gamma_max", "rho_max", "rank", "steps"]
     assert_allclose(dyn.summary(url)[numeric].to_numpy(float), dyn.summary(local)[numeric].to_numpy(float))
@@ -74,9 +75,10 @@ def test_a_flipped_bit_in_a_remote_chunk_is_named(memory):
     chunk = f"{root}/h/noise_inner/c/0/0/0"
     data = bytearray(fs.cat_file(chunk)); data[9] ^= 0x10
     fs.pipe_file(chunk, bytes(data))
-    run = dyn.Run(url)  # lazily opened: the chunk is read (and its CRC-32C checked) with the data
-    with pytest.raises(StoreError, match=r"h/noise_inner chunk c/0/0/0 has a checksum \(CRC-32C\) that does not match"):
-        run.coefficients("h")
+    for run in (dyn.Run(url), dyn.Run(dyn.open(url))):  # lazily opened: the chunk is read (its CRC-32C checked)
+        with pytest.raises(StoreError, match=r"h/noise_inner chunk c/0/0/0 has a checksum \(CRC-32C\) that does "
+                                             "not match"):
+            run.coefficients("h")
     assert dyn.store.reader.damaged_chunk(url).startswith("h/noise_inner chunk c/0/0/0")
 
 
