@@ -93,20 +93,23 @@ class _Remote:
     def __init__(self, url: str):
         try:
             import fsspec
-            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper  # noqa: F401 (fsspec >= 2025.3)
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper  # noqa: F401 (zarr wraps with it)
         except ImportError:
             raise StoreError(f"{url}: reading a store from a URL needs fsspec >= 2025.3 ({REMOTE_EXTRA}); or "
                              "download the store (W&B: artifact.download()) and open its folder") from None
+        # filesystems raise their own types (zipfile.BadZipFile, botocore's credential errors, ...): one line each
         try:
             self.fs, root = fsspec.core.url_to_fs(url)
         except ImportError as exc:  # the protocol's package (s3fs, gcsfs, ...) is missing
             raise StoreError(f"{url}: {_first_line(exc)}") from None
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             raise StoreError(f"{url}: not a URL fsspec can open: {_first_line(exc)}") from None
+        except Exception as exc:
+            raise StoreError(f"{url}: cannot open it: {_first_line(exc)}") from None
         self.url, self.root = url, root.rstrip("/")
         try:
             found = self.fs.find(self.root) if self.fs.isdir(self.root) else []
-        except OSError as exc:
+        except Exception as exc:
             raise StoreError(f"{url}: cannot list the store: {_first_line(exc)}") from None
         if not found:
             raise StoreError(f"{url} does not exist (or is empty)")
@@ -119,19 +122,15 @@ class _Remote:
             return None
         try:
             return self.fs.cat_file(f"{self.root}/{rel}")
-        except (OSError, KeyError):
+        except Exception:  # unreadable is absent here: the checks that call this name the file
             return None
 
     def zarr_store(self):
-        """The store as zarr sees it: read-only, through fsspec (synchronous filesystems wrapped)."""
+        """The store as zarr sees it, read-only: zarr opens the URL's filesystem in asynchronous mode (object
+        stores) or wraps a synchronous one (memory, zip, local)."""
         from zarr.storage import FsspecStore
 
-        fs = self.fs
-        if not getattr(fs, "async_impl", False):
-            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
-
-            fs = AsyncFileSystemWrapper(fs)
-        return FsspecStore(fs, path=self.root, read_only=True)
+        return FsspecStore.from_url(self.url, read_only=True)
 
 
 def _attrs(where: Any, meta: Any) -> dict[str, Any]:

@@ -117,6 +117,10 @@ def test_urls_that_cannot_be_read_are_one_line(monkeypatch):
         dyn.open("memory://dyn-nothing/here.zarr")
     with pytest.raises(StoreError, match="not a URL fsspec can open"):
         dyn.Run("nosuchprotocol://x/run.zarr")
+    with pytest.raises(StoreError, match=r"cannot open it: File is not a zip file"):
+        dyn.open(f"zip://run.zarr::{__file__}")
+    with pytest.raises(StoreError, match=r"cannot open it: .*No such file"):
+        dyn.open("zip://run.zarr::/nonexistent/runs.zip")
     monkeypatch.setitem(sys.modules, "fsspec", None)  # fsspec not installed
     with pytest.raises(StoreError, match=r"needs fsspec >= 2025\.3 \(pip install 'dyn\[remote\]'\)"):
         dyn.open("s3://bucket/run.zarr")
