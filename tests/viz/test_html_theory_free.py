@@ -191,6 +191,8 @@ def test_the_theory_free_report_shows_every_section(reports, browser):
     assert claims.startswith("P: No registered theory judges these runs"), claims  # no empty claims table
     logs = browser.get_log("browser")  # after every check ran
     assert not [e for e in logs if e["level"] in ("SEVERE", "ERROR")], logs
+    markdown = (reports["full"].parent / "report.md").read_text()  # report.md states the same control
+    assert re.search(rf"site l1: signal learning .*\({_MARGIN} random signal, {_MARGIN} shuffled labels\)", markdown)
 
 
 def test_a_run_without_per_sample_log_or_control_says_so(reports, browser):
