@@ -9,7 +9,6 @@ import sys
 import uuid
 import zipfile
 
-import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose
