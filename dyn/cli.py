@@ -554,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command = f"dyn {args.command}"
         with speaking_cli():  # messages name options as flags (--overwrite), not keywords (overwrite=True)
+            _refuse_urls(args)
             return args.func(args)
     except DivergenceError as exc:
         print(f"{command}: diverged: {exc}", file=sys.stderr)
@@ -571,6 +572,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+#: the arguments that name stores or outputs (URLs refused there; --scheduler tcp://... is a URL that is fine)
+_STORE_ARGS = ("runs", "run", "store", "stores", "out", "resume", "grid")
+
+
+def _refuse_urls(args: argparse.Namespace) -> None:
+    """dyn's commands read and write local stores: a URL is one line naming what reads it (Python) instead."""
+    values = [getattr(args, dest, None) for dest in _STORE_ARGS]
+    items = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    if not any(isinstance(v, str) and "://" in v for v in items):
+        return  # the usual case: nothing imported (xarray, zarr), so light commands stay fast
+    from .errors import StoreError
+    from .store.reader import REMOTE_EXTRA, is_url
+
+    for item in items:
+        if is_url(item):
+            raise StoreError(f"{item}: dyn's commands take local paths; in Python, dyn.open(url) and "
+                             f"dyn.Run(url) read a store at a URL ({REMOTE_EXTRA}), or download it first "
+                             "(W&B: artifact.download())")
 
 
 def _resume_hint(args: argparse.Namespace | None) -> str:

@@ -16,6 +16,7 @@ import xarray as xr
 from .coefficients import coefficients
 from ..errors import StoreError
 from ..store import open_run, reading, run_status
+from ..store.reader import is_url, local_path
 
 __all__ = ["Run"]
 
@@ -28,8 +29,9 @@ class Run:
 
     Parameters
     ----------
-    source : path or xarray.DataTree
-        A run store path or an already opened tree (``dyn.open(path)``).
+    source : path, URL or xarray.DataTree
+        A run store path, an fsspec URL read-only (``s3://…``, ``zip://run.zarr::runs.zip``; see
+        :func:`dyn.open`), or an already opened tree (``dyn.open(path)``).
     chunks : dict or None
         Passed to xarray when opening a path: ``{}`` keeps the recording on disk (dask), ``None`` loads it.
 
@@ -44,15 +46,19 @@ class Run:
     """
 
     def __init__(self, source: str | os.PathLike | xr.DataTree, *, chunks: dict | None = None):
+        self.path: Path | str | None  # a local store's folder, a URL (str), or None for a tree in memory
         if isinstance(source, xr.DataTree):
             self.tree = source
             where = source.encoding.get("source")  # set by xarray when the tree was read from a store
-            self.path = Path(where) if where else None
+            self.path = (where if is_url(where) else Path(where)) if where else None
+        elif is_url(source):
+            self.path = str(source)  # a URL stays a string: a Path would fold its "//"
+            self.tree = open_run(self.path, chunks=chunks)
         else:
-            self.path = Path(source)
+            self.path = local_path(source)
             self.tree = open_run(self.path, chunks=chunks)
         self.attrs: dict[str, Any] = dict(self.tree.attrs)
-        if self.path is not None and self.attrs.get("status") == "running" and self.path.is_dir():
+        if isinstance(self.path, Path) and self.attrs.get("status") == "running" and self.path.is_dir():
             self.attrs["status"] = run_status(self.path, self.attrs)  # "stale" when its writer is gone
         self._coeffs: dict[str, xr.Dataset] = {}
         self.cache: dict[Any, Any] = {}
@@ -74,6 +80,8 @@ class Run:
 
     @property
     def name(self) -> str:
+        if isinstance(self.path, str):  # a URL: the last part of its path (zip://run.zarr::runs.zip → run)
+            return self.path.split("::", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
         if self.path is not None:
             return self.path.name.removesuffix(".zarr")
         return str(self.attrs.get("preset") or self.setup or "run")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DynError
+from ..errors import DynError, StoreError
 from ..store import STEP_VARS, check_codecs, open_run, read_attrs, reading, run_status
-from ..store.reader import damaged_chunk
+from ..store.reader import damaged_chunk, is_url, local_path
 from ..store.writer import leftovers
 
 __all__ = ["Check", "verify"]
@@ -73,7 +73,10 @@ def verify(path: str | os.PathLike, *, residual_tol: float = 1e-4, recording_tol
     >>> all(c.ok for c in verify(path))
     True
     """
-    p = Path(path)
+    if is_url(path):  # it weighs the store's files (sizes, leftovers), which a URL reader does not list alike
+        raise StoreError(f"{path}: verify checks a store's files on disk; download it first (fsspec: "
+                         "fs.get(url, folder, recursive=True); W&B: artifact.download())")
+    p = local_path(path)
     attrs = read_attrs(p)
     check_codecs(p)
     checks = [Check("schema", True, f"dyn store schema {attrs['dyn_schema_version']}")]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ..errors import ConfigError
+from ..store.reader import refuse_url
 from ..store.schema import basis_uses_gram
 from .site import Site
 
@@ -128,6 +129,8 @@ def check(path: str | os.PathLike, sites: Mapping[str, Site], *, steps: int | No
     ------
     ConfigError
         When an estimate exceeds a limit.
+    StoreError
+        ``path`` is a URL: dyn records to local stores only.
 
     Examples
     --------
@@ -137,6 +140,7 @@ def check(path: str | os.PathLike, sites: Mapping[str, Site], *, steps: int | No
     ...
     dyn.errors.ConfigError: site 'conv': 76,801 probes x 9 features x 8 neurons; store ~1.2 GB (501 recorded steps), analysis peak ~11.1 GB exceeds the memory limit 1.0 GB: record fewer probes (per_image= or max_samples= in probes.sites_for), record less often (every=), or fewer layers
     """
+    refuse_url(path, "dyn records to")  # before anything: Path("s3://b/r.zarr") would be a local "s3:" folder
     recorded = None if steps is None else recorded_steps(steps, schedule)
     budgets = [estimate(name, site, recorded) for name, site in sites.items()]
     fixes = ("record fewer probes (per_image= or max_samples= in probes.sites_for), record less often (every=), "

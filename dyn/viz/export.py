@@ -287,7 +287,9 @@ def provenance(run: Run) -> dict[str, str | int]:
 
     a = run.attrs
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    source = str(run.path.resolve()) if run.path is not None else "(in-memory tree)"
+    # a local store by its absolute path, a URL as given (Run.path is a str for a store read from a URL)
+    source = (str(run.path.resolve()) if isinstance(run.path, Path) else str(run.path) if run.path is not None
+              else "(in-memory tree)")
     versions = {name: metadata.version(name) for name in ("dyn", "xarray", "numpy", "dask", "netCDF4", "zarr")
                 if _installed(name)}
     out = {

@@ -25,7 +25,7 @@ import pandas as pd
 from ..analysis.run import Run
 from ..analysis.coefficients import describe
 from ..analysis.thin import thin_indices
-from .theory_free import html_section, last_logged, scalar_figures
+from .theory_free import html_section, last_logged, per_run, scalar_figures
 from ..theory.base import Theory
 from ..theory.compare import compare, theory_or_none
 
@@ -48,6 +48,7 @@ th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top;text-align:left}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .fig{border:1px solid #e3e3e3;border-radius:4px;margin:.5em 0 1.2em;padding:.3em}
 .toggle{font-size:12px;margin:.2em .4em} dt{font-weight:600} .small{color:#666;font-size:12px}
+.wide{overflow-x:auto} img{max-width:100%;height:auto;display:block;margin:.5em 0 1em}
 """
 
 _TOGGLE_JS = """
@@ -242,6 +243,9 @@ def _claims_side_by_side(names: Sequence[str], tables: Sequence[pd.DataFrame]) -
             for n in names)
         body += (f"<tr><td>{html.escape(claim)}</td><td>{html.escape(str(entry['stage']))}</td>"
                  f"<td>{html.escape(str(entry['statement']))}</td>{verdicts}</tr>")
+    if not claims:  # runs no theory judges: say so, never an empty table
+        return ('<p id="claims">No registered theory judges these runs, so there are no claims to check; each '
+                "run's theory-free summary follows below.</p>")
     return f'<table id="claims">{head}{body}</table>'
 
 
@@ -269,10 +273,11 @@ def _claim_table(name: str, table: pd.DataFrame) -> str:
 
 _DEFINITIONS = """
 <dl>
-<dt>γ (signal learning)</dt><dd>γ<sub>r,k</sub>(step): the exact coefficient of neuron r's weight change along the
+<dt>γ (signal learning)</dt><dd>γ<sub>r,k</sub>(step): the coefficient of neuron r's weight change along the
 signal vector μ<sub>k</sub> in w<sub>r</sub>(t) = w<sub>r</sub>(0) + Σ<sub>k</sub> γ<sub>r,k</sub> μ<sub>k</sub>/‖μ<sub>k</sub>‖²
-+ Σ<sub>i</sub> ρ<sub>r,i</sub> ξ<sub>i</sub>/‖ξ<sub>i</sub>‖², solved from the recorded inner products and the
-stored Gram matrix.</dd>
++ Σ<sub>i</sub> ρ<sub>r,i</sub> ξ<sub>i</sub>/‖ξ<sub>i</sub>‖², solved from the recorded inner products: exact when
+the signals and noise probes are an independent basis that holds the updates, else the minimum-norm projection
+onto their span, named in each figure's title with its coverage.</dd>
 <dt>ρ (noise memorization)</dt><dd>ρ<sub>r,i</sub>(step): the coefficient along the noise patch ξ<sub>i</sub> of
 training sample i, from the same decomposition.</dd>
 <dt>site</dt><dd>one recorded weight matrix (one neuron per row), named by the run (e.g. h, g); what each site of
@@ -317,7 +322,8 @@ def _no_claims() -> pd.DataFrame:
 def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.PathLike, *,
                       names: Sequence[str] | None = None,
                       theories: Sequence[str | Theory | None] | str | Theory | None = None,
-                      tables: Sequence[pd.DataFrame] | None = None, title: str = "dyn analysis") -> Path:
+                      tables: Sequence[pd.DataFrame] | None = None, title: str = "dyn analysis",
+                      shuffled: Any = None) -> Path:
     """Write the self-contained interactive report of ``runs`` to ``path`` (one HTML file).
 
     Parameters
@@ -328,6 +334,8 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
     theories : one theory (or name) for all runs, one per run, or None for each run's registered theory.
     tables : the :func:`dyn.compare` tables of the runs, if already computed (else computed here).
     title : the page title.
+    shuffled : the shuffled-label control of the runs no theory judges (one store for every run, or one per run,
+        None where there is none): its margins join the controls' statement of each site.
 
     Returns
     -------
@@ -347,6 +355,7 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
     from plotly.offline import get_plotlyjs
 
     runs = [Run.coerce(r) for r in runs]
+    controls = [Run.coerce(c) if c is not None else None for c in per_run(shuffled, len(runs))]
     names = list(names) if names is not None else [r.name for r in runs]
     if theories is None or isinstance(theories, (str, Theory)):
         theories = [theories] * len(runs)
@@ -365,7 +374,7 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
     if len(runs) > 1:
         figures.append(_figure_div(_versus_figure(runs, names), "fig-versus", log=True))
     sections += ["<h2>Figures</h2>", *figures]
-    for k, (name, run, th, table) in enumerate(zip(names, runs, resolved, tables)):
+    for k, (name, run, th, table, control) in enumerate(zip(names, runs, resolved, tables, controls)):
         sections += [f'<h2 id="run-{k}">{html.escape(name)}</h2>',
                      f'<p class="small">store {html.escape(str(run.path))}, status {html.escape(str(run.attrs.get("status")))}, '
                      f"{len(run.steps)} recorded steps, sites {html.escape(', '.join(run.sites))}</p>"]
@@ -379,7 +388,7 @@ def write_html_report(runs: Sequence[str | os.PathLike | Run], path: str | os.Pa
             sections += [f"<h3>Claims of {html.escape(th.name)} on {html.escape(name)}</h3>", _claim_table(name, table)]
         else:
             sections.append("<p>No registered theory judges this run: the theory-free summary follows.</p>")
-            sections += html_section(run)
+            sections += html_section(run, key=str(k), shuffled=control)
             sections += [_figure_div(fig, f"fig-{k}-scalar-{key}", log=True) for key, fig in scalar_figures(run, name)]
     page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"

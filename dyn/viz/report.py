@@ -173,6 +173,7 @@ def write_report(
     overwrite: bool = False,
     echo: Callable[[str], Any] | None = None,
     progress: bool | None = None,
+    shuffled: Any = None,
 ) -> Path:
     """Compare each run with its theory and write ``out/report.md``, ``<run>-verdicts.csv``, ``<run>-numbers.csv``
     and figures.
@@ -183,7 +184,9 @@ def write_report(
     complete. ``echo`` receives the terminal output, line by line (default: printed, through ``tqdm.write`` while a
     bar is shown so that lines and bar do not mix). ``progress``: one bar over the work (each run's
     comparison, each run's figures, the interactive page; its postfix names the current one); None (default): on
-    in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`).
+    in notebooks and terminals, off otherwise (:func:`dyn.progress.progress_enabled`). ``shuffled``: the
+    shuffled-label control of the runs no theory judges (one store for every run, or a sequence with one or None per
+    run); its margins join each site's "more than chance?" statement (:mod:`dyn.analysis.controls`).
 
     Examples
     --------
@@ -196,6 +199,9 @@ def write_report(
     ['report.html', 'report.md']
     """
     runs = [Run.coerce(r) for r in runs]
+    from .theory_free import per_run
+
+    controls = [Run.coerce(c) if c is not None else None for c in per_run(shuffled, len(runs))]
     theories = [theory_or_none(run, theory) for run in runs]  # None: a run no theory judges (summary instead)
     names = _unique_names(runs)
     out = Path(out)
@@ -209,11 +215,12 @@ def write_report(
             bar.set_postfix_str(f"{name}: checking the claims of {th.name}")
             tables[name] = compare(run, th)
             bar.update(1)
-        return _write(runs, names, theories, judged, tables, out, overwrite, echo, bar)
+        return _write(runs, names, theories, judged, tables, out, overwrite, echo, bar, controls)
 
 
 def _write(runs: list[Run], names: list[str], theories: list[Theory | None], judged: list[tuple[str, Run, Theory]],
-           tables: dict[str, pd.DataFrame], out: Path, overwrite: bool, echo, bar: Any) -> Path:
+           tables: dict[str, pd.DataFrame], out: Path, overwrite: bool, echo, bar: Any,
+           controls: list[Run | None]) -> Path:
     """:func:`write_report`'s files, once the runs are compared; ``bar`` advances per run and figure."""
     heads = {name: th.headline(run) for name, run, th in judged}
     overview = side_by_side(heads, tables) if judged else None
@@ -231,10 +238,10 @@ def _write(runs: list[Run], names: list[str], theories: list[Theory | None], jud
             if th.definitions:
                 report += [f"## Definitions ({th.name})", ""]
                 report += [f"- **{k}**: {v}" for k, v in th.definitions.items()] + [""]
-        for name, run, th in zip(names, runs, theories):
+        for name, run, th, control in zip(names, runs, theories, controls):
             bar.set_postfix_str(f"{name}: tables and figures")
             if th is None:
-                report += _summary_section(name, run, tmp, echo)
+                report += _summary_section(name, run, tmp, echo, control)
                 bar.update(1)
                 continue
             table = tables[name]
@@ -277,13 +284,13 @@ def _write(runs: list[Run], names: list[str], theories: list[Theory | None], jud
         # the comparisons made above, not made again (each one solves for the coefficients of every site)
         write_html_report(runs, tmp / "report.html", names=names, theories=theories,
                           tables=[tables[name] if th is not None else _no_claims()
-                                  for name, th in zip(names, theories)])
+                                  for name, th in zip(names, theories)], shuffled=controls)
         bar.update(1)
     return out
 
 
 # -- runs no theory judges (a user's own model) ------------------------------------------------------------------
-def _summary_section(name: str, run: Run, tmp: Path, echo) -> list[str]:
+def _summary_section(name: str, run: Run, tmp: Path, echo, shuffled: Run | None = None) -> list[str]:
     """Report lines, CSV and figures of :func:`dyn.analysis.summary.summary` for a run no theory judges."""
     from ..analysis.summary import summary
 
@@ -299,4 +306,4 @@ def _summary_section(name: str, run: Run, tmp: Path, echo) -> list[str]:
              "summary follows (`dyn.summary`).", "", markdown_table(shown, columns=list(table.columns)), ""]
     from .theory_free import markdown_section  # definitions, logged scalars, decomposition wording, per-sample views
 
-    return lines + markdown_section(name, run, table, tmp)
+    return lines + markdown_section(name, run, table, tmp, shuffled=shuffled)

@@ -7,7 +7,11 @@ Used by :func:`dyn.viz.report.write_report` (Markdown) and :func:`dyn.viz.html.w
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +21,12 @@ from matplotlib.figure import Figure
 
 from ..analysis.coefficients import describe
 from ..analysis.run import Run
-from ..analysis.samples import sample_table
+from ..analysis.samples import per_sample_values, sample_table
+from ..errors import ConfigError
 from ..store.outputs import save_figure
 
-__all__ = ["COLUMN_DEFINITIONS", "logged_scalars", "last_logged", "markdown_section", "html_section"]
+__all__ = ["COLUMN_DEFINITIONS", "logged_scalars", "last_logged", "per_run", "markdown_section", "html_section",
+           "scalar_figures"]
 
 #: What each column of :func:`dyn.summary` means, shown under the table.
 COLUMN_DEFINITIONS = {
@@ -134,7 +140,7 @@ def markdown_section(name: str, run: Run, table: pd.DataFrame, tmp: Path, *, top
         lines += [f"**Which samples are memorized** ({memorized} of {len(samples)} end above the threshold "
                   f"{samples.attrs['threshold']:.3g}, {samples.attrs['threshold_source']}{above}; ρ: "
                   f"{describe(c, short=True)}). The {len(head)} most memorized:", "",
-                  _markdown(head), ""]
+                  _markdown(head), "", _per_sample_note(_per_sample_names(run)), ""]
         save_figure(plot_top_samples(run, site), tmp, f"{name}-{site}-top-samples")
         save_figure(plot_memorized_curves(run, site), tmp, f"{name}-{site}-memorized")
         lines += [f"![{name} {site} most memorized samples]({name}-{site}-top-samples.png)", "",
@@ -142,33 +148,87 @@ def markdown_section(name: str, run: Run, table: pd.DataFrame, tmp: Path, *, top
     return lines
 
 
-def html_section(run: Run, *, top: int = 10) -> list[str]:
-    """HTML blocks for a run no theory judges: the summary with its column definitions, each site's decomposition
-    and its most memorized samples, and every logged scalar's last value."""
+def per_run(shuffled: Any, n: int) -> list[Any]:
+    """``shuffled`` as one entry per run: None, one control for every run, or a sequence with one (or None) per run.
+
+    Examples
+    --------
+    >>> per_run(None, 2), per_run("s.zarr", 2), per_run(["a.zarr", None], 2)
+    ([None, None], ['s.zarr', 's.zarr'], ['a.zarr', None])
+    """
+    if shuffled is None or isinstance(shuffled, (str, os.PathLike, Run)) or not isinstance(shuffled, Sequence):
+        return [shuffled] * n
+    if len(shuffled) != n:
+        raise ConfigError(f"shuffled has {len(shuffled)} entries for {n} runs (give one control, or one per run)")
+    return list(shuffled)
+
+
+def _png_uri(fig: Figure) -> str:
+    """A matplotlib figure as an inline PNG (``data:`` URI): the HTML report stays one self-contained file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _per_sample_names(run: Run) -> list[str]:
+    """Names of the values logged per training example (``rec.log_per_sample``), in store order."""
+    extra = per_sample_values(run)
+    return [] if extra is None else [str(k) for k in extra.data_vars]
+
+
+def _per_sample_note(names: list[str]) -> str:
+    """Which per-example values were logged, or that none were (plain text; the same words in both reports)."""
+    if not names:
+        return ("No per-sample values were logged: rec.log_per_sample(loss=per_sample_loss) adds each example's "
+                "loss or margin to this table.")
+    return f"Logged per sample (rec.log_per_sample), last logged value per example: {', '.join(names)}."
+
+
+def html_section(run: Run, *, key: str = "0", top: int = 10, shuffled: Any = None) -> list[str]:
+    """HTML blocks for a run no theory judges: the summary with its column definitions, every logged scalar's last
+    value, and per site its decomposition, the controls' statement with its margins, the most memorized samples
+    (table and figure) and the "memorized first" curves. ``key`` makes the element ids unique per run;
+    ``shuffled``: the shuffled-label control run, when given."""
+    from ..analysis.controls import controls, statement
     from ..analysis.summary import summary
+    from .samples import plot_memorized_curves, plot_top_samples
 
     table = summary(run).map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
-    out = ["<h3>Theory-free summary (dyn.summary)</h3>", table.to_html(index=False, classes="summary-table",
-                                                                       border=0),
-           "<dl class=\"small\">" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
-                                            for k, v in COLUMN_DEFINITIONS.items()) + "</dl>"]
-    values = {key: last_logged(run.scalar(key)) for key in logged_scalars(run)}
-    if values:
-        out.append("<p>Last logged values: " + html.escape(", ".join(
-            f"final {k} {v:.4g}" if v is not None else f"final {k} –" for k, v in values.items())) + "</p>")
-    from ..analysis.controls import controls, statement
-
-    checks = controls(run)
+    out = ["<h3>Theory-free summary (dyn.summary)</h3>",
+           f'<div class="wide" id="summary-{key}">' + table.to_html(index=False, classes="summary-table", border=0)
+           + "</div>",
+           f'<dl class="small column-definitions" id="columns-{key}">' + "".join(
+               f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in COLUMN_DEFINITIONS.items()) + "</dl>"]
+    values = {name: last_logged(run.scalar(name)) for name in logged_scalars(run)}
+    out.append(f'<p class="last-logged" id="last-logged-{key}">' + (html.escape("Last logged values: " + ", ".join(
+        f"final {k} {v:.4g}" if v is not None else f"final {k} –" for k, v in values.items())) if values else
+        "No scalars were logged (<code>rec.log(loss=...)</code> adds them).") + "</p>")
+    checks = controls(run, shuffled=shuffled)
+    logged = _per_sample_names(run)
     for site in run.sites:
         c = run.coefficients(site)
-        samples = sample_table(run, site).head(top)
-        cols = [col for col in ("rank", "sample", "label", "patch_image", "rho_max", "onset", "memorized",
-                                "above_random") if col in samples]
-        out += [f"<h3>Site {html.escape(site)}: which samples are memorized</h3>",
-                f"<p>γ and ρ: {html.escape(describe(c))}.</p>",
-                f"<p>More than chance? {html.escape(statement(checks, site))}.</p>",
-                samples[cols].map(lambda v: f"{v:.4g}" if isinstance(v, float) else v).to_html(
-                    index=False, classes="samples-table", border=0)]
+        samples = sample_table(run, site)
+        cols = [col for col in ("rank", "sample", "label", "patch_image", "patch_row", "patch_col", "rho_max",
+                                "onset", "memorized", "above_random", *logged) if col in samples]
+        memorized = int(samples["memorized"].sum())
+        where = f'id="site-{key}-{html.escape(site)}" data-site="{html.escape(site)}"'
+        out += [f'<section class="site-section" {where}>',
+                f"<h3>Site {html.escape(site)}: decomposition, controls, which samples are memorized</h3>",
+                f'<p class="decomposition">γ and ρ: {html.escape(describe(c))}.</p>',
+                f'<p class="controls">More than chance? {html.escape(statement(checks, site))}. <span class="small">'
+                "Margins: final changes of the raw inner products over those of the controls "
+                "(dyn.analysis.controls).</span></p>",
+                f'<p class="samples-note">{memorized} of {len(samples)} samples end above the threshold '
+                f"{samples.attrs['threshold']:.3g} ({html.escape(samples.attrs['threshold_source'])}). "
+                f"The {min(top, len(samples))} most memorized:</p>",
+                samples.head(top)[cols].map(lambda v: f"{v:.4g}" if isinstance(v, float) else v).to_html(
+                    index=False, classes="samples-table", border=0),
+                f'<p class="per-sample">{html.escape(_per_sample_note(logged))}</p>',
+                f'<img class="top-samples" alt="site {html.escape(site)}: the most memorized samples" '
+                f'src="{_png_uri(plot_top_samples(run, site))}">',
+                f'<img class="memorized-first" alt="site {html.escape(site)}: memorized first" '
+                f'src="{_png_uri(plot_memorized_curves(run, site))}">',
+                "</section>"]
     return out
 
 
