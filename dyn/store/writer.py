@@ -107,7 +107,7 @@ from ..errors import StoreError
 from .checkpoint import CHECKPOINT_GROUP, read_checkpoint
 from .outputs import (NODES_ATTR, SWEEP_LIST, atomic_write, claim_output, foreign_in_store, io_errors, make_parents,
                       own_nodes, remove_own, staging_path, zarr_files)
-from .reader import read_attrs
+from .reader import read_attrs, refuse_url
 from .schema import SCHEMA_VERSION, STATUSES
 from .v3 import CODECS, ArraySpec, group_meta, json_default, stored_dtype, write_file
 
@@ -272,6 +272,7 @@ class StoreWriter:
                  codec: str = DEFAULT_CODEC, checksum: bool | None = None):
         if codec not in CODECS:
             raise StoreError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        refuse_url(path, "dyn writes")  # Path("memory://x") would be a local folder "memory:"
         self.path = Path(path)
         self.overwrite = overwrite
         self.codec = codec

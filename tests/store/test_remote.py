@@ -71,20 +71,20 @@ def test_file_urls_are_local_paths(local):
 
 def test_a_flipped_bit_in_a_remote_chunk_is_named(memory):
     url, fs, root = memory
-    chunk = f"{root}/h/noise_inner/c/0/0/0"
+    chunk = f"{root}/h/noise_inner/c.0.0.0"
     data = bytearray(fs.cat_file(chunk)); data[9] ^= 0x10
     fs.pipe_file(chunk, bytes(data))
     for run in (dyn.Run(url), dyn.Run(dyn.open(url))):  # lazily opened: the chunk is read (its CRC-32C checked)
-        with pytest.raises(StoreError, match=r"h/noise_inner chunk c/0/0/0 has a checksum \(CRC-32C\) that does "
+        with pytest.raises(StoreError, match=r"h/noise_inner chunk c\.0\.0\.0 has a checksum \(CRC-32C\) that does "
                                              "not match"):
             run.coefficients("h")
-    assert dyn.store.reader.damaged_chunk(url).startswith("h/noise_inner chunk c/0/0/0")
+    assert dyn.store.reader.damaged_chunk(url).startswith("h/noise_inner chunk c.0.0.0")
 
 
 def test_a_missing_remote_chunk_is_refused_at_open(memory):
     url, fs, root = memory
-    fs.rm(f"{root}/h/noise_inner/c/0/0/0")
-    with pytest.raises(StoreError, match=r"h/noise_inner is missing its chunk c/0/0/0 \(steps 0\.\."):
+    fs.rm(f"{root}/h/noise_inner/c.0.0.0")
+    with pytest.raises(StoreError, match=r"h/noise_inner is missing its chunk c\.0\.0\.0 \(steps 0\.\."):
         dyn.open(url)
 
 
@@ -174,3 +174,14 @@ def test_verify_names_what_to_do_with_a_url(memory, local):
     with pytest.raises(StoreError, match=r"verify checks a store's files on disk; download it first"):
         dyn.verify(memory[0])
     assert all(check.ok for check in dyn.verify(local.as_uri()))
+
+
+def test_store_writer_refuses_a_url_and_creates_nothing(tmp_path, monkeypatch):
+    """StoreWriter itself (not only the recorder's pre-flight): a URL is one line, and no local "memory:" folder."""
+    from dyn.store import StoreWriter
+
+    monkeypatch.chdir(tmp_path)
+    for url in ("memory://x/run.zarr", "s3://bucket/run.zarr"):
+        with pytest.raises(dyn.StoreError, match="dyn writes local stores only"):
+            StoreWriter(url)
+    assert list(tmp_path.iterdir()) == []
