@@ -146,7 +146,11 @@ def crc32c_zeros(crc: int, n: int) -> int:
 def _put(fd: int, data: Any, size: int | None, tail: Any = None) -> None:
     """Write ``data``, then (``size``) zeros up to ``size`` bytes as a hole, then ``tail`` (a chunk's checksum)."""
     with os.fdopen(fd, "wb", closefd=True) as f:
-        f.write(data)
+        if isinstance(data, list):  # rows of a chunk not contiguous in memory (_rows): written in order, no copy
+            for part in data:
+                f.write(part)
+        else:
+            f.write(data)
         if size is not None and size > f.tell():
             if tail:
                 f.seek(size)  # a hole: the file system stores no bytes for it and reads it back as zeros
@@ -323,11 +327,40 @@ def encode_parts(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]],
     ``tail``, the CRC-32C of everything before it when the codecs end with :data:`CRC32C` (no copy of ``data``)."""
     if not _checksummed(codecs):
         return encode_chunk(chunk, codecs), size, None
-    data = encode_chunk(chunk, codecs[:-1])
-    crc = _crc32c(data)
-    if size is not None and size > len(data):
-        crc = crc32c_zeros(crc, size - len(data))
+    rows = _rows(chunk, codecs[:-1])
+    if rows is not None:  # a slice of a wider buffer (the recorder's probe columns): no contiguous copy
+        crc, n = 0, 0
+        for row in rows:
+            crc = google_crc32c.extend(crc, row)
+            n += row.nbytes
+        data: Any = rows
+    else:
+        data = encode_chunk(chunk, codecs[:-1])
+        crc, n = _crc32c(data), len(data)
+    if size is not None and size > n:
+        crc = crc32c_zeros(crc, size - n)
     return data, size, crc.to_bytes(4, "little")
+
+
+def _rows(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]]) -> list[np.ndarray] | None:
+    """The bytes of an uncompressed numeric ``chunk`` that is not C-contiguous but whose rows (last axis) are, as
+    one uint8 view per row in C order (written one after another they are exactly the ``bytes`` codec's output);
+    None for anything else (it is encoded the usual way)."""
+    if len(codecs) != 1 or codecs[0].get("name") != "bytes" or not isinstance(chunk, np.ndarray) or \
+            chunk.flags.c_contiguous or chunk.ndim < 2 or chunk.dtype.kind not in "biufc" or \
+            chunk.dtype.byteorder == ">" or chunk.strides[-1] != chunk.itemsize or chunk.shape[-1] == 0:
+        return None
+    try:  # a view when the leading axes are evenly strided, else no rows
+        flat = chunk.reshape(-1, chunk.shape[-1], copy=False)
+    except ValueError:
+        return None
+    except TypeError:  # numpy < 2.1 has no copy=; assigning the shape of a view refuses to copy
+        flat = chunk.view()
+        try:
+            flat.shape = (-1, chunk.shape[-1])
+        except AttributeError:
+            return None
+    return [row.view(np.uint8) for row in flat]
 
 
 def encode_chunk(chunk: np.ndarray, codecs: Sequence[Mapping[str, Any]]) -> Any:
