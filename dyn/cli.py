@@ -230,12 +230,25 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
     progress = _progress(args)
-    claim_output(args.out, kind="report", inputs=args.runs, overwrite=args.overwrite)
+    claim_output(args.out, kind="report", inputs=[*args.runs, *(args.shuffled or [])], overwrite=args.overwrite)
     if len(args.runs) == 1 and _is_sweep_folder(args.runs[0]):
+        if args.shuffled:
+            from .errors import ConfigError
+
+            raise ConfigError("--shuffled is a control of single runs, not of a sweep folder")
         return _analyze_sweep(args)
     for run in args.runs:
         _check_stored_config(run)
-    out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite, progress=progress)
+    shuffled = None
+    if args.shuffled:
+        from .errors import ConfigError
+
+        if len(args.shuffled) not in (1, len(args.runs)):
+            raise ConfigError(f"--shuffled takes one control store for every run or one per run ({len(args.runs)}), "
+                              f"got {len(args.shuffled)}")
+        shuffled = args.shuffled[0] if len(args.shuffled) == 1 else list(args.shuffled)
+    out = write_report(args.runs, args.out, theory=args.theory, overwrite=args.overwrite, progress=progress,
+                       shuffled=shuffled)
     print(f"dyn analyze: report, tables and figures in {out}/ (report.md, interactive report.html)")
     return 0
 
@@ -434,6 +447,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    "sweep folder (dyn sweep's --out, or any folder of run stores): the theory's claims across runs")
     p.add_argument("--out", required=True, help="output folder for report.md, tables and figures (parents created)")
     p.add_argument("--theory", help="theorem to compare with (default: the one registered for each run's setup)")
+    p.add_argument("--shuffled", nargs="+", metavar="CONTROL",
+                   help="shuffled-label control run(s) of runs no theory judges (your own model trained on permuted "
+                        "labels, recorded the same way): one for every run, or one per run; its margins join each "
+                        "site's 'more than chance?' statement")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a report folder dyn wrote at --out (never another folder, nor one holding other files)")
     _add_progress(p)

@@ -252,3 +252,27 @@ def test_a_figure_drawn_blank_is_caught(reports, browser, tmp_path):
                    "</style><style>.plotly-graph-div .main-svg{visibility:hidden}</style>")
     problems = load(browser, page, timeout=20.0)
     assert any(p.endswith("is blank") for p in problems), problems
+
+
+def test_cli_analyze_takes_the_shuffled_control(reports, tmp_path, capsys):
+    """`dyn analyze RUN --shuffled CONTROL`: the control's margins reach the report; without it they are absent;
+    a wrong number of controls, or a control for a sweep folder, is one line (exit 2) and writes nothing."""
+    from dyn.cli import main
+
+    folder = reports["folder"]
+    mine, control = str(folder / "mine.zarr"), str(folder / "shuffled.zarr")
+    out = tmp_path / "rep"
+    assert main(["analyze", mine, "--shuffled", control, "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert re.search(r"x[0-9.]+ shuffled labels", (out / "report.md").read_text())
+    plain = tmp_path / "plain"
+    assert main(["analyze", mine, "--out", str(plain), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert "shuffled labels" not in (plain / "report.md").read_text()
+    for argv, message in (([mine, str(folder / "bare.zarr"), "--shuffled", control, control, control],
+                           "--shuffled takes one control store for every run or one per run (2), got 3"),
+                          ([str(folder), "--shuffled", control], "--shuffled is a control of single runs")):
+        bad = tmp_path / "bad"
+        assert main(["analyze", *argv, "--out", str(bad), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not bad.exists()
