@@ -17,6 +17,11 @@ an existing output is replaced only with ``overwrite`` and only when it is dyn's
 inside that dyn did not write (the error names what is in the way). Missing parent folders are created when the
 output is written (:func:`make_parents`). :func:`staged_folder` and :func:`staged_file` build an output under a
 temporary name and move it into place only when complete, so a failure leaves what was there untouched.
+
+What killed writers left is removed by the next command writing the same output (:func:`recover_output`, called by
+:func:`claim_output`; :func:`recover_sweep` inside a sweep folder on a plain re-run): only dyn's exact temporary
+names, never one a live process holds (flock), and what an earlier dyn version left (it held no lock) only once
+unchanged for :data:`EARLIER_DEBRIS_AGE`.
 """
 
 from __future__ import annotations
