@@ -35,8 +35,9 @@ def store(tmp_path):
     w.add_site("h", coords={**COORDS, "basis": np.arange(4), "basis_dual": np.arange(4)}, step_vars=VARS,
                static={"gram": (("basis", "basis_dual"), np.eye(4))})
     rng = np.random.default_rng(0)
-    w.append(np.arange(6), {"h": {"noise_inner": rng.normal(size=(6, 2, 3)).astype(np.float32),
-                                  "signal_inner": rng.normal(size=(6, 2, 1)).astype(np.float32)}}, {"loss": np.zeros(6)})
+    inner = {"noise_inner": rng.normal(size=(6, 2, 3)).astype(np.float32),
+             "signal_inner": rng.normal(size=(6, 2, 1)).astype(np.float32)}
+    w.append(np.arange(6), {"h": inner}, {"loss": np.zeros(6)})
     w.close("complete")
     return path
 
