@@ -16,7 +16,13 @@ Then (issue 24) the **replacements**: ``dyn export`` (CSV, NetCDF, grid-zarr), `
 replacing their earlier output with ``--overwrite``, and ``dyn run`` creating a store, each SIGKILLed at a random
 moment of its uninterrupted duration; the output must be whole afterwards (the old or the new one; for a new store,
 nothing or an openable store), the same command run again must succeed and leave no debris (no hidden
-``.<name>.<hex>.partial`` / ``.old`` beside or inside), and a user's file beside the output must be untouched. Last,
+``.<name>.<hex>.partial`` / ``.old`` beside or inside), and a user's file beside the output must be untouched.
+Before each rerun the campaign also plants what *earlier* dyn versions left (their ``tempfile.mkdtemp`` report
+folders ``.<name>.<8 random>/``, ``tempfile.mkstemp`` export files ``.<name>.<8 random>.partial``, ``.<name>.partial``,
+a sweep's ``.results.{csv,parquet}.partial``; dated an hour back, as left before the upgrade: those versions held no
+lock, so younger ones are kept) and a user's look-alikes of those names (``.<name>.backup``, ``.<name>.previous/``,
+``.<name>.notes/``, ``.results.mine.partial``, ...): the rerun (for a sweep, also a plain rerun without
+``--overwrite``) must remove every planted debris and keep every look-alike byte for byte. Last,
 **a user's data** in every place the issue lists (zarr groups at a store's root, in a site group, in
 ``_checkpoint/``, in a grid-zarr export and in a sweep's run store; notes in ``_checkpoint/`` and its slots; an array
 with a ``step`` dimension; an edited ``results.csv`` / ``phase-diagram.svg``) against ``run --overwrite``,
@@ -57,6 +63,7 @@ import xarray as xr
 
 import dyn
 from dyn.cli import main as dyn_main
+from dyn.store.outputs import EARLIER_DEBRIS_AGE
 
 #: name -> `dyn run` arguments (no --out): both modalities of the tiny preset, the tiny preset with minibatch SGD
 #: and redrawn augmentation (every RNG stream must be restored), and a small multi-modal Figure-1 run.
@@ -290,6 +297,9 @@ class Replacement:
     readable: bool = False  # the output after the kill: the old or the new one, whole (or none, for run-create)
     rerun: int = -1  # exit status of the same command run again
     debris: list[str] = field(default_factory=list)  # what a kill left beside or inside the output after the rerun
+    planted: int = 0  # an earlier dyn's debris planted before the rerun (what is left of it counts in ``debris``)
+    lookalikes: int = 0  # a user's files planted beside (and in a sweep folder) with names like dyn's debris
+    lost: list[str] = field(default_factory=list)  # look-alikes missing or changed after the rerun
     problem: str = ""
 
 
@@ -322,13 +332,64 @@ def _readable(command: str, out: Path) -> str:
     return ""
 
 
-def _debris(out: Path) -> list[str]:
-    """Hidden staging names a killed command may leave: beside the output, and inside a sweep folder."""
+def _debris(out: Path, keep: set[Path] = frozenset()) -> list[str]:
+    """Hidden staging names a killed command may leave: beside the output, and inside a sweep folder (a user's
+    look-alikes ``keep`` aside)."""
     found = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")
-             and p.name != f".{out.name}.dyn-output.json"]
+             and p.name != f".{out.name}.dyn-output.json" and p not in keep]
     if out.is_dir() and (out / "sweep.json").exists():
-        found += [f"{out.name}/{p.name}" for p in out.iterdir() if p.name.endswith((".partial", ".old"))]
+        found += [f"{out.name}/{p.name}" for p in out.iterdir() if p.name.endswith((".partial", ".old"))
+                  and p not in keep]
     return found
+
+
+#: command -> names an earlier dyn's writer of it left beside its output (``{n}``: the output's name; a trailing
+#: ``/``: a folder), as :func:`dyn.store.outputs._earlier_stage` recognises them
+EARLIER = {
+    "export csv": ["{n}.k3j_a9zq.partial", "{n}.abcdefgh.partial", "{n}.partial"],
+    "export nc": ["{n}.x71bq0m2.partial", "{n}.partial"],
+    "export grid-zarr": ["{n}.partial/"],
+    "analyze": ["{n}.k3j_a9zq/", "{n}.0q_9m2x7/", "{n}." + "ab12" * 8 + ".old/"],
+    "sweep": [],
+    "run-create": [],
+}
+#: a sweep's own temporary files inside its folder, an earlier dyn's and the current (a kill between creating and
+#: renaming one), planted before a plain rerun
+EARLIER_INSIDE_SWEEP = [".results.csv.partial", ".results.parquet.partial", f".results.csv.{'0' * 32}.partial",
+                        f".dyn-output.json.{'1' * 32}.partial"]
+#: a user's files with names like dyn's debris (beside every output; inside a sweep folder)
+LOOKALIKES = ["{n}.backup", "{n}.previous/", "{n}.notes/", "{n}.k3j_a9zq.partial.bak", "{n}.K3J_A9ZQ.partial",
+              "{n}.k3j_a9zq9/", "{n}.part"]
+LOOKALIKES_INSIDE_SWEEP = [".results.mine.partial", ".results.csv.partial.bak", ".results.csv.k3j_a9zq.partial"]
+
+
+def _plant(folder: Path, names: list[str], out_name: str, *, age: float = 0.0) -> list[Path]:
+    """Create ``names`` (see :data:`EARLIER`) in ``folder``: files and folders holding USER_NOTE, dated ``age``
+    seconds back."""
+    made = []
+    when = time.time() - age
+    for pattern in names:
+        path = folder / ("." + pattern.format(n=out_name) if pattern.startswith("{n}") else pattern)
+        path = path.with_name(path.name.rstrip("/"))
+        if pattern.endswith("/"):
+            path.mkdir()
+            (path / "note.txt").write_text(USER_NOTE)
+            os.utime(path / "note.txt", (when, when))
+        else:
+            path.write_text(USER_NOTE)
+        os.utime(path, (when, when))
+        made.append(path)
+    return made
+
+
+def _lost(paths: list[Path]) -> list[str]:
+    """The planted look-alikes that are missing or changed."""
+    lost = []
+    for path in paths:
+        note = path / "note.txt" if path.is_dir() else path
+        if not note.is_file() or note.read_text() != USER_NOTE:
+            lost.append(path.name)
+    return lost
 
 
 def _timed(argv: list[str]) -> float:
@@ -357,11 +418,22 @@ def _replacement(trial: Replacement, folder: Path, src: Path, seconds: float, rn
     trial.readable = not trial.problem
     if trial.command == "run-create" and out.exists():
         argv = [*argv, "--overwrite"]  # a killed store is replaced (or --resume'd)
+    trial.planted = len(_plant(folder, EARLIER[trial.command], out.name, age=EARLIER_DEBRIS_AGE + 60))
+    users = _plant(folder, LOOKALIKES, out.name)
     trial.rerun = subprocess.run([*DYN, *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True).returncode
-    trial.debris = _debris(out)
+    if trial.command == "sweep" and trial.rerun == 0:  # a plain rerun (no --overwrite) of a sweep: item 2
+        trial.planted += len(_plant(out, EARLIER_INSIDE_SWEEP, out.name, age=EARLIER_DEBRIS_AGE + 60))
+        users += _plant(out, LOOKALIKES_INSIDE_SWEEP, out.name)
+        trial.rerun = subprocess.run([*DYN, *[a for a in argv if a != "--overwrite"]], env=ENV,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    trial.lookalikes = len(users)
+    trial.debris = _debris(out, set(users))
+    trial.lost = _lost(users)
     if trial.rerun != 0:
         trial.problem = trial.problem or f"the rerun exited {trial.rerun}"
+    elif trial.lost:
+        trial.problem = f"a user's look-alike files lost or changed: {trial.lost}"
     elif not trial.problem:
         trial.problem = _readable(trial.command, out)
     if note.read_text() != USER_NOTE:
@@ -480,6 +552,8 @@ def replacements(kills: int = 12, *, seed: int = 0, root: str | os.PathLike = "r
             echo(f"  kill {i + 1:>2}/{kills} {trial.command:<17} at {trial.killed_at:5.2f} s of "
                  f"{seconds[trial.command]:5.2f} s: " + ("whole" if trial.readable else "NOT WHOLE")
                  + f", rerun exit {trial.rerun}" + (f", DEBRIS {trial.debris}" if trial.debris else "")
+                 + f"; earlier debris planted {trial.planted}, look-alikes kept {trial.lookalikes - len(trial.lost)}"
+                 f"/{trial.lookalikes}"
                  + (f"  PROBLEM: {trial.problem}" if trial.problem else ""))
         users = user_data(root, src) if with_user_data else {"cases": [], "user_files": 0, "lost": 0, "ok": True}
         for name, n, gone, problem in users["cases"]:
@@ -489,7 +563,9 @@ def replacements(kills: int = 12, *, seed: int = 0, root: str | os.PathLike = "r
         shutil.rmtree(root, ignore_errors=True)
     result = {"kills": kills, "seconds": time.monotonic() - t0, "trials": trials,
               "unreadable": sum(not t.readable for t in trials), "debris": sum(len(t.debris) for t in trials),
-              "failed_reruns": sum(t.rerun != 0 for t in trials), "user": users}
+              "failed_reruns": sum(t.rerun != 0 for t in trials), "user": users,
+              "planted": sum(t.planted for t in trials), "lookalikes": sum(t.lookalikes for t in trials),
+              "lookalikes_lost": sum(len(t.lost) for t in trials)}
     result["ok"] = (not any(t.problem or t.debris for t in trials)) and users["ok"]
     return result
 
@@ -524,7 +600,10 @@ def main() -> int:
     print()
     print(f"kills: {q['kills']} in {q['seconds']:.0f} s; outputs whole after the kill: "
           f"{_pct(q['kills'] - q['unreadable'], q['kills'])}; reruns that succeeded: "
-          f"{_pct(q['kills'] - q['failed_reruns'], q['kills'])}; debris after the rerun: {q['debris']} files")
+          f"{_pct(q['kills'] - q['failed_reruns'], q['kills'])}; debris after the rerun: {q['debris']} files "
+          f"(an earlier dyn's planted: {q['planted']})")
+    print(f"a user's look-alikes of debris names beside and inside the outputs: {q['lookalikes_lost']} of "
+          f"{q['lookalikes']} lost or changed")
     u = q["user"]
     print(f"user files lost or changed: {u['lost']} of {u['user_files']} over {len(u['cases'])} commands; "
           f"commands that did not do as expected: {sum(bool(c[3]) for c in u['cases'])}")

@@ -49,7 +49,8 @@ import pandas as pd
 from ..errors import ConfigError, DynError, option
 from ..progress import progress_bar
 from ..setups.base import Setup, find_grid, get_setup, load_preset
-from ..store.outputs import check_recorded, claim_output, io_errors, make_parents, output_kind, write_recorded
+from ..store.outputs import (check_recorded, claim_output, io_errors, make_parents, output_kind, recover_sweep,
+                             write_recorded)
 
 __all__ = ["load_grid", "expand", "run_one", "run_batch", "batches", "sweep", "phase_diagram", "DEFAULT_BATCH"]
 
@@ -375,6 +376,7 @@ def sweep(
             raise ConfigError(f"{out} holds a sweep of a different grid (use {option('overwrite=True', '--overwrite')} "
                               "to replace it)")
         check_recorded(out)  # a results table or figure the user changed is never replaced
+        recover_sweep(out)  # what killed sweeps left (temporary tables, an old folder beside) is removed
     else:
         source = Path(grid["source"])
         claim_output(out, kind="sweep", inputs=[source] if source.exists() else [], overwrite=overwrite)
@@ -382,6 +384,7 @@ def sweep(
             with io_errors(str(out)):
                 old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
                 os.rename(out, old)
+                out.mkdir()  # at once: a kill while the old one is deleted must not have it put back half gone
             shutil.rmtree(old, ignore_errors=True)
     make_parents(out)
     specs = expand(grid)

@@ -17,6 +17,11 @@ an existing output is replaced only with ``overwrite`` and only when it is dyn's
 inside that dyn did not write (the error names what is in the way). Missing parent folders are created when the
 output is written (:func:`make_parents`). :func:`staged_folder` and :func:`staged_file` build an output under a
 temporary name and move it into place only when complete, so a failure leaves what was there untouched.
+
+What killed writers left is removed by the next command writing the same output (:func:`recover_output`, called by
+:func:`claim_output`; :func:`recover_sweep` inside a sweep folder on a plain re-run): only dyn's exact temporary
+names, never one a live process holds (flock), and what an earlier dyn version left (it held no lock) only once
+unchanged for :data:`EARLIER_DEBRIS_AGE`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from .reader import read_attrs
 __all__ = ["KINDS", "MARKER", "claim_output", "make_parents", "output_kind", "staged_folder", "staged_file",
            "save_figure", "atomic_write", "io_errors", "foreign_in_store", "zarr_files",
            "SWEEP_LIST", "NODES_ATTR", "own_nodes", "remove_own", "write_recorded",
-           "check_recorded"]
+           "check_recorded", "recover_output", "recover_sweep", "EARLIER_DEBRIS_AGE"]
 
 #: Kinds of output, as named in messages.
 KINDS = {"run": "store", "report": "report folder", "reproduction": "reproduction folder",
@@ -57,6 +62,82 @@ _FLAT_CHUNK = re.compile(r"c(?:\.[0-9]+)+")
 # what dyn stages beside an output ``out``: ``.<out name>.<32 hex>.partial`` (being built; a folder dyn holds an
 # flock on while it writes) and ``.<out name>.<32 hex>.old`` (the replaced output, moved aside before removal)
 _STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.(?P<kind>partial|old)")
+#: How long (seconds) what an earlier dyn left must have been unchanged before a rerun removes it. Writers of dyn
+#: before the flock-held staging names (:func:`staging_path`, :func:`hold`) took no lock, so whether one is still
+#: writing cannot be asked: their staging files grow and their staging folders gain files while they work, so an
+#: entry nothing in which changed for an hour is taken as left by a killed process.
+EARLIER_DEBRIS_AGE = 3600.0
+# a sweep's own temporary files inside its folder (write_recorded, atomic_write of its marker): current names
+_SWEEP_TEMP = re.compile(r"\.(?:sweep\.json|results\.parquet|results\.csv|phase-diagram\.png|phase-diagram\.svg"
+                         r"|dyn-output\.json)\.[0-9a-f]{32}\.partial")
+# ... and an earlier dyn's (before 2026-12-06: ``out / f".{name}.partial"`` for its two results tables)
+_SWEEP_TEMP_EARLIER = re.compile(r"\.results\.(?:parquet|csv)\.partial")
+
+
+def _earlier_stage(name: str) -> re.Pattern:
+    """What earlier dyn versions (before flock-held staging names) left beside an output named ``name``:
+
+    - ``folder``: ``.<name>.<8 of [a-z0-9_]>``, a report or reproduction folder being built
+      (``tempfile.mkdtemp(prefix=".<name>.")``); only names with a digit or ``_`` among the 8 characters (94% of
+      mkdtemp's names), so that a user's ``.report.previous`` or ``.report.notebook`` is never taken for one;
+    - ``file``: ``.<name>.<8 of [a-z0-9_]>.partial``, an export file being written
+      (``tempfile.mkstemp(prefix=".<name>.", suffix=".partial")``);
+    - ``plain``: ``.<name>.partial``, an export file or gridded zarr export being written (the first versions).
+
+    (A replaced output moved aside was already ``.<name>.<32 hex>.old``, see :data:`_STAGE`.)
+    """
+    n = re.escape(name)
+    return re.compile(rf"\.{n}\.(?:(?P<folder>(?=[a-z]*[0-9_])[a-z0-9_]{{8}})|(?P<file>[a-z0-9_]{{8}})\.partial"
+                      rf"|(?P<plain>partial))")
+
+
+def _unchanged_for(path: Path, seconds: float) -> bool:
+    """Whether nothing in ``path`` (a file, or a folder and everything below it) was modified for ``seconds``."""
+    import time
+
+    limit = time.time() - seconds
+    try:
+        if os.lstat(path).st_mtime > limit:
+            return False
+        if path.is_dir() and not path.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(path):
+                for name in dirnames + filenames:
+                    if os.lstat(os.path.join(dirpath, name)).st_mtime > limit:
+                        return False
+    except OSError:  # vanished meanwhile: someone is working on it
+        return False
+    return True
+
+
+#: Which of :func:`_earlier_stage`'s names each kind of output's writer left in earlier dyn versions.
+_EARLIER_KINDS = {"report": ("folder",), "reproduction": ("folder",), "export": ("file", "plain")}
+
+
+def _earlier_debris(out: Path, entries: Iterable[os.DirEntry], output: str | None) -> list[tuple[Path, str]]:
+    """``(path, kind)`` of what a killed earlier dyn writer of an ``output`` (a key of :data:`KINDS`) left beside
+    ``out`` (:func:`_earlier_stage`): only exact names of the names that kind's writer used, of the right type (a
+    folder where mkdtemp made one, a file where mkstemp did; never a link), not held by a live process
+    (:func:`_held`) and unchanged for :data:`EARLIER_DEBRIS_AGE`."""
+    allowed = _EARLIER_KINDS.get(output or "", ())
+    if not allowed:
+        return []
+    pattern = _earlier_stage(out.name)
+    found = []
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or entry.is_symlink():
+            continue
+        kind = next(k for k in ("folder", "file", "plain") if m[k] is not None)
+        if kind not in allowed:
+            continue
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if (kind == "folder" and not is_dir) or (kind == "file" and not entry.is_file(follow_symlinks=False)):
+            continue
+        path = Path(entry.path)
+        if _held(path) or not _unchanged_for(path, EARLIER_DEBRIS_AGE):
+            continue
+        found.append((path, kind))
+    return found
 
 
 def staging_path(out: Path, kind: str = "partial") -> Path:
@@ -104,7 +185,7 @@ def _complete_stage(path: Path) -> bool:
         isinstance(meta.get("consolidated_metadata"), dict)
 
 
-def recover_output(out: str | os.PathLike) -> list[str]:
+def recover_output(out: str | os.PathLike, kind: str | None = None) -> list[str]:
     """Finish what a killed dyn command left beside ``out``, and remove its debris; returns what was done.
 
     A replacement interrupted between moving the old output aside (``.<name>.<hex>.old``) and renaming the new one
@@ -112,6 +193,14 @@ def recover_output(out: str | os.PathLike) -> list[str]:
     Then the staging folders and files of killed writers of ``out`` (``.<name>.<hex>.partial``, old outputs moved
     aside, a half-written export sidecar) are removed. Nothing is touched while a live dyn process holds a staging
     folder of ``out`` (it is writing it now), and nothing but these names is ever removed.
+
+    With ``kind`` (a key of :data:`KINDS`), what an earlier dyn's writer of that kind left is recognised too
+    (:func:`_earlier_stage`: ``.<name>.<8 random>/`` report and reproduction folders, ``.<name>.<8 random>.partial``
+    and ``.<name>.partial`` export files), by exact name and type, once unchanged for :data:`EARLIER_DEBRIS_AGE`
+    (those versions held no lock). A complete earlier report folder
+    finishes an interrupted replacement as above; an earlier export file the sidecar names (killed between writing
+    the sidecar and renaming the file in) takes ``out``'s name when ``out`` is missing (an existing ``out`` is
+    never replaced here: it may be a user's).
 
     Examples
     --------
@@ -122,6 +211,10 @@ def recover_output(out: str | os.PathLike) -> list[str]:
     ['restored report']
     >>> out.is_dir(), [p.name for p in out.parent.iterdir()]
     (True, ['report'])
+    >>> (out.parent / ".report.x7_k2q0a").mkdir(); (out.parent / ".report.previous").mkdir()
+    >>> os.utime(out.parent / ".report.x7_k2q0a", (0, 0))  # an earlier dyn's staging folder, long left
+    >>> recover_output(out, "report")  # a user's .report.previous is not dyn's name
+    ['removed .report.x7_k2q0a']
     """
     out = Path(out)
     try:
@@ -130,7 +223,8 @@ def recover_output(out: str | os.PathLike) -> list[str]:
         return []
     names = (out.name, f"{out.name}{MARKER}")
     staged = [(Path(e.path), m["kind"]) for e in entries if (m := _STAGE.fullmatch(e.name)) and m["name"] in names]
-    if not staged:
+    earlier = _earlier_debris(out, entries, kind)
+    if not staged and not earlier:
         return []
     if any(_held(p) for p, kind in staged if kind == "partial" and p.is_dir() and not p.is_symlink()):
         return []  # a dyn process is writing ``out`` now: its staging is not debris
@@ -139,17 +233,73 @@ def recover_output(out: str | os.PathLike) -> list[str]:
         olds = [p for p, kind in staged if kind == "old" and p.name[1:].startswith(f"{out.name}.")]
         if olds and not out.exists() and not out.is_symlink():
             new = [p for p, kind in staged if kind == "partial" and p.name[1:].startswith(f"{out.name}.")
-                   and _complete_stage(p)]
+                   and _complete_stage(p)] + [p for p, kind in earlier if kind == "folder" and _complete_stage(p)]
             pick = max(new or olds, key=lambda p: p.stat().st_mtime_ns)
             os.rename(pick, out)
             done.append(f"{'finished replacing' if new else 'restored'} {out.name}")
-        for path, _ in staged:
+        if not out.exists() and not out.is_symlink():
+            done += _finish_earlier_export(out, [p for p, kind in earlier if kind == "file"])
+        for path, _ in [*staged, *earlier]:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
                 done.append(f"removed {path.name}")
             elif path.exists() or path.is_symlink():
                 path.unlink(missing_ok=True)
                 done.append(f"removed {path.name}")
+    return done
+
+
+def _finish_earlier_export(out: Path, files: list[Path]) -> list[str]:
+    """An earlier dyn's export killed after writing its sidecar, before renaming its file (``files``, mkstemp's
+    names) in: the file whose SHA-256 the sidecar names takes ``out``'s (missing) name."""
+    mark = _read_json(_sidecar(out)) or {}
+    want = mark.get("sha256")
+    if mark.get("dyn_output") != "export" or mark.get("file") != out.name or not isinstance(want, str):
+        return []
+    for path in files:
+        if path.is_file() and _sha256(path) == want:
+            os.replace(path, out)
+            return [f"finished replacing {out.name}"]
+    return []
+
+
+def recover_sweep(folder: str | os.PathLike) -> list[str]:
+    """Remove what killed dyn writers left in and beside the sweep folder ``folder``; returns what was done.
+
+    Beside it, as :func:`recover_output`; inside, the temporary files of its tables, figures, ``sweep.json`` and
+    marker (``.<file>.<32 hex>.partial``, removed unless a live dyn process holds them: :func:`write_recorded` and
+    :func:`atomic_write` hold their temporary file's flock while it exists) and an earlier dyn's
+    ``.results.{parquet,csv}.partial`` (no lock then: once unchanged for :data:`EARLIER_DEBRIS_AGE`). Only these
+    exact names of regular files are removed; anything else inside stays.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in (".results.csv.partial", f".results.csv.{'0' * 32}.partial", ".results.mine.partial"):
+    ...     _ = (folder / name).write_text("a,b")
+    >>> os.utime(folder / ".results.csv.partial", (0, 0))  # left by an earlier dyn, long ago
+    >>> sorted(recover_sweep(folder))
+    ['removed .results.csv.00000000000000000000000000000000.partial', 'removed .results.csv.partial']
+    >>> [p.name for p in folder.iterdir()]  # a user's file stays
+    ['.results.mine.partial']
+    """
+    folder = Path(folder)
+    done = recover_output(folder, "sweep")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return done
+    with io_errors(str(folder)):
+        for entry in entries:
+            current = _SWEEP_TEMP.fullmatch(entry.name)
+            if not (current or _SWEEP_TEMP_EARLIER.fullmatch(entry.name)) or not entry.is_file(follow_symlinks=False):
+                continue
+            path = Path(entry.path)
+            if _held(path) or (not current and not _unchanged_for(path, EARLIER_DEBRIS_AGE)):
+                continue
+            path.unlink(missing_ok=True)
+            done.append(f"removed {entry.name}")
     return done
 
 
@@ -163,14 +313,31 @@ def io_errors(what: str) -> Iterator[None]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace the file ``path`` with ``data`` atomically (temporary file, then ``os.replace``)."""
+    """Replace the file ``path`` with ``data`` atomically (temporary file, then ``os.replace``); the temporary file
+    is flock-held while it exists, so that no rerun takes it for debris (:func:`recover_sweep`)."""
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    fd = None
     try:
         with io_errors(str(path)):
-            tmp.write_bytes(data)
+            fd = _create_held(tmp)
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
     finally:
+        if fd is not None:
+            os.close(fd)
         tmp.unlink(missing_ok=True)
+
+
+def _create_held(path: Path) -> int:
+    """Create the (new) file ``path`` and take its flock; returns the descriptor that holds it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _sha256(path: Path) -> str:
@@ -470,10 +637,10 @@ def _foreign_in_sweep(path: Path) -> list[str]:
 
 
 def _is_partial_table(name: str) -> bool:
-    """A temporary file of a sweep's own file (:func:`write_recorded`, or an earlier dyn's ``.results.*.partial``)."""
-    if name.startswith(".results.") and name.endswith(".partial"):
-        return True
-    return bool(_TEMP.fullmatch(name)) and name[1:].rsplit(".", 2)[0] in (*SWEEP_FILES, MARKER)
+    """A temporary file of a sweep's own file: :func:`write_recorded`'s and its marker's (``.<file>.<32 hex>.partial``)
+    or an earlier dyn's ``.results.{parquet,csv}.partial``; exact names only (a user's ``.results.mine.partial`` is
+    not one)."""
+    return bool(_SWEEP_TEMP.fullmatch(name) or _SWEEP_TEMP_EARLIER.fullmatch(name))
 
 
 def check_recorded(folder: str | os.PathLike, names: Iterable[str] = SWEEP_FILES) -> None:
@@ -514,13 +681,15 @@ def write_recorded(folder: str | os.PathLike, name: str, write: Callable[[Path],
     folder = Path(folder)
     out = folder / name
     check_recorded(folder, [name])
-    tmp = folder / f".{name}.{uuid.uuid4().hex}.partial"
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.partial"  # flock-held while it exists: not debris to a rerun
     mark = _read_json(folder / MARKER)
     if mark is None or not isinstance(mark.get("files"), dict):  # the first file (or a sweep of an earlier dyn,
         mark = {"dyn_output": "sweep", "files": {n: [_sha256(folder / n)] for n in sorted(SWEEP_FILES)  # which
                                                  if (folder / n).is_file()}}  # hashed nothing: its files are dyn's)
+    fd = None
     try:
         with io_errors(str(out)):
+            fd = _create_held(tmp)  # write(tmp) rewrites this file (same inode): the lock stays on it
             write(tmp)
             new = _sha256(tmp)
             keep = _recorded(mark["files"], name)
@@ -532,6 +701,8 @@ def write_recorded(folder: str | os.PathLike, name: str, write: Callable[[Path],
                 mark["files"][name] = [new]
                 atomic_write(folder / MARKER, json.dumps(mark, indent=1).encode())
     finally:
+        if fd is not None:
+            os.close(fd)
         tmp.unlink(missing_ok=True)
 
 
@@ -571,7 +742,7 @@ def claim_output(
     if kind not in KINDS:
         raise ConfigError(f"unknown output kind {kind!r} (known: {', '.join(KINDS)})")
     out = Path(out)
-    recover_output(out)  # an interrupted replacement of ``out`` is finished, killed writers' debris removed
+    recover_output(out, kind)  # an interrupted replacement of ``out`` is finished, killed writers' debris removed
     if out.is_symlink():
         raise StoreError(f"{out} is a symbolic link; dyn writes only to real paths (give the link's target)")
     real = _real(out)
