@@ -57,6 +57,8 @@ SWEEP_LIST = ".dyn-sweep.json"
 SWEEP_FILES = {"sweep.json", "results.parquet", "results.csv", "phase-diagram.png", "phase-diagram.svg"}
 # zarr (and dyn, for the root zarr.json) write every file to "<name>.<32 hex digits>.partial" and rename it
 _TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
+# dyn before the commit record (0cd7715..dd8ebd0) replaced a node's metadata through this one fixed name
+_META_TEMP_EARLIER = "zarr.json.partial"
 # a chunk file with "." chunk keys (zarr v3 default encoding, the separator dyn's arrays use): ``<array>/c.0.1``
 _FLAT_CHUNK = re.compile(r"c(?:\.[0-9]+)+")
 # what dyn stages beside an output ``out``: ``.<out name>.<32 hex>.partial`` (being built; a folder dyn holds an
@@ -435,6 +437,9 @@ def _node_of(parts: tuple[str, ...], beside_meta: bool) -> str | None:
     if _TEMP.fullmatch(name):
         name = name.rsplit(".", 2)[0]
         parts = (*parts[:-1], name)
+    elif name == _META_TEMP_EARLIER:
+        name = "zarr.json"
+        parts = (*parts[:-1], name)
     if name == "zarr.json" or (name == "c" and beside_meta and "c" not in parts[:-1]) or (
             len(parts) > 1 and _FLAT_CHUNK.fullmatch(name)):  # a chunk with "." keys: in its array's folder
         return "/".join(parts[:-1])
@@ -460,8 +465,8 @@ class _Owner:
             return False
         if self.nodes is None or "/".join(parts) in self.swept:
             return True
-        if parts == (SWEEP_LIST,) or (len(parts) == 1 and _TEMP.fullmatch(parts[0])
-                                      and parts[0].rsplit(".", 2)[0] in ("zarr.json", SWEEP_LIST)):
+        if parts in ((SWEEP_LIST,), (_META_TEMP_EARLIER,)) or (len(parts) == 1 and _TEMP.fullmatch(parts[0])
+                                                               and parts[0].rsplit(".", 2)[0] in ("zarr.json", SWEEP_LIST)):
             return True
         node = _node_of(parts, beside_meta)
         if node is None:
@@ -555,7 +560,7 @@ def _zarr_file(rel: Path | tuple[str, ...], beside_meta: bool = False) -> bool:
     same folder (then ``c`` is the one chunk file of a 0-d array)."""
     parts = rel.parts if isinstance(rel, Path) else rel
     name, parents = parts[-1], parts[:-1]
-    if name == "zarr.json" or _TEMP.fullmatch(name) or parts == (SWEEP_LIST,):
+    if name in ("zarr.json", _META_TEMP_EARLIER) or _TEMP.fullmatch(name) or parts == (SWEEP_LIST,):
         return True
     if name == "c" and beside_meta and "c" not in parents:
         return True

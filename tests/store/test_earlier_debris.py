@@ -284,3 +284,28 @@ def test_a_sweep_overwrite_killed_while_deleting_the_old_one_is_not_put_back(swe
     assert main([*argv, "--overwrite"]) == 0
     assert json.loads((out / "sweep.json").read_text())["preset"] == "huang2024-tiny"
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")) == []
+
+
+def test_an_earlier_dyns_metadata_temp_file_inside_a_store_is_dyns(tmp_path):
+    """dyn before the commit record replaced metadata through ``zarr.json.partial``: a kill could leave one at the
+    root or in a group. It is dyn's (an overwrite removes it with the store); a look-alike is the user's."""
+    from dyn.store import StoreWriter
+    from dyn.store.outputs import foreign_in_store
+
+    path = tmp_path / "old.zarr"
+    w = StoreWriter(path)
+    w.create({"sites": ["h"]}, 4)
+    w.add_site("h", coords={"neuron": np.arange(2), "sample": np.arange(3), "signal": np.array(["mu"])},
+               step_vars={"noise_inner": ("neuron", "sample")}, static={})
+    w.append(np.arange(2), {"h": {"noise_inner": np.zeros((2, 2, 3), np.float32)}}, {"loss": np.zeros(2)})
+    w.close("complete")
+    for where in (path, path / "h"):
+        (where / "zarr.json.partial").write_text("{}")
+    assert foreign_in_store(path) == []
+    (path / "h" / "zarr.json.partial.bak").write_text("mine")
+    assert foreign_in_store(path) == ["h/zarr.json.partial.bak"]
+    (path / "h" / "zarr.json.partial.bak").unlink()
+    again = StoreWriter(path, overwrite=True)
+    again.create({"sites": []}, 4)
+    again.close("complete")
+    assert not list(path.rglob("zarr.json.partial"))
