@@ -150,7 +150,11 @@ def staging_path(out: Path, kind: str = "partial") -> Path:
 def hold(folder: Path) -> int:
     """Take an exclusive flock on ``folder`` (a staging folder being written, or a run store): released when the
     returned descriptor is closed or the process dies. :func:`recover_output` leaves a held folder alone."""
-    fd = os.open(folder, os.O_RDONLY)
+    return _locked(os.open(folder, os.O_RDONLY))
+
+
+def _locked(fd: int) -> int:
+    """Take an exclusive, non-blocking flock on the open descriptor ``fd`` (closed if that fails); returns it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
@@ -333,13 +337,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def _create_held(path: Path) -> int:
     """Create the (new) file ``path`` and take its flock; returns the descriptor that holds it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _locked(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
 def _sha256(path: Path) -> str:
