@@ -826,8 +826,9 @@ class Recorder:
                 self._submit(chunk)
         self._pending = self._current = None
         self._since_flush = 0
-        self._put(self._commit_now)  # flushed steps are shown at once, not within the commit interval
-        if checkpoint is not None:
+        if checkpoint is None:
+            self._put(self._commit_now)  # flushed steps are shown at once, not within the commit interval
+        else:  # the checkpoint's own commit shows them
             if next_step is None or next_step <= self._last_recorded:
                 raise ConfigError(f"checkpoint needs next_step after the last recorded step {self._last_recorded}")
             host = {k: (dims, (v.detach().to("cpu", copy=True).numpy() if isinstance(v, torch.Tensor) else np.array(v)))
